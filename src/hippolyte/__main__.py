@@ -1,0 +1,3 @@
+from hippolyte.cli import main
+
+main()

@@ -1,0 +1,111 @@
+"""Sessions and clients, built the way the AWS CLI builds them.
+
+Credentials come from the standard chain (env, profile, SSO, instance role) or from an assumed
+role; endpoints from ``--endpoint-url``/config or the standard ``AWS_ENDPOINT_URL_<SERVICE>``
+variables, which botocore reads itself. Retries are botocore's: standard mode, configured once
+here, never re-implemented in the operations.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+import botocore.config
+import botocore.exceptions
+
+from hippolyte.errors import AwsError, CredentialsError
+
+
+@dataclass(frozen=True, kw_only=True)
+class Connection:
+    """Where and as whom to reach AWS. Plain data: safe to pickle and to hand to a worker."""
+
+    region: str | None = None
+    profile: str | None = None
+    role_arn: str | None = None
+    endpoint_url: str | None = None  # for DynamoDB; S3 uses AWS_ENDPOINT_URL_S3 or its own
+    account: str | None = None  # a label for humans and the repository layout
+
+
+_lock = threading.Lock()
+_sessions: dict[Connection, boto3.Session] = {}
+
+
+def session(conn: Connection) -> boto3.Session:
+    """One boto3 session per connection; an assumed role refreshes itself through STS."""
+    key = Connection(region=conn.region, profile=conn.profile, role_arn=conn.role_arn)
+    with _lock:
+        if key not in _sessions:
+            _sessions[key] = _make_session(key)
+        return _sessions[key]
+
+
+def _make_session(conn: Connection) -> boto3.Session:
+    try:
+        base = boto3.Session(profile_name=conn.profile, region_name=conn.region)
+    except botocore.exceptions.ProfileNotFound as exc:
+        raise CredentialsError(f"AWS profile {conn.profile!r} is not configured") from exc
+    if not conn.role_arn:
+        return base
+    from botocore.credentials import AssumeRoleCredentialFetcher, DeferredRefreshableCredentials
+    from botocore.session import Session as CoreSession
+
+    fetcher = AssumeRoleCredentialFetcher(
+        client_creator=base._session.create_client,
+        source_credentials=base._session.get_credentials(),
+        role_arn=conn.role_arn,
+        extra_args={"RoleSessionName": "hippolyte"},
+    )
+    core = CoreSession()
+    if conn.region or base.region_name:
+        core.set_config_variable("region", conn.region or base.region_name)
+    core._credentials = DeferredRefreshableCredentials(
+        method="assume-role", refresh_using=fetcher.fetch_credentials
+    )
+    return boto3.Session(botocore_session=core)
+
+
+def client_config(*, pool: int = 10, max_attempts: int = 10, **extra: Any) -> botocore.config.Config:
+    return botocore.config.Config(
+        retries={"mode": "standard", "max_attempts": max_attempts},
+        max_pool_connections=pool,
+        tcp_keepalive=True,
+        **extra,
+    )
+
+
+def client(
+    conn: Connection, service: str, *, pool: int = 10, endpoint_url: str | None = None, **cfg: Any
+) -> Any:
+    sess = session(conn)
+    if sess.region_name is None:
+        from hippolyte.errors import ConfigError
+
+        raise ConfigError(
+            "no AWS region: pass --region, set it in the config's target, or set AWS_REGION"
+        )
+    url = endpoint_url if endpoint_url is not None else (
+        conn.endpoint_url if service == "dynamodb" else None
+    )
+    return sess.client(service, endpoint_url=url, config=client_config(pool=pool, **cfg))
+
+
+def translate(exc: Exception, *, what: str) -> Exception:
+    """Map a botocore error to our tree; ``what`` names the thing being acted on."""
+    if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
+        return CredentialsError(f"no AWS credentials found while accessing {what}")
+    if isinstance(exc, botocore.exceptions.ClientError):
+        code = exc.response.get("Error", {}).get("Code", "")
+        msg = exc.response.get("Error", {}).get("Message", "") or code
+        if code in {"UnrecognizedClientException", "InvalidClientTokenId", "ExpiredTokenException",
+                    "InvalidSignatureException", "SignatureDoesNotMatch", "ExpiredToken"}:
+            return CredentialsError(f"AWS rejected the credentials while accessing {what}: {msg}")
+        return AwsError(f"{what}: {code}: {msg}")
+    if isinstance(exc, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectionClosedError):
+        return AwsError(f"cannot reach the endpoint for {what}: {exc}")
+    if isinstance(exc, botocore.exceptions.BotoCoreError):
+        return AwsError(f"{what}: {exc}")
+    return exc

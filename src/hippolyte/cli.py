@@ -1,0 +1,355 @@
+"""The command line: parse, build adapters, call one operation, render. No business logic."""
+
+from __future__ import annotations
+
+import functools
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from hippolyte import __version__, config, manifest
+from hippolyte.adapters.storage import Storage, open_storage
+from hippolyte.config import Settings, Target
+from hippolyte.errors import ConfigError, ExitCode, HippolyteError, Interrupted
+from hippolyte.render import Bars, JsonLines, dumps, human_bytes
+
+err_console = Console(stderr=True)
+
+
+@dataclass
+class Ctx:
+    settings: Settings
+    json: bool
+
+
+def _fail(message: str, code: int) -> None:
+    err_console.print(f"[red]hippolyte: error:[/red] {message}", highlight=False, markup=True)
+    sys.exit(code)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: every expected failure becomes one line and a documented exit code."""
+    try:
+        cli.main(args=argv, prog_name="hippolyte", standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("interrupted", ExitCode.INTERRUPTED)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(ExitCode.USAGE if isinstance(exc, click.UsageError) else exc.exit_code)
+    except HippolyteError as exc:
+        _fail(exc.message, exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted; nothing half-committed", ExitCode.INTERRUPTED)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+
+
+def aws_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """--region/--profile/--endpoint-url/--role-arn, as the AWS CLI spells them."""
+    for opt in reversed([
+        click.option("--region", help="AWS region (default: the standard chain)."),
+        click.option("--profile", help="AWS profile from ~/.aws/config."),
+        click.option("--endpoint-url", help="DynamoDB endpoint (also AWS_ENDPOINT_URL_DYNAMODB)."),
+        click.option("--role-arn", help="IAM role to assume for the target account."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True,
+                        help="Machine-readable output (the default when not on a terminal).")(fn)
+
+
+def repo_option(fn: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--repo", help="Repository: a path, file://..., or s3://bucket/prefix.")(fn)
+
+
+def _settings(ctx: click.Context, **overrides: Any) -> Settings:
+    base: Settings = ctx.obj["settings"]
+    return base.with_overrides(**overrides)
+
+
+def _json_mode(as_json: bool) -> bool:
+    return as_json or not sys.stdout.isatty()
+
+
+def _storage(settings: Settings, target: Target | None = None) -> Storage:
+    target = target or settings.effective_targets()[0]
+    repo = settings.repository_for(target)
+    if not repo:
+        raise ConfigError("no repository: pass --repo or set `repository` in the config")
+    return open_storage(repo, conn=target.connection())
+
+
+def _out(obj: Any) -> None:
+    click.echo(dumps(obj))
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="hippolyte")
+@click.option("--config", "config_file", envvar=config.ENV_CONFIG,
+              help="Config file (default: $HIPPOLYTE_CONFIG, else ./hippolyte.toml).")
+@click.pass_context
+def cli(ctx: click.Context, config_file: str | None) -> None:
+    """Hippolyte: paced, lossless, verifiable backups for fleets of DynamoDB tables."""
+    ctx.obj = {"settings": config.load(config_file)}
+
+
+@cli.command()
+@aws_options
+@json_option
+@click.pass_context
+def discover(ctx: click.Context, as_json: bool, **aws: Any) -> None:
+    """List the selected tables (billing, RCU, size, items) and why others are left out."""
+    from hippolyte.ops.discover import discover as run
+
+    settings = _settings(ctx, **aws)
+    rows = []
+    for target in settings.effective_targets():
+        for sel in run(conn=target.connection(), rules=settings.selection.rules(),
+                       max_attempts=settings.max_attempts):
+            t = sel.table
+            rows.append({"target": target.label, "table": t.name, "selected": sel.selected,
+                         "reason": sel.reason, "billingMode": t.billing_mode,
+                         "readCapacity": t.read_capacity, "sizeBytes": t.size_bytes,
+                         "itemCount": t.item_count})
+    if _json_mode(as_json):
+        _out(rows)
+        return
+    table = Table("target", "table", "selected", "billing", "RCU", "size", "items", "reason")
+    for r in rows:
+        table.add_row(r["target"], r["table"], "yes" if r["selected"] else "no",
+                      r["billingMode"], str(r["readCapacity"] or "-"),
+                      human_bytes(r["sizeBytes"]), f"{r['itemCount']:,}", r["reason"])
+    Console().print(table)
+
+
+@cli.command()
+@click.argument("tables", nargs=-1)
+@repo_option
+@click.option("--read-percent", type=float, help="Share of the table's read capacity (0-1].")
+@click.option("--segments", type=int, help="Parallel Scan segments (default: from size).")
+@click.option("--workers", type=int, help="Threads per table.")
+@aws_options
+@json_option
+@click.pass_context
+def backup(ctx: click.Context, tables: tuple[str, ...], repo: str | None,
+           read_percent: float | None, segments: int | None, workers: int | None,
+           as_json: bool, **aws: Any) -> None:
+    """Back up the named tables, or every selected table, into the repository."""
+    from hippolyte.ops.backup import BackupParams, backup_tables
+    from hippolyte.ops.discover import selected_names
+
+    settings = _settings(ctx, repository=repo, read_percent=read_percent, segments=segments,
+                         workers=workers, **aws)
+    targets = settings.effective_targets()
+    if tables and len(targets) > 1:
+        raise ConfigError("tables named on the command line need exactly one target "
+                          f"(the config has {len(targets)}); pass --region/--endpoint-url")
+    params = BackupParams(read_percent=settings.read_percent,
+                          on_demand_read_units=settings.on_demand_read_units,
+                          segments=settings.segments, workers=settings.workers,
+                          max_attempts=settings.max_attempts)
+    json_mode = _json_mode(as_json)
+    renderer = JsonLines() if json_mode else Bars(err_console)
+    results = []
+    try:
+        with _stop_on_sigterm() as stop:
+            for target in targets:
+                conn = target.connection()
+                storage = _storage(settings, target)
+                names = list(tables) or selected_names(
+                    conn=conn, rules=settings.selection.rules(), max_attempts=settings.max_attempts)
+                results += backup_tables(names, conn=conn, storage=storage, params=params,
+                                         emit=renderer, stop=stop)
+    finally:
+        renderer.close()
+    if json_mode:
+        _out({"results": results, "ok": all(r.ok for r in results)})
+    else:
+        _print_results(results)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        from hippolyte.errors import BackupFailed
+
+        raise BackupFailed(f"{len(failed)} of {len(results)} table backups failed: "
+                           + "; ".join(f"{r.table}: {r.error}" for r in failed))
+
+
+def _print_results(results: list[Any]) -> None:
+    table = Table("table", "backup", "items", "data", "stored", "RCU used", "time", "status")
+    for r in results:
+        table.add_row(r.table, str(r.ref.backup_id if r.ref else "-"), f"{r.item_count:,}",
+                      human_bytes(r.raw_bytes), human_bytes(r.stored_bytes),
+                      f"{r.consumed_read_units:,.0f}", f"{r.duration_s:.1f}s",
+                      "[green]complete" if r.ok else f"[red]failed: {r.error}")
+    Console().print(table)
+
+
+class _stop_on_sigterm:
+    """SIGTERM stops the segments between pages, like Ctrl-C: nothing half-committed."""
+
+    def __enter__(self) -> threading.Event:
+        self.stop = threading.Event()
+        self.previous = None
+        if threading.current_thread() is threading.main_thread():
+            self.previous = signal.signal(signal.SIGTERM, self._handle)
+        return self.stop
+
+    def _handle(self, *_: Any) -> None:
+        self.stop.set()
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGTERM, self.previous)
+        if self.stop.is_set() and exc[0] is None:
+            raise Interrupted("terminated; no partial backup was committed")
+
+
+@cli.command(name="list")
+@click.argument("table", required=False)
+@repo_option
+@json_option
+@click.pass_context
+def list_cmd(ctx: click.Context, table: str | None, repo: str | None, as_json: bool) -> None:
+    """Backups in the repository: table, id, time, items, bytes, complete or incomplete."""
+    from hippolyte.ops.catalog import list_backups
+
+    settings = _settings(ctx, repository=repo)
+    rows = list_backups(_storage(settings), table)
+    if _json_mode(as_json):
+        _out([{"table": s.ref.table, "id": s.ref.backup_id, "time": s.started,
+               "status": "complete" if s.complete else "incomplete", "items": s.item_count,
+               "bytes": s.raw_bytes, "storedBytes": s.stored_bytes, "durationSeconds": s.duration_s}
+              for s in rows])
+        return
+    out = Table("table", "backup id", "time (UTC)", "items", "data", "stored", "status")
+    for s in rows:
+        out.add_row(s.ref.table, s.ref.backup_id, s.started.strftime("%Y-%m-%d %H:%M:%S") if s.started else "-",
+                    f"{s.item_count:,}" if s.item_count is not None else "-",
+                    human_bytes(s.raw_bytes), human_bytes(s.stored_bytes),
+                    "[green]complete" if s.complete else "[yellow]incomplete")
+    Console().print(out)
+
+
+@cli.command()
+@click.argument("ref")
+@repo_option
+@json_option
+@click.pass_context
+def show(ctx: click.Context, ref: str, repo: str | None, as_json: bool) -> None:
+    """Details of one backup: REF is TABLE/BACKUP_ID or the path/URL of a backup folder."""
+    from hippolyte.ops import catalog
+
+    storage, bref = _resolve(ctx, ref, repo)
+    catalog.require(storage, bref)
+    if not catalog.is_complete(storage, bref):
+        doc = {"ref": str(bref), "status": "incomplete", "started": catalog.started_info(storage, bref)}
+    else:
+        d = catalog.load_descriptor(storage, bref)
+        doc = {"ref": str(bref), "status": "complete", "table": d["table"], "backup": d["backup"],
+               "files": d["files"]}
+    if _json_mode(as_json):
+        _out(doc)
+        return
+    _print_show(doc)
+
+
+def _print_show(doc: dict[str, Any]) -> None:
+    con = Console()
+    con.print(f"[bold]{doc['ref']}[/bold]  {doc['status']}")
+    if doc["status"] != "complete":
+        return
+    b, t = doc["backup"], doc["table"]["description"]
+    keys = ", ".join(f"{k['AttributeName']} ({k['KeyType']})" for k in t.get("KeySchema", []))
+    con.print(f"  time      {b['startTime']} -> {b['endTime']} ({b['durationSeconds']} s)")
+    con.print(f"  items     {b['itemCount']:,}   data {human_bytes(b['rawBytes'])}   "
+              f"stored {human_bytes(b['storedBytes'])}   RCU used {b['consumedReadUnits']:,}")
+    con.print(f"  keys      {keys}")
+    billing = (t.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED")
+    con.print(f"  billing   {billing}")
+    for kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+        for idx in t.get(kind, []):
+            con.print(f"  {kind[:-7].lower()} {idx['IndexName']}")
+    con.print(f"  files     {len(doc['files'])}")
+
+
+def _resolve(ctx: click.Context, ref: str, repo: str | None) -> tuple[Storage, Any]:
+    settings = _settings(ctx, repository=repo)
+    bref = manifest.parse_ref(ref, repo=settings.repository)
+    storage = open_storage(bref.repo, conn=settings.effective_targets()[0].connection())
+    return storage, bref
+
+
+@cli.command()
+@click.argument("ref", required=False)
+@click.option("--all", "all_", is_flag=True, help="Verify every backup in the repository.")
+@repo_option
+@json_option
+@click.pass_context
+def verify(ctx: click.Context, ref: str | None, all_: bool, repo: str | None, as_json: bool) -> None:
+    """Re-read every file and check checksums and counts against the manifests."""
+    from hippolyte.ops import catalog
+    from hippolyte.ops.verify import verify as run
+
+    if bool(ref) == all_:
+        raise click.UsageError("give either REF or --all")
+    if all_:
+        settings = _settings(ctx, repository=repo)
+        storage = _storage(settings)
+        refs = [r for r in catalog.refs(storage) if catalog.is_complete(storage, r)]
+    else:
+        storage, bref = _resolve(ctx, ref or "", repo)
+        refs = [bref]
+    reports = [run(storage, r, workers=_settings(ctx).workers) for r in refs]
+    if _json_mode(as_json):
+        _out([{"ref": str(r.ref), "ok": r.ok, "files": r.files, "items": r.items,
+               "storedBytes": r.stored_bytes, "problems": r.problems} for r in reports])
+    else:
+        for r in reports:
+            if r.ok:
+                Console().print(f"[green]ok[/green]  {r.ref}: {r.files} files, {r.items:,} items, "
+                                f"{human_bytes(r.stored_bytes)}")
+            else:
+                for p in r.problems:
+                    Console().print(f"[red]FAIL[/red] {p}", highlight=False)
+    bad = [r for r in reports if not r.ok]
+    if bad:
+        from hippolyte.errors import BackupCorrupt
+
+        raise BackupCorrupt(f"{len(bad)} of {len(reports)} backups failed verification: "
+                            + bad[0].problems[0])
+
+
+@cli.command()
+@click.option("--dir", "workdir", default="demo-repo", show_default=True,
+              help="Where the demo's repository goes.")
+@click.option("--items", default=3000, show_default=True, help="Items in the main sample table.")
+@json_option
+@click.pass_context
+def demo(ctx: click.Context, workdir: str, items: int, as_json: bool) -> None:
+    """Start the embedded DynamoDB Local, create sample tables, back up, verify, summarize."""
+    from hippolyte.ops.demo import run_demo
+
+    json_mode = _json_mode(as_json)
+    renderer = JsonLines() if json_mode else Bars(err_console)
+    say: Callable[[str], None] = (lambda s: err_console.print(s, highlight=False)) if not json_mode \
+        else functools.partial(lambda s: renderer._line({"event": "demo", "text": s}))
+    try:
+        summary = run_demo(workdir=workdir, items=items, emit=renderer, say=say)
+    finally:
+        renderer.close()
+    if json_mode:
+        _out(summary)
+    else:
+        _print_results(summary["results"])
+        for line in summary["verify"]:
+            Console().print(line)

@@ -1,0 +1,154 @@
+"""One unit of work: scan one segment of one table into gzip'd JSON-lines data files.
+
+Plain inputs in, ``FileEntry`` values out; the caller owns the client, the bucket and the
+storage, so any engine (threads here, a distributed one later) can run it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import threading
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, BinaryIO
+
+from hippolyte import manifest
+from hippolyte.adapters import dynamodb
+from hippolyte.adapters.storage import Storage
+from hippolyte.errors import Interrupted
+from hippolyte.events import Emit, PageDone
+from hippolyte.model import FileEntry
+from hippolyte.pacing import PageSizer, TokenBucket
+
+try:  # ISA-L: ~4x zlib's speed at the same ratio, writes ordinary gzip
+    from isal import isal_zlib as _zlib
+
+    _LEVEL = 1
+except ImportError:  # pragma: no cover - isal is a dependency; keep working without it
+    import zlib as _zlib  # type: ignore[no-redef]
+
+    _LEVEL = 1
+
+FILE_MAX_RAW_BYTES = 256 << 20  # a new data file after this much JSON
+
+
+@dataclass(frozen=True, kw_only=True)
+class SegmentJob:
+    table: str
+    prefix: str  # the backup folder, e.g. "orders/2026-11-22-00-10-00/"
+    segment: int
+    total_segments: int
+    file_max_raw_bytes: int = FILE_MAX_RAW_BYTES
+
+
+class DataFileWriter:
+    """Writes one data file atomically: gzip, sha256 and md5 computed on the way out."""
+
+    def __init__(self, storage: Storage, *, prefix: str, key: str) -> None:
+        self.key = key
+        self._cm: AbstractContextManager[BinaryIO] = storage.open_write(prefix + key)
+        self._out = self._cm.__enter__()
+        self._gz = _zlib.compressobj(_LEVEL, _zlib.DEFLATED, 31)
+        self._sha = hashlib.sha256()
+        self._md5 = hashlib.md5(usedforsecurity=False)
+        self.items = 0
+        self.raw_bytes = 0
+        self.size = 0
+
+    def _emit(self, data: bytes) -> None:
+        if data:
+            self._out.write(data)
+            self._sha.update(data)
+            self._md5.update(data)
+            self.size += len(data)
+
+    def write_items(self, items: list[bytes]) -> int:
+        if not items:
+            return 0
+        chunk = b'{"Item":' + b'}\n{"Item":'.join(items) + b"}\n"
+        self._emit(self._gz.compress(chunk))
+        self.items += len(items)
+        self.raw_bytes += len(chunk)
+        return len(chunk)
+
+    def commit(self) -> FileEntry:
+        self._emit(self._gz.flush())
+        self._cm.__exit__(None, None, None)
+        return FileEntry(
+            key=self.key,
+            item_count=self.items,
+            raw_bytes=self.raw_bytes,
+            size=self.size,
+            sha256=self._sha.hexdigest(),
+            md5=base64.b64encode(self._md5.digest()).decode(),
+        )
+
+    def abort(self, exc: BaseException) -> None:
+        self._cm.__exit__(type(exc), exc, exc.__traceback__)
+
+    def discard(self) -> None:
+        """Drop the file without committing it (an empty segment writes no file)."""
+        self.abort(_Discard())
+
+
+class _Discard(Exception):
+    pass
+
+
+def scan_segment(
+    job: SegmentJob,
+    *,
+    client: Any,
+    storage: Storage,
+    bucket: TokenBucket,
+    emit: Emit,
+    stop: threading.Event,
+) -> list[FileEntry]:
+    """Scan every page of the segment, in order, never skipping one. Raises on failure; a
+    partly written file is discarded (never committed)."""
+    sizer = PageSizer(rate=bucket.rate)
+    files: list[FileEntry] = []
+    seq = 0
+    writer = DataFileWriter(storage, prefix=job.prefix, key=manifest.data_key(job.segment, seq))
+    start_key = None
+    try:
+        while True:
+            if stop.is_set():
+                raise Interrupted(f"{job.table}: segment {job.segment} stopped")
+            estimate = sizer.estimate()
+            bucket.acquire(estimate, stop=stop)
+            if stop.is_set():
+                raise Interrupted(f"{job.table}: segment {job.segment} stopped")
+            page = dynamodb.scan_page(
+                client,
+                table=job.table,
+                segment=job.segment,
+                total_segments=job.total_segments,
+                start_key=start_key,
+                limit=sizer.limit(),
+            )
+            bucket.settle(estimate, page.consumed)
+            if page.retries:
+                bucket.throttled()
+            sizer.learn(items=len(page.items), consumed=page.consumed)
+            raw = writer.write_items(page.items)
+            emit(PageDone(table=job.table, segment=job.segment, items=len(page.items),
+                          raw_bytes=raw, consumed=page.consumed, retries=page.retries))
+            start_key = page.last_key
+            if not start_key:
+                break
+            if writer.raw_bytes >= job.file_max_raw_bytes:
+                files.append(writer.commit())
+                seq += 1
+                writer = DataFileWriter(
+                    storage, prefix=job.prefix, key=manifest.data_key(job.segment, seq)
+                )
+        if writer.items or not files and job.segment == 0:
+            files.append(writer.commit())  # segment 0 always writes one file, even empty
+        else:
+            writer.discard()
+        return files
+    except BaseException as exc:
+        writer.abort(exc)
+        raise

@@ -1,0 +1,146 @@
+"""Re-read every file of a backup and check it against its manifests.
+
+Checks, per data file: size, sha256 and md5 of the stored bytes; that it decompresses; that
+every line is a JSON object ``{"Item": {...}}``; the line count against ``itemCount``. Per
+backup: ``_SUCCESS`` present, ``manifest-files.json`` agrees with ``hippolyte.json``, no data
+file that no manifest lists, totals agree with ``manifest-summary.json``.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import orjson
+
+from hippolyte import manifest
+from hippolyte.adapters.storage import Storage
+from hippolyte.errors import HippolyteError
+from hippolyte.model import BackupRef, FileEntry
+from hippolyte.ops import catalog
+
+try:
+    from isal import isal_zlib as _zlib
+except ImportError:  # pragma: no cover
+    import zlib as _zlib  # type: ignore[no-redef]
+
+READ_CHUNK = 1 << 20
+
+
+@dataclass(kw_only=True)
+class VerifyReport:
+    ref: BackupRef
+    problems: list[str] = field(default_factory=list)
+    files: int = 0
+    items: int = 0
+    stored_bytes: int = 0
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def verify(storage: Storage, ref: BackupRef, *, workers: int = 4) -> VerifyReport:
+    report = VerifyReport(ref=ref)
+    catalog.require(storage, ref)
+    if not catalog.is_complete(storage, ref):
+        report.problems.append(f"{ref}: incomplete (no {manifest.SUCCESS}); never usable")
+        return report
+    try:
+        doc = catalog.load_descriptor(storage, ref)
+    except HippolyteError as exc:
+        report.problems.append(str(exc))
+        return report
+    files: list[FileEntry] = doc["files"]
+    report.problems += _check_manifests(storage, ref, files, doc)
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for problems, items, size in pool.map(lambda f: _check_file(storage, ref, f), files):
+            report.problems += problems
+            report.items += items
+            report.stored_bytes += size
+            report.files += 1
+    return report
+
+
+def _check_manifests(storage: Storage, ref: BackupRef, files: list[FileEntry], doc: dict) -> list[str]:
+    problems = []
+    where = f"{ref}/{manifest.MANIFEST_FILES}"
+    try:
+        rows = manifest.parse_manifest_files(
+            storage.get_bytes(ref.prefix + manifest.MANIFEST_FILES), where=where)
+    except HippolyteError as exc:
+        return [str(exc)]
+    listed = {r.get("dataFileS3Key", "").removeprefix(ref.prefix): r for r in rows}
+    for f in files:
+        row = listed.pop(f.key, None)
+        if row is None:
+            problems.append(f"{ref}/{f.key}: in hippolyte.json but not in {manifest.MANIFEST_FILES}")
+        elif row.get("itemCount") != f.item_count or row.get("md5Checksum") != f.md5:
+            problems.append(f"{ref}/{f.key}: {manifest.MANIFEST_FILES} disagrees with hippolyte.json")
+    for key in listed:
+        problems.append(f"{ref}/{key}: in {manifest.MANIFEST_FILES} but not in hippolyte.json")
+    known = {ref.prefix + f.key for f in files}
+    for key in storage.list(ref.prefix + manifest.DATA_DIR):
+        if key not in known:
+            problems.append(f"{key}: data file that no manifest lists")
+    try:
+        summary = orjson.loads(storage.get_bytes(ref.prefix + manifest.MANIFEST_SUMMARY))
+        total = sum(f.item_count for f in files)
+        if summary.get("itemCount") != total or doc["backup"].get("itemCount") != total:
+            problems.append(f"{ref}/{manifest.MANIFEST_SUMMARY}: itemCount "
+                            f"{summary.get('itemCount')} but the files hold {total}")
+    except (HippolyteError, orjson.JSONDecodeError) as exc:
+        problems.append(f"{ref}/{manifest.MANIFEST_SUMMARY}: unreadable ({exc})")
+    return problems
+
+
+def _check_file(storage: Storage, ref: BackupRef, f: FileEntry) -> tuple[list[str], int, int]:
+    name = f"{ref}/{f.key}"
+    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    gz = _zlib.decompressobj(47)  # gzip or zlib header, auto-detected
+    size = lines = 0
+    tail = b""
+    bad_line: str | None = None
+    try:
+        with storage.open_read(ref.prefix + f.key) as src:
+            while chunk := src.read(READ_CHUNK):
+                size += len(chunk)
+                sha.update(chunk)
+                md5.update(chunk)
+                text = tail + gz.decompress(chunk)
+                *complete, tail = text.split(b"\n")
+                for line in complete:
+                    lines += 1
+                    if bad_line is None and not _is_item_line(line):
+                        bad_line = f"{name} line {lines}: not a {{\"Item\": {{...}}}} JSON line"
+            text = tail + gz.flush()
+            if not gz.eof:
+                return [f"{name}: truncated gzip stream"], lines, size
+    except HippolyteError as exc:
+        return [str(exc)], 0, 0
+    except (_zlib.error, OSError, EOFError) as exc:
+        return [f"{name}: not a valid gzip file ({exc})"], lines, size
+    if text.strip():
+        lines += 1
+        if bad_line is None:
+            bad_line = f"{name} line {lines}: last line has no newline"
+    problems = [bad_line] if bad_line else []
+    if size != f.size:
+        problems.append(f"{name}: size {size} bytes, manifest says {f.size}")
+    if sha.hexdigest() != f.sha256:
+        problems.append(f"{name}: sha256 mismatch")
+    if base64.b64encode(md5.digest()).decode() != f.md5:
+        problems.append(f"{name}: md5 mismatch")
+    if lines != f.item_count:
+        problems.append(f"{name}: {lines} items, manifest says {f.item_count}")
+    return problems, lines, size
+
+
+def _is_item_line(line: bytes) -> bool:
+    try:
+        doc = orjson.loads(line)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(doc, dict) and isinstance(doc.get("Item"), dict) and len(doc) == 1
