@@ -14,9 +14,16 @@ from hippolyte.adapters import aws
 from hippolyte.testing import Server
 
 _AWS_VARS_TO_DROP = (
-    "AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN",
-    "AWS_ROLE_ARN", "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
-    "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
     "AWS_ENDPOINT_URL_DYNAMODB",
 )
 
@@ -39,6 +46,7 @@ def _no_real_aws(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
 
 
 # -- servers, one of each per session -----------------------------------------------------------
+
 
 @pytest.fixture(scope="session")
 def dynalite() -> Iterator[Server]:
@@ -64,10 +72,12 @@ def rclone_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         yield server
 
 
-@pytest.fixture(params=[
-    pytest.param("dynamodb_local", marks=pytest.mark.servers),
-    pytest.param("dynalite", marks=pytest.mark.servers),
-])
+@pytest.fixture(
+    params=[
+        pytest.param("dynamodb_local", marks=pytest.mark.servers),
+        pytest.param("dynalite", marks=pytest.mark.servers),
+    ]
+)
 def ddb_server(request: pytest.FixtureRequest) -> Server:
     """Data-path tests run on both DynamoDB servers."""
     server: Server = request.getfixturevalue(request.param)
@@ -75,6 +85,7 @@ def ddb_server(request: pytest.FixtureRequest) -> Server:
 
 
 # -- S3 -----------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def use_s3(monkeypatch: pytest.MonkeyPatch) -> Callable[[Server], None]:

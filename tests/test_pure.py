@@ -77,14 +77,26 @@ def test_page_sizer_keeps_pages_within_two_seconds_of_budget() -> None:
 
 
 def test_read_budget_never_zero_for_on_demand() -> None:
-    assert read_budget(on_demand=True, read_capacity=0, read_percent=0.5,
-                       on_demand_units=1000) == 1000
-    assert read_budget(on_demand=True, read_capacity=0, read_percent=0.5, on_demand_units=1000,
-                       max_read_request_units=400) == 200
-    assert read_budget(on_demand=False, read_capacity=0, read_percent=0.5,
-                       on_demand_units=800) == 800  # no RCU: never divide by zero
-    assert read_budget(on_demand=False, read_capacity=300, read_percent=0.5,
-                       on_demand_units=1000) == 150
+    assert (
+        read_budget(on_demand=True, read_capacity=0, read_percent=0.5, on_demand_units=1000) == 1000
+    )
+    assert (
+        read_budget(
+            on_demand=True,
+            read_capacity=0,
+            read_percent=0.5,
+            on_demand_units=1000,
+            max_read_request_units=400,
+        )
+        == 200
+    )
+    assert (
+        read_budget(on_demand=False, read_capacity=0, read_percent=0.5, on_demand_units=800) == 800
+    )  # no RCU: never divide by zero
+    assert (
+        read_budget(on_demand=False, read_capacity=300, read_percent=0.5, on_demand_units=1000)
+        == 150
+    )
 
 
 def test_segments_from_size() -> None:
@@ -100,8 +112,12 @@ def t(name: str, **kw: object) -> TableInfo:
 
 
 def test_selection_reasons() -> None:
-    rules = Rules(include=["orders", "users"], exclude=["orders-tmp"],
-                  always_backup=["orders-tmp-keep"], required_tags={})
+    rules = Rules(
+        include=["orders", "users"],
+        exclude=["orders-tmp"],
+        always_backup=["orders-tmp-keep"],
+        required_tags={},
+    )
     assert decide(t("orders"), rules).selected
     assert not decide(t("payments"), rules).selected
     assert "exclude pattern" in decide(t("orders-tmp-1"), rules).reason
@@ -119,23 +135,33 @@ def test_backup_ids_round_trip() -> None:
     assert manifest.parse_backup_id("2026-11-22-00-10-05") == at
 
 
-@pytest.mark.parametrize("text,repo,expect", [
-    ("orders/2026-11-22-00-10-05", "/r", ("/r", "orders", "2026-11-22-00-10-05")),
-    ("/data/r/orders/2026-11-22-00-10-05/", None, ("/data/r", "orders", "2026-11-22-00-10-05")),
-    ("s3://b/p/orders/2026-11-22-00-10-05", None, ("s3://b/p", "orders", "2026-11-22-00-10-05")),
-    ("s3://b/orders/2026-11-22-00-10-05", "/x", ("s3://b", "orders", "2026-11-22-00-10-05")),
-    ("file:///r/t.x/2026-11-22-00-10-05", None, ("file:///r", "t.x", "2026-11-22-00-10-05")),
-])
+@pytest.mark.parametrize(
+    "text,repo,expect",
+    [
+        ("orders/2026-11-22-00-10-05", "/r", ("/r", "orders", "2026-11-22-00-10-05")),
+        ("/data/r/orders/2026-11-22-00-10-05/", None, ("/data/r", "orders", "2026-11-22-00-10-05")),
+        (
+            "s3://b/p/orders/2026-11-22-00-10-05",
+            None,
+            ("s3://b/p", "orders", "2026-11-22-00-10-05"),
+        ),
+        ("s3://b/orders/2026-11-22-00-10-05", "/x", ("s3://b", "orders", "2026-11-22-00-10-05")),
+        ("file:///r/t.x/2026-11-22-00-10-05", None, ("file:///r", "t.x", "2026-11-22-00-10-05")),
+    ],
+)
 def test_parse_ref(text: str, repo: str | None, expect: tuple[str, str, str]) -> None:
     ref = manifest.parse_ref(text, repo=repo)
     assert (ref.repo, ref.table, ref.backup_id) == expect
 
 
-@pytest.mark.parametrize("text,repo,msg", [
-    ("orders", "/r", "neither"),
-    ("orders/2026-11-22", "/r", "neither"),
-    ("orders/2026-11-22-00-10-05", None, "needs --repo"),
-])
+@pytest.mark.parametrize(
+    "text,repo,msg",
+    [
+        ("orders", "/r", "neither"),
+        ("orders/2026-11-22", "/r", "neither"),
+        ("orders/2026-11-22-00-10-05", None, "needs --repo"),
+    ],
+)
 def test_parse_ref_rejects(text: str, repo: str | None, msg: str) -> None:
     with pytest.raises(ConfigError, match=msg):
         manifest.parse_ref(text, repo=repo)
@@ -161,10 +187,13 @@ def test_config_errors_name_the_key(tmp_path) -> None:  # type: ignore[no-untype
 
 def test_config_cli_overrides_win(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "h.toml"
-    path.write_text('repository = "/r"\nread_percent = 0.25\n[[targets]]\nregion = "eu-west-1"\n'
-                    '[selection]\nexclude = ["tmp-"]\n')
-    s = config.load(str(path)).with_overrides(read_percent=0.75, endpoint_url="http://x:1",
-                                              workers=None)
+    path.write_text(
+        'repository = "/r"\nread_percent = 0.25\n[[targets]]\nregion = "eu-west-1"\n'
+        '[selection]\nexclude = ["tmp-"]\n'
+    )
+    s = config.load(str(path)).with_overrides(
+        read_percent=0.75, endpoint_url="http://x:1", workers=None
+    )
     assert s.read_percent == 0.75 and s.workers == 4 and s.repository == "/r"
     assert s.targets[0].region == "eu-west-1" and s.targets[0].endpoint_url == "http://x:1"
     with pytest.raises(ConfigError, match="read_percent"):

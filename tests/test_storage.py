@@ -25,7 +25,8 @@ MB = 1024 * 1024
 
 @pytest.fixture(params=["local", *S3_SERVERS])
 def storage(
-    request: pytest.FixtureRequest, local_repo: Path,
+    request: pytest.FixtureRequest,
+    local_repo: Path,
     make_s3_bucket: Callable[[Server], S3Bucket],
 ) -> Storage:
     if request.param == "local":
@@ -38,6 +39,7 @@ class Boom(Exception):
 
 
 # -- the contract -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("data", [b"", b"hello", bytes(range(256)) * 1000])
 def test_put_get_round_trip(storage: Storage, data: bytes) -> None:
@@ -131,9 +133,11 @@ def test_exists_size_delete(storage: Storage) -> None:
 
 def test_missing_key_is_not_found(storage: Storage) -> None:
     storage.put_bytes("present", b"x")
-    for call in (lambda: storage.get_bytes("sub/missing.bin"),
-                 lambda: storage.size("sub/missing.bin"),
-                 lambda: storage.open_read("sub/missing.bin").__enter__()):
+    for call in (
+        lambda: storage.get_bytes("sub/missing.bin"),
+        lambda: storage.size("sub/missing.bin"),
+        lambda: storage.open_read("sub/missing.bin").__enter__(),
+    ):
         with pytest.raises(NotFound, match="sub/missing.bin"):
             call()
     assert not storage.exists("sub/missing.bin")
@@ -152,10 +156,24 @@ def test_bad_keys_are_refused(storage: Storage, key: str) -> None:
 
 # -- URLs ---------------------------------------------------------------------------------------
 
-@pytest.mark.parametrize("url", [
-    "", "gs://bucket/x", "s3://", "s3:///prefix", "s3:bucket", "ftp:", "ftp://host/x",
-    "http://host/x", "file://host/x", "file:relative", "s3://bucket/a//b", "s3://bucket/../x",
-])
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "",
+        "gs://bucket/x",
+        "s3://",
+        "s3:///prefix",
+        "s3:bucket",
+        "ftp:",
+        "ftp://host/x",
+        "http://host/x",
+        "file://host/x",
+        "file:relative",
+        "s3://bucket/a//b",
+        "s3://bucket/../x",
+    ],
+)
 def test_unsupported_urls(url: str) -> None:
     with pytest.raises(ConfigError, match="s3://bucket") as info:
         open_storage(url)
@@ -177,6 +195,7 @@ def test_s3_url_is_normalized() -> None:
 
 
 # -- local specifics ----------------------------------------------------------------------------
+
 
 def test_local_creates_root_on_first_write(local_repo: Path) -> None:
     storage = open_storage(str(local_repo))
@@ -207,6 +226,7 @@ def test_local_unwritable_root(tmp_path: Path) -> None:
 
 # -- S3 specifics -------------------------------------------------------------------------------
 
+
 def test_prefix_inside_bucket(s3_bucket: S3Bucket) -> None:
     storage = open_storage(f"{s3_bucket.url}/some/prefix")
     storage.put_bytes("x/y", b"data")
@@ -233,14 +253,16 @@ def test_missing_bucket(s3_bucket: S3Bucket) -> None:
             f.write(b"x")
 
 
-def test_explicit_endpoint_keyword(
-    s3_bucket: S3Bucket, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_explicit_endpoint_keyword(s3_bucket: S3Bucket, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("AWS_ENDPOINT_URL_S3")
     storage = open_storage(s3_bucket.url, s3_endpoint_url=s3_bucket.server.endpoint_url)
     storage.put_bytes("k", b"v")
-    assert testing.s3_client(s3_bucket.server).get_object(
-        Bucket=s3_bucket.name, Key="k")["Body"].read() == b"v"
+    assert (
+        testing.s3_client(s3_bucket.server)
+        .get_object(Bucket=s3_bucket.name, Key="k")["Body"]
+        .read()
+        == b"v"
+    )
 
 
 def test_rejected_credentials(

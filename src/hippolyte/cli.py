@@ -12,6 +12,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hippolyte import __version__, config, manifest
@@ -30,7 +31,9 @@ class Ctx:
 
 
 def _fail(message: str, code: int) -> None:
-    err_console.print(f"[red]hippolyte: error:[/red] {message}", highlight=False, markup=True)
+    err_console.print(
+        f"[red]hippolyte: error:[/red] {escape(message)}", highlight=False, soft_wrap=True
+    )
     sys.exit(code)
 
 
@@ -53,19 +56,27 @@ def main(argv: list[str] | None = None) -> None:
 
 def aws_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--region/--profile/--endpoint-url/--role-arn, as the AWS CLI spells them."""
-    for opt in reversed([
-        click.option("--region", help="AWS region (default: the standard chain)."),
-        click.option("--profile", help="AWS profile from ~/.aws/config."),
-        click.option("--endpoint-url", help="DynamoDB endpoint (also AWS_ENDPOINT_URL_DYNAMODB)."),
-        click.option("--role-arn", help="IAM role to assume for the target account."),
-    ]):
+    for opt in reversed(
+        [
+            click.option("--region", help="AWS region (default: the standard chain)."),
+            click.option("--profile", help="AWS profile from ~/.aws/config."),
+            click.option(
+                "--endpoint-url", help="DynamoDB endpoint (also AWS_ENDPOINT_URL_DYNAMODB)."
+            ),
+            click.option("--role-arn", help="IAM role to assume for the target account."),
+        ]
+    ):
         fn = opt(fn)
     return fn
 
 
 def json_option(fn: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True,
-                        help="Machine-readable output (the default when not on a terminal).")(fn)
+    return click.option(
+        "--json",
+        "as_json",
+        is_flag=True,
+        help="Machine-readable output (the default when not on a terminal).",
+    )(fn)
 
 
 def repo_option(fn: Callable[..., Any]) -> Callable[..., Any]:
@@ -95,8 +106,12 @@ def _out(obj: Any) -> None:
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="hippolyte")
-@click.option("--config", "config_file", envvar=config.ENV_CONFIG,
-              help="Config file (default: $HIPPOLYTE_CONFIG, else ./hippolyte.toml).")
+@click.option(
+    "--config",
+    "config_file",
+    envvar=config.ENV_CONFIG,
+    help="Config file (default: $HIPPOLYTE_CONFIG, else ./hippolyte.toml).",
+)
 @click.pass_context
 def cli(ctx: click.Context, config_file: str | None) -> None:
     """Hippolyte: paced, lossless, verifiable backups for fleets of DynamoDB tables."""
@@ -114,21 +129,39 @@ def discover(ctx: click.Context, as_json: bool, **aws: Any) -> None:
     settings = _settings(ctx, **aws)
     rows = []
     for target in settings.effective_targets():
-        for sel in run(conn=target.connection(), rules=settings.selection.rules(),
-                       max_attempts=settings.max_attempts):
+        for sel in run(
+            conn=target.connection(),
+            rules=settings.selection.rules(),
+            max_attempts=settings.max_attempts,
+        ):
             t = sel.table
-            rows.append({"target": target.label, "table": t.name, "selected": sel.selected,
-                         "reason": sel.reason, "billingMode": t.billing_mode,
-                         "readCapacity": t.read_capacity, "sizeBytes": t.size_bytes,
-                         "itemCount": t.item_count})
+            rows.append(
+                {
+                    "target": target.label,
+                    "table": t.name,
+                    "selected": sel.selected,
+                    "reason": sel.reason,
+                    "billingMode": t.billing_mode,
+                    "readCapacity": t.read_capacity,
+                    "sizeBytes": t.size_bytes,
+                    "itemCount": t.item_count,
+                }
+            )
     if _json_mode(as_json):
         _out(rows)
         return
     table = Table("target", "table", "selected", "billing", "RCU", "size", "items", "reason")
     for r in rows:
-        table.add_row(r["target"], r["table"], "yes" if r["selected"] else "no",
-                      r["billingMode"], str(r["readCapacity"] or "-"),
-                      human_bytes(r["sizeBytes"]), f"{r['itemCount']:,}", r["reason"])
+        table.add_row(
+            r["target"],
+            r["table"],
+            "yes" if r["selected"] else "no",
+            r["billingMode"],
+            str(r["readCapacity"] or "-"),
+            human_bytes(r["sizeBytes"]),
+            f"{r['itemCount']:,}",
+            r["reason"],
+        )
     Console().print(table)
 
 
@@ -141,23 +174,36 @@ def discover(ctx: click.Context, as_json: bool, **aws: Any) -> None:
 @aws_options
 @json_option
 @click.pass_context
-def backup(ctx: click.Context, tables: tuple[str, ...], repo: str | None,
-           read_percent: float | None, segments: int | None, workers: int | None,
-           as_json: bool, **aws: Any) -> None:
+def backup(
+    ctx: click.Context,
+    tables: tuple[str, ...],
+    repo: str | None,
+    read_percent: float | None,
+    segments: int | None,
+    workers: int | None,
+    as_json: bool,
+    **aws: Any,
+) -> None:
     """Back up the named tables, or every selected table, into the repository."""
     from hippolyte.ops.backup import BackupParams, backup_tables
     from hippolyte.ops.discover import selected_names
 
-    settings = _settings(ctx, repository=repo, read_percent=read_percent, segments=segments,
-                         workers=workers, **aws)
+    settings = _settings(
+        ctx, repository=repo, read_percent=read_percent, segments=segments, workers=workers, **aws
+    )
     targets = settings.effective_targets()
     if tables and len(targets) > 1:
-        raise ConfigError("tables named on the command line need exactly one target "
-                          f"(the config has {len(targets)}); pass --region/--endpoint-url")
-    params = BackupParams(read_percent=settings.read_percent,
-                          on_demand_read_units=settings.on_demand_read_units,
-                          segments=settings.segments, workers=settings.workers,
-                          max_attempts=settings.max_attempts)
+        raise ConfigError(
+            "tables named on the command line need exactly one target "
+            f"(the config has {len(targets)}); pass --region/--endpoint-url"
+        )
+    params = BackupParams(
+        read_percent=settings.read_percent,
+        on_demand_read_units=settings.on_demand_read_units,
+        segments=settings.segments,
+        workers=settings.workers,
+        max_attempts=settings.max_attempts,
+    )
     json_mode = _json_mode(as_json)
     renderer = JsonLines() if json_mode else Bars(err_console)
     results = []
@@ -167,9 +213,11 @@ def backup(ctx: click.Context, tables: tuple[str, ...], repo: str | None,
                 conn = target.connection()
                 storage = _storage(settings, target)
                 names = list(tables) or selected_names(
-                    conn=conn, rules=settings.selection.rules(), max_attempts=settings.max_attempts)
-                results += backup_tables(names, conn=conn, storage=storage, params=params,
-                                         emit=renderer, stop=stop)
+                    conn=conn, rules=settings.selection.rules(), max_attempts=settings.max_attempts
+                )
+                results += backup_tables(
+                    names, conn=conn, storage=storage, params=params, emit=renderer, stop=stop
+                )
     finally:
         renderer.close()
     if json_mode:
@@ -180,17 +228,25 @@ def backup(ctx: click.Context, tables: tuple[str, ...], repo: str | None,
     if failed:
         from hippolyte.errors import BackupFailed
 
-        raise BackupFailed(f"{len(failed)} of {len(results)} table backups failed: "
-                           + "; ".join(f"{r.table}: {r.error}" for r in failed))
+        raise BackupFailed(
+            f"{len(failed)} of {len(results)} table backups failed: "
+            + "; ".join(f"{r.table}: {r.error}" for r in failed)
+        )
 
 
 def _print_results(results: list[Any]) -> None:
     table = Table("table", "backup", "items", "data", "stored", "RCU used", "time", "status")
     for r in results:
-        table.add_row(r.table, str(r.ref.backup_id if r.ref else "-"), f"{r.item_count:,}",
-                      human_bytes(r.raw_bytes), human_bytes(r.stored_bytes),
-                      f"{r.consumed_read_units:,.0f}", f"{r.duration_s:.1f}s",
-                      "[green]complete" if r.ok else f"[red]failed: {r.error}")
+        table.add_row(
+            r.table,
+            str(r.ref.backup_id if r.ref else "-"),
+            f"{r.item_count:,}",
+            human_bytes(r.raw_bytes),
+            human_bytes(r.stored_bytes),
+            f"{r.consumed_read_units:,.0f}",
+            f"{r.duration_s:.1f}s",
+            "[green]complete" if r.ok else f"[red]failed: {r.error}",
+        )
     Console().print(table)
 
 
@@ -226,17 +282,33 @@ def list_cmd(ctx: click.Context, table: str | None, repo: str | None, as_json: b
     settings = _settings(ctx, repository=repo)
     rows = list_backups(_storage(settings), table)
     if _json_mode(as_json):
-        _out([{"table": s.ref.table, "id": s.ref.backup_id, "time": s.started,
-               "status": "complete" if s.complete else "incomplete", "items": s.item_count,
-               "bytes": s.raw_bytes, "storedBytes": s.stored_bytes, "durationSeconds": s.duration_s}
-              for s in rows])
+        _out(
+            [
+                {
+                    "table": s.ref.table,
+                    "id": s.ref.backup_id,
+                    "time": s.started,
+                    "status": "complete" if s.complete else "incomplete",
+                    "items": s.item_count,
+                    "bytes": s.raw_bytes,
+                    "storedBytes": s.stored_bytes,
+                    "durationSeconds": s.duration_s,
+                }
+                for s in rows
+            ]
+        )
         return
     out = Table("table", "backup id", "time (UTC)", "items", "data", "stored", "status")
     for s in rows:
-        out.add_row(s.ref.table, s.ref.backup_id, s.started.strftime("%Y-%m-%d %H:%M:%S") if s.started else "-",
-                    f"{s.item_count:,}" if s.item_count is not None else "-",
-                    human_bytes(s.raw_bytes), human_bytes(s.stored_bytes),
-                    "[green]complete" if s.complete else "[yellow]incomplete")
+        out.add_row(
+            s.ref.table,
+            s.ref.backup_id,
+            s.started.strftime("%Y-%m-%d %H:%M:%S") if s.started else "-",
+            f"{s.item_count:,}" if s.item_count is not None else "-",
+            human_bytes(s.raw_bytes),
+            human_bytes(s.stored_bytes),
+            "[green]complete" if s.complete else "[yellow]incomplete",
+        )
     Console().print(out)
 
 
@@ -252,11 +324,20 @@ def show(ctx: click.Context, ref: str, repo: str | None, as_json: bool) -> None:
     storage, bref = _resolve(ctx, ref, repo)
     catalog.require(storage, bref)
     if not catalog.is_complete(storage, bref):
-        doc = {"ref": str(bref), "status": "incomplete", "started": catalog.started_info(storage, bref)}
+        doc = {
+            "ref": str(bref),
+            "status": "incomplete",
+            "started": catalog.started_info(storage, bref),
+        }
     else:
         d = catalog.load_descriptor(storage, bref)
-        doc = {"ref": str(bref), "status": "complete", "table": d["table"], "backup": d["backup"],
-               "files": d["files"]}
+        doc = {
+            "ref": str(bref),
+            "status": "complete",
+            "table": d["table"],
+            "backup": d["backup"],
+            "files": d["files"],
+        }
     if _json_mode(as_json):
         _out(doc)
         return
@@ -271,8 +352,10 @@ def _print_show(doc: dict[str, Any]) -> None:
     b, t = doc["backup"], doc["table"]["description"]
     keys = ", ".join(f"{k['AttributeName']} ({k['KeyType']})" for k in t.get("KeySchema", []))
     con.print(f"  time      {b['startTime']} -> {b['endTime']} ({b['durationSeconds']} s)")
-    con.print(f"  items     {b['itemCount']:,}   data {human_bytes(b['rawBytes'])}   "
-              f"stored {human_bytes(b['storedBytes'])}   RCU used {b['consumedReadUnits']:,}")
+    con.print(
+        f"  items     {b['itemCount']:,}   data {human_bytes(b['rawBytes'])}   "
+        f"stored {human_bytes(b['storedBytes'])}   RCU used {b['consumedReadUnits']:,}"
+    )
     con.print(f"  keys      {keys}")
     billing = (t.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED")
     con.print(f"  billing   {billing}")
@@ -295,7 +378,9 @@ def _resolve(ctx: click.Context, ref: str, repo: str | None) -> tuple[Storage, A
 @repo_option
 @json_option
 @click.pass_context
-def verify(ctx: click.Context, ref: str | None, all_: bool, repo: str | None, as_json: bool) -> None:
+def verify(
+    ctx: click.Context, ref: str | None, all_: bool, repo: str | None, as_json: bool
+) -> None:
     """Re-read every file and check checksums and counts against the manifests."""
     from hippolyte.ops import catalog
     from hippolyte.ops.verify import verify as run
@@ -311,13 +396,26 @@ def verify(ctx: click.Context, ref: str | None, all_: bool, repo: str | None, as
         refs = [bref]
     reports = [run(storage, r, workers=_settings(ctx).workers) for r in refs]
     if _json_mode(as_json):
-        _out([{"ref": str(r.ref), "ok": r.ok, "files": r.files, "items": r.items,
-               "storedBytes": r.stored_bytes, "problems": r.problems} for r in reports])
+        _out(
+            [
+                {
+                    "ref": str(r.ref),
+                    "ok": r.ok,
+                    "files": r.files,
+                    "items": r.items,
+                    "storedBytes": r.stored_bytes,
+                    "problems": r.problems,
+                }
+                for r in reports
+            ]
+        )
     else:
         for r in reports:
             if r.ok:
-                Console().print(f"[green]ok[/green]  {r.ref}: {r.files} files, {r.items:,} items, "
-                                f"{human_bytes(r.stored_bytes)}")
+                Console().print(
+                    f"[green]ok[/green]  {r.ref}: {r.files} files, {r.items:,} items, "
+                    f"{human_bytes(r.stored_bytes)}"
+                )
             else:
                 for p in r.problems:
                     Console().print(f"[red]FAIL[/red] {p}", highlight=False)
@@ -325,13 +423,19 @@ def verify(ctx: click.Context, ref: str | None, all_: bool, repo: str | None, as
     if bad:
         from hippolyte.errors import BackupCorrupt
 
-        raise BackupCorrupt(f"{len(bad)} of {len(reports)} backups failed verification: "
-                            + bad[0].problems[0])
+        raise BackupCorrupt(
+            f"{len(bad)} of {len(reports)} backups failed verification: " + bad[0].problems[0]
+        )
 
 
 @cli.command()
-@click.option("--dir", "workdir", default="demo-repo", show_default=True,
-              help="Where the demo's repository goes.")
+@click.option(
+    "--dir",
+    "workdir",
+    default="demo-repo",
+    show_default=True,
+    help="Where the demo's repository goes.",
+)
 @click.option("--items", default=3000, show_default=True, help="Items in the main sample table.")
 @json_option
 @click.pass_context
@@ -341,8 +445,11 @@ def demo(ctx: click.Context, workdir: str, items: int, as_json: bool) -> None:
 
     json_mode = _json_mode(as_json)
     renderer = JsonLines() if json_mode else Bars(err_console)
-    say: Callable[[str], None] = (lambda s: err_console.print(s, highlight=False)) if not json_mode \
+    say: Callable[[str], None] = (
+        (lambda s: err_console.print(s, highlight=False))
+        if not json_mode
         else functools.partial(lambda s: renderer._line({"event": "demo", "text": s}))
+    )
     try:
         summary = run_demo(workdir=workdir, items=items, emit=renderer, say=say)
     finally:

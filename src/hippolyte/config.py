@@ -99,9 +99,7 @@ class Settings(_Strict):
         data = self.model_dump()
         data.update(given)
         if target_over:
-            data["targets"] = [
-                {**t, **target_over} for t in (data["targets"] or [{}])
-            ]
+            data["targets"] = [{**t, **target_over} for t in (data["targets"] or [{}])]
         return validate(data, source="command line")
 
 

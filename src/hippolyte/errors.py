@@ -73,10 +73,15 @@ class AwsError(HippolyteError):
     exit_code = ExitCode.AWS
 
 
-class Throttled(AwsError):
-    """Throttling persisted past every retry; the page was not skipped, the backup stopped."""
+class Transient(AwsError):
+    """A 5xx, a dropped connection or throttling that outlasted botocore's own retries.
+    The caller may retry the same request later; it must never skip it."""
 
     retryable = True
+
+
+class Throttled(Transient):
+    """DynamoDB kept throttling past botocore's retries."""
 
 
 class BackupFailed(HippolyteError):

@@ -63,15 +63,13 @@ def parse_ref(ref: str, *, repo: str | None) -> BackupRef:
     parts = text.split("/")
     if len(parts) == 2 and repo and TABLE_RE.match(parts[0]) and is_backup_id(parts[1]):
         return BackupRef(repo=repo, table=parts[0], backup_id=parts[1])
-    if len(parts) >= 2 and is_backup_id(parts[-1]) and TABLE_RE.match(parts[-2]):
-        root = "/".join(parts[:-2])
-        if text.startswith("s3://") and root == "s3:/":
-            root = ""
-        if not root or root in {"s3:/", "file:/"}:
-            raise ConfigError(f"backup reference {ref!r} names no repository")
-        return BackupRef(repo=root if root != "." else ".", table=parts[-2], backup_id=parts[-1])
     if len(parts) == 2 and not repo and is_backup_id(parts[1]):
         raise ConfigError(f"backup reference {ref!r} needs --repo (or `repository` in the config)")
+    if len(parts) >= 3 and is_backup_id(parts[-1]) and TABLE_RE.match(parts[-2]):
+        root = "/".join(parts[:-2])
+        if root in {"", "s3:", "s3:/", "file:", "file:/"}:
+            raise ConfigError(f"backup reference {ref!r} names no repository")
+        return BackupRef(repo=root, table=parts[-2], backup_id=parts[-1])
     raise ConfigError(
         f"backup reference {ref!r} is neither TABLE/YYYY-MM-DD-HH-MM-SS nor the path or URL "
         "of a backup folder"

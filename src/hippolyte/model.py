@@ -41,8 +41,12 @@ class TableInfo:
             arn=desc.get("TableArn", ""),
             status=desc.get("TableStatus", "ACTIVE"),
             billing_mode=billing,
-            read_capacity=0 if billing == "PAY_PER_REQUEST" else int(pt.get("ReadCapacityUnits") or 0),
-            write_capacity=0 if billing == "PAY_PER_REQUEST" else int(pt.get("WriteCapacityUnits") or 0),
+            read_capacity=0
+            if billing == "PAY_PER_REQUEST"
+            else int(pt.get("ReadCapacityUnits") or 0),
+            write_capacity=0
+            if billing == "PAY_PER_REQUEST"
+            else int(pt.get("WriteCapacityUnits") or 0),
             max_read_request_units=int(max_reads) if max_reads and max_reads > 0 else None,
             size_bytes=int(desc.get("TableSizeBytes") or 0),
             item_count=int(desc.get("ItemCount") or 0),

@@ -122,7 +122,11 @@ class PageSizer:
 
 
 def read_budget(
-    *, on_demand: bool, read_capacity: int, read_percent: float, on_demand_units: float,
+    *,
+    on_demand: bool,
+    read_capacity: int,
+    read_percent: float,
+    on_demand_units: float,
     max_read_request_units: int | None = None,
 ) -> float:
     """Read units per second the backup may use. Never zero: an on-demand table (which has

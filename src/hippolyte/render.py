@@ -54,8 +54,8 @@ class JsonLines:
     """Events as JSON lines (to stderr, so stdout stays one result document). Page events are
     folded into one progress line per table per second."""
 
-    def __init__(self, out: TextIO = sys.stderr, interval: float = 1.0) -> None:
-        self.out = out
+    def __init__(self, out: TextIO | None = None, interval: float = 1.0) -> None:
+        self.out = out or sys.stderr
         self.interval = interval
         self._lock = threading.Lock()
         self._totals: dict[str, dict[str, float]] = {}
@@ -118,7 +118,8 @@ class Bars:
                 self._start[event.table] = time.monotonic()
                 self._bytes[event.table] = 0
                 self._tasks[event.table] = self.progress.add_task(
-                    "", total=max(event.expected_items, 1), table=event.table, size="0 B", rate="")
+                    "", total=max(event.expected_items, 1), table=event.table, size="0 B", rate=""
+                )
             elif isinstance(event, PageDone) and event.table in self._tasks:
                 task = self._tasks[event.table]
                 self._bytes[event.table] += event.raw_bytes
@@ -126,8 +127,13 @@ class Bars:
                 secs = max(time.monotonic() - self._start[event.table], 1e-6)
                 t = self.progress.tasks[task]
                 total = max(t.total or 0, t.completed + event.items)
-                self.progress.update(task, advance=event.items, total=total,
-                                     size=human_bytes(done), rate=f"{human_bytes(done / secs)}/s")
+                self.progress.update(
+                    task,
+                    advance=event.items,
+                    total=total,
+                    size=human_bytes(done),
+                    rate=f"{human_bytes(done / secs)}/s",
+                )
             elif isinstance(event, TableDone) and event.result.table in self._tasks:
                 task = self._tasks[event.result.table]
                 r = event.result

@@ -32,7 +32,9 @@ def decide(table: TableInfo, rules: Rules) -> Selected:
         return Selected(table=table, selected=False, reason="matches no include pattern")
     for pattern in rules.exclude:
         if re.match(pattern, name):
-            return Selected(table=table, selected=False, reason=f"matches exclude pattern {pattern!r}")
+            return Selected(
+                table=table, selected=False, reason=f"matches exclude pattern {pattern!r}"
+            )
     for key, want in rules.required_tags.items():
         have = table.tags.get(key)
         if have is None:

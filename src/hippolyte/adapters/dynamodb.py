@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -23,12 +24,13 @@ import msgspec
 import orjson
 
 from hippolyte.adapters import aws
-from hippolyte.errors import TableNotFound
+from hippolyte.errors import TableNotFound, Transient
 from hippolyte.model import Json, TableInfo
 
 log = logging.getLogger(__name__)
 
 RAW_ITEMS = "HippolyteRawItems"
+CRC_MISMATCH = "HippolyteCrc32Mismatch"
 
 
 class _ScanBody(msgspec.Struct):
@@ -50,6 +52,12 @@ def _split_scan_body(
         return
     body = response_dict.get("body")
     if not body:
+        return
+    expected = response_dict.get("headers", {}).get("x-amz-crc32")
+    if expected is not None and zlib.crc32(body) != int(expected):
+        # botocore retries this itself, but returns the last response as a success when its
+        # attempts run out: flag it, so the page is re-read rather than written.
+        customized_response_dict[CRC_MISMATCH] = True
         return
     try:
         page = _decoder.decode(body)
@@ -120,6 +128,8 @@ def scan_page(
         raise aws.translate(exc, what=f"table {table!r} segment {segment}") from exc
     except botocore.exceptions.BotoCoreError as exc:
         raise aws.translate(exc, what=f"table {table!r} segment {segment}") from exc
+    if resp.get(CRC_MISMATCH):
+        raise Transient(f"table {table!r} segment {segment}: response failed its CRC32 check")
     items = resp.get(RAW_ITEMS)
     if items is None:
         items = [encode_item(i) for i in resp.get("Items", [])]

@@ -73,10 +73,18 @@ def open_storage(
     if parts.scheme == "file" and parts.netloc in ("", "localhost") and parts.path.startswith("/"):
         return LocalStorage(Path(unquote(parts.path)))
     prefix = parts.path.strip("/")
-    if (parts.scheme == "s3" and _valid_bucket(parts.netloc) and _valid_prefix(prefix)
-            and not (parts.query or parts.fragment)):
-        return S3Storage(bucket=parts.netloc, prefix=prefix,
-                         conn=conn or Connection(), endpoint_url=s3_endpoint_url)
+    if (
+        parts.scheme == "s3"
+        and _valid_bucket(parts.netloc)
+        and _valid_prefix(prefix)
+        and not (parts.query or parts.fragment)
+    ):
+        return S3Storage(
+            bucket=parts.netloc,
+            prefix=prefix,
+            conn=conn or Connection(),
+            endpoint_url=s3_endpoint_url,
+        )
     raise ConfigError(f"unsupported repository URL {url!r}: expected {ACCEPTED}")
 
 
@@ -262,6 +270,7 @@ def _fsync_dir(folder: Path) -> None:
 
 # -- S3 ----------------------------------------------------------------------------------------
 
+
 class S3Storage:
     def __init__(
         self, *, bucket: str, prefix: str, conn: Connection, endpoint_url: str | None = None
@@ -271,12 +280,16 @@ class S3Storage:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        custom = endpoint_url or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get(
-            "AWS_ENDPOINT_URL")
+        custom = (
+            endpoint_url
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
+        )
         extra: dict[str, Any] = {"s3": {"addressing_style": "path"}} if custom else {}
         self._client = client(conn, "s3", endpoint_url=endpoint_url, **extra)
-        self._transfer = TransferConfig(multipart_threshold=PART_SIZE,
-                                        multipart_chunksize=PART_SIZE, max_concurrency=4)
+        self._transfer = TransferConfig(
+            multipart_threshold=PART_SIZE, multipart_chunksize=PART_SIZE, max_concurrency=4
+        )
 
     def __repr__(self) -> str:
         return f"S3Storage({self.url!r})"
@@ -321,19 +334,24 @@ class S3Storage:
     def list(self, prefix: str = "") -> Iterator[str]:
         root = self._root()
         pages = self._client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=root + prefix)
+            Bucket=self.bucket, Prefix=root + prefix
+        )
         with self._errors(prefix):
             for page in pages:
                 for obj in page.get("Contents", ()):
-                    yield obj["Key"][len(root):]
+                    yield obj["Key"][len(root) :]
 
     def list_dirs(self, prefix: str = "") -> builtins.list[str]:
         full = self._root() + _folder(prefix)
         pages = self._client.get_paginator("list_objects_v2").paginate(
-            Bucket=self.bucket, Prefix=full, Delimiter="/")
+            Bucket=self.bucket, Prefix=full, Delimiter="/"
+        )
         with self._errors(prefix):
-            names = [p["Prefix"][len(full):].rstrip("/")
-                     for page in pages for p in page.get("CommonPrefixes", ())]
+            names = [
+                p["Prefix"][len(full) :].rstrip("/")
+                for page in pages
+                for p in page.get("CommonPrefixes", ())
+            ]
         return sorted(names)
 
     def exists(self, key: str) -> bool:
@@ -374,15 +392,15 @@ class S3Storage:
             error = exc.response.get("Error", {})
             code = str(error.get("Code", ""))
             if code == "NoSuchBucket":
-                return RepositoryError(f"bucket {self.bucket!r} does not exist "
-                                       f"(repository {self.url})")
+                return RepositoryError(
+                    f"bucket {self.bucket!r} does not exist (repository {self.url})"
+                )
             if code in ("NoSuchKey", "404", "NotFound"):
                 return NotFound(f"no object {key!r} in repository {self.url}")
             if code == "InvalidAccessKeyId":
                 return CredentialsError(f"AWS rejected the access key while accessing {where}")
             if code in ("AccessDenied", "AllAccessDisabled", "403"):
-                return RepositoryError(f"access denied to {where}: "
-                                       f"{error.get('Message') or code}")
+                return RepositoryError(f"access denied to {where}: {error.get('Message') or code}")
         translated = translate(exc, what=where)
         if isinstance(translated, CredentialsError):
             return translated

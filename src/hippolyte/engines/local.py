@@ -31,11 +31,13 @@ def run_segments(
 ) -> list[FileEntry]:
     """Run every segment; return all files in segment order, or raise the first error."""
     stop = stop or threading.Event()
-    pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(jobs))),
-                              thread_name_prefix="hippolyte-scan")
+    pool = ThreadPoolExecutor(
+        max_workers=max(1, min(workers, len(jobs))), thread_name_prefix="hippolyte-scan"
+    )
     futures: dict[Future[list[FileEntry]], SegmentJob] = {
-        pool.submit(scan_segment, job, client=client, storage=storage, bucket=bucket,
-                    emit=emit, stop=stop): job
+        pool.submit(
+            scan_segment, job, client=client, storage=storage, bucket=bucket, emit=emit, stop=stop
+        ): job
         for job in jobs
     }
     try:

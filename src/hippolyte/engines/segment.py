@@ -7,6 +7,7 @@ storage, so any engine (threads here, a distributed one later) can run it.
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import threading
 from contextlib import AbstractContextManager
@@ -20,6 +21,7 @@ from hippolyte.errors import Interrupted
 from hippolyte.events import Emit, PageDone
 from hippolyte.model import FileEntry
 from hippolyte.pacing import PageSizer, TokenBucket
+from hippolyte.retry import retrying
 
 try:  # ISA-L: ~4x zlib's speed at the same ratio, writes ordinary gzip
     from isal import isal_zlib as _zlib
@@ -40,6 +42,7 @@ class SegmentJob:
     segment: int
     total_segments: int
     file_max_raw_bytes: int = FILE_MAX_RAW_BYTES
+    page_attempts: int = 8  # after botocore's own retries; then the table stays incomplete
 
 
 class DataFileWriter:
@@ -120,21 +123,35 @@ def scan_segment(
             bucket.acquire(estimate, stop=stop)
             if stop.is_set():
                 raise Interrupted(f"{job.table}: segment {job.segment} stopped")
-            page = dynamodb.scan_page(
-                client,
-                table=job.table,
-                segment=job.segment,
-                total_segments=job.total_segments,
-                start_key=start_key,
-                limit=sizer.limit(),
+            page = retrying(
+                functools.partial(
+                    dynamodb.scan_page,
+                    client,
+                    table=job.table,
+                    segment=job.segment,
+                    total_segments=job.total_segments,
+                    start_key=start_key,
+                    limit=sizer.limit(),
+                ),
+                attempts=job.page_attempts,
+                stop=stop,
+                on_retry=lambda exc, delay: bucket.throttled(),
             )
             bucket.settle(estimate, page.consumed)
             if page.retries:
                 bucket.throttled()
             sizer.learn(items=len(page.items), consumed=page.consumed)
             raw = writer.write_items(page.items)
-            emit(PageDone(table=job.table, segment=job.segment, items=len(page.items),
-                          raw_bytes=raw, consumed=page.consumed, retries=page.retries))
+            emit(
+                PageDone(
+                    table=job.table,
+                    segment=job.segment,
+                    items=len(page.items),
+                    raw_bytes=raw,
+                    consumed=page.consumed,
+                    retries=page.retries,
+                )
+            )
             start_key = page.last_key
             if not start_key:
                 break

@@ -22,7 +22,7 @@ from hippolyte.adapters.storage import Storage
 from hippolyte.engines.local import run_segments
 from hippolyte.engines.segment import FILE_MAX_RAW_BYTES, SegmentJob
 from hippolyte.errors import BackupFailed, HippolyteError, Interrupted
-from hippolyte.events import Emit, Note, TableDone, TableStarted
+from hippolyte.events import Emit, TableDone, TableStarted
 from hippolyte.model import BackupRef, FileEntry, Json, TableInfo, TableResult
 from hippolyte.pacing import TokenBucket, read_budget, segments_for
 
@@ -35,6 +35,7 @@ class BackupParams:
     workers: int = 4
     max_attempts: int = 10
     file_max_raw_bytes: int = FILE_MAX_RAW_BYTES
+    page_attempts: int = 8  # our own retries of a page, after botocore's max_attempts
 
 
 def backup_tables(
@@ -52,12 +53,22 @@ def backup_tables(
     control = dynamodb.control_client(conn, max_attempts=params.max_attempts)
     infos = [dynamodb.describe(control, name) for name in tables]
     storage.check_writable()
-    scanner = dynamodb.raw_scan_client(conn, pool=params.workers + 2,
-                                       max_attempts=params.max_attempts)
+    scanner = dynamodb.raw_scan_client(
+        conn, pool=params.workers + 2, max_attempts=params.max_attempts
+    )
     results = []
     for info in infos:
-        result = backup_one(info, control=control, scanner=scanner, conn=conn, storage=storage,
-                            params=params, emit=emit, stop=stop, clock=clock)
+        result = backup_one(
+            info,
+            control=control,
+            scanner=scanner,
+            conn=conn,
+            storage=storage,
+            params=params,
+            emit=emit,
+            stop=stop,
+            clock=clock,
+        )
         results.append(result)
     return results
 
@@ -79,40 +90,83 @@ def backup_one(
     ref = _allocate(storage, table=info.name, at=start)
     began = time.monotonic()
     budget = read_budget(
-        on_demand=info.on_demand, read_capacity=info.read_capacity,
-        read_percent=params.read_percent, on_demand_units=params.on_demand_read_units,
+        on_demand=info.on_demand,
+        read_capacity=info.read_capacity,
+        read_percent=params.read_percent,
+        on_demand_units=params.on_demand_read_units,
         max_read_request_units=info.max_read_request_units,
     )
-    segments = segments_for(size_bytes=info.size_bytes, workers=params.workers,
-                            override=params.segments)
+    segments = segments_for(
+        size_bytes=info.size_bytes, workers=params.workers, override=params.segments
+    )
     run = {**asdict(params), "readBudget": budget, "segments": segments}
-    storage.put_bytes(ref.prefix + manifest.STARTED, orjson.dumps(
-        {"table": info.name, "startTime": manifest.iso(start), "parameters": run}))
-    emit(TableStarted(table=info.name, ref=ref, segments=segments, workers=params.workers,
-                      read_budget=budget, expected_items=info.item_count,
-                      expected_bytes=info.size_bytes))
+    storage.put_bytes(
+        ref.prefix + manifest.STARTED,
+        orjson.dumps({"table": info.name, "startTime": manifest.iso(start), "parameters": run}),
+    )
+    emit(
+        TableStarted(
+            table=info.name,
+            ref=ref,
+            segments=segments,
+            workers=params.workers,
+            read_budget=budget,
+            expected_items=info.item_count,
+            expected_bytes=info.size_bytes,
+        )
+    )
     consumed = _Counter()
     try:
         extras = dynamodb.extras(control, info)
-        jobs = [SegmentJob(table=info.name, prefix=ref.prefix, segment=s, total_segments=segments,
-                           file_max_raw_bytes=params.file_max_raw_bytes) for s in range(segments)]
-        files = run_segments(jobs, client=scanner, storage=storage,
-                             bucket=TokenBucket(rate=budget), workers=params.workers,
-                             emit=consumed.wrap(emit), stop=stop)
+        jobs = [
+            SegmentJob(
+                table=info.name,
+                prefix=ref.prefix,
+                segment=s,
+                total_segments=segments,
+                file_max_raw_bytes=params.file_max_raw_bytes,
+                page_attempts=params.page_attempts,
+            )
+            for s in range(segments)
+        ]
+        files = run_segments(
+            jobs,
+            client=scanner,
+            storage=storage,
+            bucket=TokenBucket(rate=budget),
+            workers=params.workers,
+            emit=consumed.wrap(emit),
+            stop=stop,
+        )
         end = clock()
-        _commit(storage, ref=ref, info=info, extras=extras, files=files, start=start, end=end,
-                run=run, consumed=consumed.units,
-                source={"account": conn.account, "region": control.meta.region_name,
-                        "endpointUrl": control.meta.endpoint_url})
+        _commit(
+            storage,
+            ref=ref,
+            info=info,
+            extras=extras,
+            files=files,
+            start=start,
+            end=end,
+            run=run,
+            consumed=consumed.units,
+            source={
+                "account": conn.account,
+                "region": control.meta.region_name,
+                "endpointUrl": control.meta.endpoint_url,
+            },
+        )
     except Interrupted:
         raise
     except HippolyteError as exc:
-        result = TableResult(table=info.name, ref=ref, ok=False, error=str(exc),
-                             duration_s=time.monotonic() - began)
+        result = TableResult(
+            table=info.name, ref=ref, ok=False, error=str(exc), duration_s=time.monotonic() - began
+        )
         emit(TableDone(result=result))
         return result
     result = TableResult(
-        table=info.name, ref=ref, ok=True,
+        table=info.name,
+        ref=ref,
+        ok=True,
         item_count=sum(f.item_count for f in files),
         raw_bytes=sum(f.raw_bytes for f in files),
         stored_bytes=sum(f.size for f in files),
@@ -153,17 +207,36 @@ def _allocate(storage: Storage, *, table: str, at: dt.datetime) -> BackupRef:
 
 
 def _commit(
-    storage: Storage, *, ref: BackupRef, info: TableInfo, extras: Json, files: list[FileEntry],
-    start: dt.datetime, end: dt.datetime, run: Json, consumed: float, source: Json,
+    storage: Storage,
+    *,
+    ref: BackupRef,
+    info: TableInfo,
+    extras: Json,
+    files: list[FileEntry],
+    start: dt.datetime,
+    end: dt.datetime,
+    run: Json,
+    consumed: float,
+    source: Json,
 ) -> None:
     items = sum(f.item_count for f in files)
     bucket = storage.url[5:].split("/", 1)[0] if storage.url.startswith("s3://") else None
-    storage.put_bytes(ref.prefix + manifest.MANIFEST_FILES,
-                      manifest.manifest_files_lines(ref.prefix, files))
-    storage.put_bytes(ref.prefix + manifest.MANIFEST_SUMMARY, manifest.manifest_summary(
-        table_arn=info.arn, table_id=str(info.description.get("TableId", "")), start=start,
-        end=end, item_count=items, billed_size_bytes=info.size_bytes, prefix=ref.prefix,
-        s3_bucket=bucket))
+    storage.put_bytes(
+        ref.prefix + manifest.MANIFEST_FILES, manifest.manifest_files_lines(ref.prefix, files)
+    )
+    storage.put_bytes(
+        ref.prefix + manifest.MANIFEST_SUMMARY,
+        manifest.manifest_summary(
+            table_arn=info.arn,
+            table_id=str(info.description.get("TableId", "")),
+            start=start,
+            end=end,
+            item_count=items,
+            billed_size_bytes=info.size_bytes,
+            prefix=ref.prefix,
+            s3_bucket=bucket,
+        ),
+    )
     table_doc = {
         "name": info.name,
         "description": manifest.to_json_value(info.description),
@@ -183,6 +256,8 @@ def _commit(
         "hippolyteVersion": __version__,
         "consistency": "eventually consistent parallel Scan; not a point-in-time snapshot",
     }
-    storage.put_bytes(ref.prefix + manifest.DESCRIPTOR,
-                      manifest.descriptor(table=table_doc, backup=backup_doc, files=files))
+    storage.put_bytes(
+        ref.prefix + manifest.DESCRIPTOR,
+        manifest.descriptor(table=table_doc, backup=backup_doc, files=files),
+    )
     storage.put_bytes(ref.prefix + manifest.SUCCESS, b"")

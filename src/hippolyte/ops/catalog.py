@@ -43,11 +43,18 @@ def summary(storage: Storage, ref: BackupRef) -> BackupSummary:
     started = manifest.parse_backup_id(ref.backup_id)
     if is_complete(storage, ref):
         b = load_descriptor(storage, ref)["backup"]
-        return BackupSummary(ref=ref, complete=True, started=started,
-                             item_count=b["itemCount"], raw_bytes=b["rawBytes"],
-                             stored_bytes=b["storedBytes"], duration_s=b.get("durationSeconds"))
-    return BackupSummary(ref=ref, complete=False, started=started, item_count=None,
-                         raw_bytes=None, stored_bytes=None)
+        return BackupSummary(
+            ref=ref,
+            complete=True,
+            started=started,
+            item_count=b["itemCount"],
+            raw_bytes=b["rawBytes"],
+            stored_bytes=b["storedBytes"],
+            duration_s=b.get("durationSeconds"),
+        )
+    return BackupSummary(
+        ref=ref, complete=False, started=started, item_count=None, raw_bytes=None, stored_bytes=None
+    )
 
 
 def list_backups(storage: Storage, table: str | None = None) -> list[BackupSummary]:

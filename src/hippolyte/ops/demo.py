@@ -30,26 +30,35 @@ def run_demo(*, workdir: str, items: int, emit: Emit, say: Callable[[str], None]
     say("starting DynamoDB Local (AWS's own emulator) on 127.0.0.1 ...")
     with start_dynamodb_local() as server:
         say(f"DynamoDB Local is up at {server.endpoint_url} (pid {server.pid})")
-        conn = aws.Connection(region="us-east-1", endpoint_url=server.endpoint_url,
-                              account="demo")
+        conn = aws.Connection(region="us-east-1", endpoint_url=server.endpoint_url, account="demo")
         client = dynamodb.control_client(conn)
         create_sample_tables(client)
         fill(client, ORDERS, (order_item(i) for i in range(items)))
         fill(client, SESSIONS, (session_item(i) for i in range(max(items // 3, 1))))
-        say(f"created {ORDERS} (provisioned, GSI + LSI, {items} items), "
-            f"{SESSIONS} (on-demand), {EMPTY} (empty)")
+        say(
+            f"created {ORDERS} (provisioned, GSI + LSI, {items} items), "
+            f"{SESSIONS} (on-demand), {EMPTY} (empty)"
+        )
         repo = str(Path(workdir).resolve())
         storage = open_storage(repo)
         say(f"backing up into {repo} at read percent 0.5 ...")
-        results = backup_tables([ORDERS, SESSIONS, EMPTY], conn=conn, storage=storage,
-                                params=BackupParams(read_percent=0.5, workers=4), emit=emit)
+        results = backup_tables(
+            [ORDERS, SESSIONS, EMPTY],
+            conn=conn,
+            storage=storage,
+            params=BackupParams(read_percent=0.5, workers=4),
+            emit=emit,
+        )
         lines = []
         for r in results:
             if r.ref is None:
                 continue
             report = verify(storage, r.ref)
-            lines.append(f"verify {r.ref}: " + ("ok" if report.ok else "; ".join(report.problems))
-                         + f" ({report.files} files, {report.items} items)")
+            lines.append(
+                f"verify {r.ref}: "
+                + ("ok" if report.ok else "; ".join(report.problems))
+                + f" ({report.files} files, {report.items} items)"
+            )
         say(f"stopping DynamoDB Local (pid {server.pid})")
     return {"repository": repo, "results": results, "verify": lines}
 
@@ -60,31 +69,42 @@ def create_sample_tables(client: Any) -> None:
 
     client.create_table(
         TableName=ORDERS,
-        KeySchema=[{"AttributeName": "customer", "KeyType": "HASH"},
-                   {"AttributeName": "order", "KeyType": "RANGE"}],
+        KeySchema=[
+            {"AttributeName": "customer", "KeyType": "HASH"},
+            {"AttributeName": "order", "KeyType": "RANGE"},
+        ],
         AttributeDefinitions=[
             {"AttributeName": "customer", "AttributeType": "S"},
             {"AttributeName": "order", "AttributeType": "N"},
             {"AttributeName": "status", "AttributeType": "S"},
             {"AttributeName": "placed", "AttributeType": "S"},
         ],
-        GlobalSecondaryIndexes=[{
-            "IndexName": "by-status",
-            "KeySchema": [{"AttributeName": "status", "KeyType": "HASH"},
-                          {"AttributeName": "placed", "KeyType": "RANGE"}],
-            "Projection": {"ProjectionType": "KEYS_ONLY"},
-            "ProvisionedThroughput": throughput(20, 20),
-        }],
-        LocalSecondaryIndexes=[{
-            "IndexName": "by-placed",
-            "KeySchema": [{"AttributeName": "customer", "KeyType": "HASH"},
-                          {"AttributeName": "placed", "KeyType": "RANGE"}],
-            "Projection": {"ProjectionType": "ALL"},
-        }],
+        GlobalSecondaryIndexes=[
+            {
+                "IndexName": "by-status",
+                "KeySchema": [
+                    {"AttributeName": "status", "KeyType": "HASH"},
+                    {"AttributeName": "placed", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "KEYS_ONLY"},
+                "ProvisionedThroughput": throughput(20, 20),
+            }
+        ],
+        LocalSecondaryIndexes=[
+            {
+                "IndexName": "by-placed",
+                "KeySchema": [
+                    {"AttributeName": "customer", "KeyType": "HASH"},
+                    {"AttributeName": "placed", "KeyType": "RANGE"},
+                ],
+                "Projection": {"ProjectionType": "ALL"},
+            }
+        ],
         ProvisionedThroughput=throughput(200, 200),
     )
     client.create_table(
-        TableName=SESSIONS, BillingMode="PAY_PER_REQUEST",
+        TableName=SESSIONS,
+        BillingMode="PAY_PER_REQUEST",
         KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
         AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "B"}],
     )
@@ -96,8 +116,9 @@ def create_sample_tables(client: Any) -> None:
     )
     for name in (ORDERS, SESSIONS, EMPTY):
         client.get_waiter("table_exists").wait(TableName=name)
-    client.update_time_to_live(TableName=ORDERS, TimeToLiveSpecification={
-        "Enabled": True, "AttributeName": "expires"})
+    client.update_time_to_live(
+        TableName=ORDERS, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"}
+    )
 
 
 def fill(client: Any, table: str, items: Iterator[dict[str, Any]]) -> None:
@@ -136,13 +157,24 @@ def order_item(i: int) -> dict[str, Any]:
         "tags": {"SS": sorted({rnd.choice("abcdefgh") for _ in range(3)})},
         "scores": {"NS": [str(n) for n in sorted({rnd.randint(-50, 50) for _ in range(3)})]},
         "thumbs": {"BS": [bytes([i % 256, 0, 255]), b"\x00"]},
-        "lines": {"L": [
-            {"M": {"sku": {"S": f"sku-{rnd.randint(1, 500)}"}, "qty": {"N": str(rnd.randint(1, 5))},
-                   "sig": {"B": rnd.randbytes(8)}}}
-            for _ in range(rnd.randint(1, 4))
-        ]},
-        "address": {"M": {"city": {"S": rnd.choice(["Hatfield", "Łódź", "Zürich"])},
-                          "raw": {"M": {"blob": {"B": rnd.randbytes(16)}}}}},
+        "lines": {
+            "L": [
+                {
+                    "M": {
+                        "sku": {"S": f"sku-{rnd.randint(1, 500)}"},
+                        "qty": {"N": str(rnd.randint(1, 5))},
+                        "sig": {"B": rnd.randbytes(8)},
+                    }
+                }
+                for _ in range(rnd.randint(1, 4))
+            ]
+        },
+        "address": {
+            "M": {
+                "city": {"S": rnd.choice(["Hatfield", "Łódź", "Zürich"])},
+                "raw": {"M": {"blob": {"B": rnd.randbytes(16)}}},
+            }
+        },
         "payload": {"S": "x" * rnd.randint(100, 800)},
     }
     if i % 10 == 0:

@@ -20,5 +20,8 @@ def discover(*, conn: aws.Connection, rules: Rules, max_attempts: int = 10) -> l
 
 
 def selected_names(*, conn: aws.Connection, rules: Rules, max_attempts: int = 10) -> list[str]:
-    return [s.table.name for s in discover(conn=conn, rules=rules, max_attempts=max_attempts)
-            if s.selected]
+    return [
+        s.table.name
+        for s in discover(conn=conn, rules=rules, max_attempts=max_attempts)
+        if s.selected
+    ]

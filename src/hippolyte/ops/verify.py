@@ -64,21 +64,28 @@ def verify(storage: Storage, ref: BackupRef, *, workers: int = 4) -> VerifyRepor
     return report
 
 
-def _check_manifests(storage: Storage, ref: BackupRef, files: list[FileEntry], doc: dict) -> list[str]:
+def _check_manifests(
+    storage: Storage, ref: BackupRef, files: list[FileEntry], doc: dict
+) -> list[str]:
     problems = []
     where = f"{ref}/{manifest.MANIFEST_FILES}"
     try:
         rows = manifest.parse_manifest_files(
-            storage.get_bytes(ref.prefix + manifest.MANIFEST_FILES), where=where)
+            storage.get_bytes(ref.prefix + manifest.MANIFEST_FILES), where=where
+        )
     except HippolyteError as exc:
         return [str(exc)]
     listed = {r.get("dataFileS3Key", "").removeprefix(ref.prefix): r for r in rows}
     for f in files:
         row = listed.pop(f.key, None)
         if row is None:
-            problems.append(f"{ref}/{f.key}: in hippolyte.json but not in {manifest.MANIFEST_FILES}")
+            problems.append(
+                f"{ref}/{f.key}: in hippolyte.json but not in {manifest.MANIFEST_FILES}"
+            )
         elif row.get("itemCount") != f.item_count or row.get("md5Checksum") != f.md5:
-            problems.append(f"{ref}/{f.key}: {manifest.MANIFEST_FILES} disagrees with hippolyte.json")
+            problems.append(
+                f"{ref}/{f.key}: {manifest.MANIFEST_FILES} disagrees with hippolyte.json"
+            )
     for key in listed:
         problems.append(f"{ref}/{key}: in {manifest.MANIFEST_FILES} but not in hippolyte.json")
     known = {ref.prefix + f.key for f in files}
@@ -89,53 +96,84 @@ def _check_manifests(storage: Storage, ref: BackupRef, files: list[FileEntry], d
         summary = orjson.loads(storage.get_bytes(ref.prefix + manifest.MANIFEST_SUMMARY))
         total = sum(f.item_count for f in files)
         if summary.get("itemCount") != total or doc["backup"].get("itemCount") != total:
-            problems.append(f"{ref}/{manifest.MANIFEST_SUMMARY}: itemCount "
-                            f"{summary.get('itemCount')} but the files hold {total}")
+            problems.append(
+                f"{ref}/{manifest.MANIFEST_SUMMARY}: itemCount "
+                f"{summary.get('itemCount')} but the files hold {total}"
+            )
     except (HippolyteError, orjson.JSONDecodeError) as exc:
         problems.append(f"{ref}/{manifest.MANIFEST_SUMMARY}: unreadable ({exc})")
     return problems
 
 
 def _check_file(storage: Storage, ref: BackupRef, f: FileEntry) -> tuple[list[str], int, int]:
+    """Hash every stored byte; decompress and check lines until the first problem."""
     name = f"{ref}/{f.key}"
     sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
-    gz = _zlib.decompressobj(47)  # gzip or zlib header, auto-detected
-    size = lines = 0
-    tail = b""
-    bad_line: str | None = None
+    lines = _LineChecker(name)
+    size = 0
     try:
         with storage.open_read(ref.prefix + f.key) as src:
             while chunk := src.read(READ_CHUNK):
                 size += len(chunk)
                 sha.update(chunk)
                 md5.update(chunk)
-                text = tail + gz.decompress(chunk)
-                *complete, tail = text.split(b"\n")
-                for line in complete:
-                    lines += 1
-                    if bad_line is None and not _is_item_line(line):
-                        bad_line = f"{name} line {lines}: not a {{\"Item\": {{...}}}} JSON line"
-            text = tail + gz.flush()
-            if not gz.eof:
-                return [f"{name}: truncated gzip stream"], lines, size
+                lines.feed(chunk)
     except HippolyteError as exc:
         return [str(exc)], 0, 0
-    except (_zlib.error, OSError, EOFError) as exc:
-        return [f"{name}: not a valid gzip file ({exc})"], lines, size
-    if text.strip():
-        lines += 1
-        if bad_line is None:
-            bad_line = f"{name} line {lines}: last line has no newline"
-    problems = [bad_line] if bad_line else []
+    problems = lines.finish()
     if size != f.size:
         problems.append(f"{name}: size {size} bytes, manifest says {f.size}")
     if sha.hexdigest() != f.sha256:
         problems.append(f"{name}: sha256 mismatch")
     if base64.b64encode(md5.digest()).decode() != f.md5:
         problems.append(f"{name}: md5 mismatch")
-    if lines != f.item_count:
-        problems.append(f"{name}: {lines} items, manifest says {f.item_count}")
-    return problems, lines, size
+    if not lines.broken and lines.count != f.item_count:
+        problems.append(f"{name}: {lines.count} items, manifest says {f.item_count}")
+    return problems, lines.count, size
+
+
+class _LineChecker:
+    """Streams a gzip file: counts lines and checks each is {"Item": {...}}."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.count = 0
+        self.problem: str | None = None
+        self._gz = _zlib.decompressobj(31)
+        self._tail = b""
+        self.broken = False
+
+    def feed(self, chunk: bytes) -> None:
+        if self.broken:
+            return
+        try:
+            text = self._tail + self._gz.decompress(chunk)
+        except _zlib.error as exc:
+            self._fail(f"{self.name}: not a valid gzip file ({exc})")
+            return
+        *complete, self._tail = text.split(b"\n")
+        for line in complete:
+            self.count += 1
+            if self.problem is None and not _is_item_line(line):
+                self.problem = f'{self.name} line {self.count}: not a {{"Item": {{...}}}} JSON line'
+
+    def _fail(self, problem: str) -> None:
+        self.broken = True
+        self.problem = problem
+
+    def finish(self) -> list[str]:
+        if not self.broken:
+            try:
+                rest = self._tail + self._gz.flush()
+            except _zlib.error as exc:
+                rest = b""
+                self._fail(f"{self.name}: not a valid gzip file ({exc})")
+            if not self.broken and not self._gz.eof:
+                self._fail(f"{self.name}: truncated gzip stream")
+            elif rest.strip() and self.problem is None:
+                self.count += 1
+                self.problem = f"{self.name} line {self.count}: last line has no newline"
+        return [self.problem] if self.problem else []
 
 
 def _is_item_line(line: bytes) -> bool:

@@ -1,0 +1,130 @@
+"""A fault-injecting HTTP proxy for DynamoDB, for tests: put it between Hippolyte and a real
+local server and it throttles, fails, drops or corrupts chosen requests on a fixed schedule.
+
+    with FaultProxy(upstream=server.endpoint_url, operation="Scan",
+                    schedule=["ok", "throttle", "ok", "500", "drop", "crc"]) as proxy:
+        ... endpoint_url=proxy.endpoint_url ...
+
+Faults: ``throttle`` (400 ProvisionedThroughputExceededException), ``throttling`` (400
+ThrottlingException), ``500`` (InternalServerError), ``503`` (ServiceUnavailable), ``drop``
+(connection closed, no response), ``crc`` (a 200 whose body lost its last item but keeps the
+original x-amz-crc32: botocore must notice and retry), ``ok`` (forward unchanged).
+"""
+
+from __future__ import annotations
+
+import http.client
+import itertools
+import threading
+from collections import Counter
+from collections.abc import Iterable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import TracebackType
+from urllib.parse import urlsplit
+
+_ERRORS = {
+    "throttle": (400, "ProvisionedThroughputExceededException"),
+    "throttling": (400, "ThrottlingException"),
+    "500": (500, "InternalServerError"),
+    "503": (503, "ServiceUnavailable"),
+}
+
+
+class FaultProxy:
+    def __init__(self, *, upstream: str, schedule: Iterable[str], operation: str = "Scan") -> None:
+        url = urlsplit(upstream)
+        self._upstream = (url.hostname or "127.0.0.1", url.port or 80)
+        self._schedule = itertools.cycle(list(schedule))
+        self._operation = operation
+        self._lock = threading.Lock()
+        self.counts: Counter[str] = Counter()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def endpoint_url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def _next_fault(self, target: str) -> str:
+        if not target.endswith("." + self._operation):
+            return "ok"
+        with self._lock:
+            fault = next(self._schedule)
+            self.counts[fault] += 1
+            return fault
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        proxy = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                return None
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                fault = proxy._next_fault(self.headers.get("X-Amz-Target", ""))
+                if fault == "drop":
+                    self.close_connection = True
+                    self.connection.close()
+                    return
+                if fault in _ERRORS:
+                    status, code = _ERRORS[fault]
+                    self._reply(
+                        status,
+                        {"x-amz-crc32": None},
+                        b'{"__type":"com.amazonaws.dynamodb.v20120810#%s",'
+                        b'"message":"injected by FaultProxy"}' % code.encode(),
+                    )
+                    return
+                status, headers, data = proxy._forward(self.path, dict(self.headers), body)
+                if fault == "crc" and status == 200:
+                    data = _drop_last_item(data)
+                self._reply(status, headers, data)
+
+            def _reply(self, status: int, headers: dict[str, str | None], data: bytes) -> None:
+                self.send_response(status)
+                self.send_header("Content-Type", "application/x-amz-json-1.0")
+                if headers.get("x-amz-crc32"):
+                    self.send_header("x-amz-crc32", headers["x-amz-crc32"] or "")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
+
+    def _forward(
+        self, path: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, dict[str, str | None], bytes]:
+        conn = http.client.HTTPConnection(*self._upstream, timeout=60)
+        try:
+            conn.request("POST", path, body=body, headers=headers)
+            resp = conn.getresponse()
+            data = resp.read()
+            return resp.status, {"x-amz-crc32": resp.getheader("x-amz-crc32")}, data
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> FaultProxy:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def _drop_last_item(data: bytes) -> bytes:
+    """Corrupt a Scan body the way a truncated transfer would: change its content."""
+    cut = data.rfind(b'{"')
+    return data[:cut] + b"}" if cut > 0 else data + b" "
