@@ -34,6 +34,7 @@ demo: $(VENV)/.installed $(NODE_SERVERS)
 
 test: $(VENV)/.installed-test $(NODE_SERVERS)
 	$(BIN)/ruff check src tests bench
+	$(BIN)/mypy
 	$(BIN)/python -m pytest -q
 
 bench: $(VENV)/.installed-test $(NODE_SERVERS)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import signal
 import sys
 import threading
@@ -127,7 +126,7 @@ def discover(ctx: click.Context, as_json: bool, **aws: Any) -> None:
     from hippolyte.ops.discover import discover as run
 
     settings = _settings(ctx, **aws)
-    rows = []
+    rows: list[dict[str, Any]] = []
     for target in settings.effective_targets():
         for sel in run(
             conn=target.connection(),
@@ -445,11 +444,13 @@ def demo(ctx: click.Context, workdir: str, items: int, as_json: bool) -> None:
 
     json_mode = _json_mode(as_json)
     renderer = JsonLines() if json_mode else Bars(err_console)
-    say: Callable[[str], None] = (
-        (lambda s: err_console.print(s, highlight=False))
-        if not json_mode
-        else functools.partial(lambda s: renderer._line({"event": "demo", "text": s}))
-    )
+
+    def say(text: str) -> None:
+        if isinstance(renderer, JsonLines):
+            renderer.line({"event": "demo", "text": text})
+        else:
+            err_console.print(text, highlight=False)
+
     try:
         summary = run_demo(workdir=workdir, items=items, emit=renderer, say=say)
     finally:
@@ -459,4 +460,4 @@ def demo(ctx: click.Context, workdir: str, items: int, as_json: bool) -> None:
     else:
         _print_results(summary["results"])
         for line in summary["verify"]:
-            Console().print(line)
+            Console().print(line, highlight=False)

@@ -12,8 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from hippolyte.adapters.aws import Connection
 from hippolyte.errors import ConfigError
+from hippolyte.model import Connection
 from hippolyte.selection import Rules
 
 ENV_CONFIG = "HIPPOLYTE_CONFIG"

@@ -10,6 +10,17 @@ Json = dict[str, Any]
 
 
 @dataclass(frozen=True, kw_only=True)
+class Connection:
+    """Where and as whom to reach AWS. Plain data: safe to pickle and to hand to a worker."""
+
+    region: str | None = None
+    profile: str | None = None
+    role_arn: str | None = None
+    endpoint_url: str | None = None  # for DynamoDB; S3 uses AWS_ENDPOINT_URL_S3 or its own
+    account: str | None = None  # a label for humans and the repository layout
+
+
+@dataclass(frozen=True, kw_only=True)
 class TableInfo:
     """What a backup needs to know about a table, read from DescribeTable (+ tags)."""
 

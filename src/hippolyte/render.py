@@ -72,17 +72,17 @@ class JsonLines:
                 if now - self._last.get(event.table, 0.0) < self.interval:
                     return
                 self._last[event.table] = now
-                self._line({"event": "progress", "table": event.table, **t})
+                self.line({"event": "progress", "table": event.table, **t})
             elif isinstance(event, TableStarted):
-                self._line({"event": "table_started", **to_plain(event), "ref": str(event.ref)})
+                self.line({"event": "table_started", **to_plain(event), "ref": str(event.ref)})
             elif isinstance(event, TableDone):
                 r = to_plain(event.result)
                 r["ref"] = str(event.result.ref) if event.result.ref else None
-                self._line({"event": "table_done", **r})
+                self.line({"event": "table_done", **r})
             elif isinstance(event, Note):
-                self._line({"event": "note", **to_plain(event)})
+                self.line({"event": "note", **to_plain(event)})
 
-    def _line(self, doc: dict[str, Any]) -> None:
+    def line(self, doc: dict[str, Any]) -> None:
         self.out.write(orjson.dumps(doc, default=str).decode() + "\n")
         self.out.flush()
 
@@ -137,7 +137,8 @@ class Bars:
             elif isinstance(event, TableDone) and event.result.table in self._tasks:
                 task = self._tasks[event.result.table]
                 r = event.result
-                self.progress.update(task, total=max(r.item_count, 1), completed=r.item_count)
+                done = max(r.item_count, 1) if r.ok else r.item_count
+                self.progress.update(task, total=max(r.item_count, 1), completed=done)
                 if not r.ok:
                     self.progress.console.print(f"[red]{r.table}: failed: {r.error}")
             elif isinstance(event, Note):

@@ -9,7 +9,6 @@ here, never re-implemented in the operations.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from typing import Any
 
 import boto3
@@ -17,6 +16,7 @@ import botocore.config
 import botocore.exceptions
 
 from hippolyte.errors import AwsError, CredentialsError, Throttled, Transient
+from hippolyte.model import Connection
 
 THROTTLING = {
     "ProvisionedThroughputExceededException",
@@ -26,17 +26,6 @@ THROTTLING = {
     "TooManyRequestsException",
     "SlowDown",
 }
-
-
-@dataclass(frozen=True, kw_only=True)
-class Connection:
-    """Where and as whom to reach AWS. Plain data: safe to pickle and to hand to a worker."""
-
-    region: str | None = None
-    profile: str | None = None
-    role_arn: str | None = None
-    endpoint_url: str | None = None  # for DynamoDB; S3 uses AWS_ENDPOINT_URL_S3 or its own
-    account: str | None = None  # a label for humans and the repository layout
 
 
 _lock = threading.Lock()
@@ -71,7 +60,9 @@ def _make_session(conn: Connection) -> boto3.Session:
     core = CoreSession()
     if conn.region or base.region_name:
         core.set_config_variable("region", conn.region or base.region_name)
-    core._credentials = DeferredRefreshableCredentials(
+    # botocore has no public setter for refreshable credentials; this is how boto3's own
+    # assume-role provider ends up too.
+    core._credentials = DeferredRefreshableCredentials(  # type: ignore[attr-defined]
         method="assume-role", refresh_using=fetcher.fetch_credentials
     )
     return boto3.Session(botocore_session=core)
@@ -103,7 +94,8 @@ def client(
         if endpoint_url is not None
         else (conn.endpoint_url if service == "dynamodb" else None)
     )
-    return sess.client(service, endpoint_url=url, config=client_config(pool=pool, **cfg))
+    make: Any = sess.client  # boto3-stubs overloads want a literal service name
+    return make(service, endpoint_url=url, config=client_config(pool=pool, **cfg))
 
 
 def translate(exc: Exception, *, what: str) -> Exception:

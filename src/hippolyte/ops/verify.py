@@ -12,6 +12,7 @@ import base64
 import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import cast
 
 import orjson
 
@@ -25,6 +26,9 @@ try:
     from isal import isal_zlib as _zlib
 except ImportError:  # pragma: no cover
     import zlib as _zlib  # type: ignore[no-redef]
+
+# isal's stubs declare `error` as an instance; at run time it is an exception class
+_GZIP_ERRORS = cast(tuple[type[Exception], ...], (_zlib.error, EOFError))
 
 READ_CHUNK = 1 << 20
 
@@ -148,7 +152,7 @@ class _LineChecker:
             return
         try:
             text = self._tail + self._gz.decompress(chunk)
-        except _zlib.error as exc:
+        except _GZIP_ERRORS as exc:
             self._fail(f"{self.name}: not a valid gzip file ({exc})")
             return
         *complete, self._tail = text.split(b"\n")
@@ -165,7 +169,7 @@ class _LineChecker:
         if not self.broken:
             try:
                 rest = self._tail + self._gz.flush()
-            except _zlib.error as exc:
+            except _GZIP_ERRORS as exc:
                 rest = b""
                 self._fail(f"{self.name}: not a valid gzip file ({exc})")
             if not self.broken and not self._gz.eof:
