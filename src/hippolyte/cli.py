@@ -461,3 +461,145 @@ def demo(ctx: click.Context, workdir: str, items: int, as_json: bool) -> None:
         _print_results(summary["results"])
         for line in summary["verify"]:
             Console().print(line, highlight=False)
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--table", "table", required=True, help="Name of the table to restore into.")
+@repo_option
+@click.option(
+    "--write-percent",
+    type=click.FloatRange(0.01, 1.0),
+    default=0.9,
+    show_default=True,
+    help="Share of the target's write capacity to use.",
+)
+@click.option(
+    "--write-capacity",
+    type=click.IntRange(1, 40000),
+    default=1000,
+    show_default=True,
+    help="Temporary RCU/WCU of a provisioned target while loading and proving.",
+)
+@click.option("--workers", type=click.IntRange(1, 256), help="Parallel writers.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted restore from its checkpoint.")
+@click.option(
+    "--into-existing",
+    is_flag=True,
+    help="Write into an existing table whose keys and indexes match the backup.",
+)
+@click.option("--schema-from", help="Take the key schema and indexes from this existing table.")
+@click.option("--key", "key_spec", help="Key schema for exports without one: pk:S[,sk:N].")
+@click.option("--state-dir", type=click.Path(file_okay=False), help="Where checkpoints are kept.")
+@aws_options
+@json_option
+@click.pass_context
+def restore(
+    ctx: click.Context,
+    ref: str,
+    table: str,
+    repo: str | None,
+    write_percent: float,
+    write_capacity: int,
+    workers: int | None,
+    resume: bool,
+    into_existing: bool,
+    schema_from: str | None,
+    key_spec: str | None,
+    state_dir: str | None,
+    as_json: bool,
+    **aws: Any,
+) -> None:
+    """Restore a backup (ours, a DynamoDB export, or a Data Pipeline export) into a new table,
+    then prove it: item count and digest of the new table against the backup."""
+    from pathlib import Path
+
+    from hippolyte.ops.restore import RestoreParams
+    from hippolyte.ops.restore import restore as run
+
+    if schema_from and key_spec:
+        raise click.UsageError("give --schema-from or --key, not both")
+    settings = _settings(ctx, workers=workers, repository=repo, **aws)
+    target = settings.effective_targets()[0]
+    source = _open_source(settings, ref)
+    description = _schema(target, schema_from=schema_from, key_spec=key_spec, table=table)
+    params = RestoreParams(
+        write_percent=write_percent,
+        write_capacity=write_capacity,
+        workers=settings.workers,
+        max_attempts=settings.max_attempts,
+        resume=resume,
+        into_existing=into_existing,
+        state_dir=Path(state_dir) if state_dir else None,
+    )
+    json_mode = _json_mode(as_json)
+    renderer = JsonLines() if json_mode else Bars(err_console)
+    try:
+        with _stop_on_sigterm() as stop:
+            report = run(
+                source,
+                conn=target.connection(),
+                table=table,
+                params=params,
+                description=description,
+                emit=renderer,
+                stop=stop,
+            )
+    finally:
+        renderer.close()
+    doc = {
+        "table": report.table,
+        "source": report.source,
+        "itemsWritten": report.items_written,
+        "proof": {
+            "ok": report.proven,
+            "backup": {"items": report.backup.count, "digest": report.backup.hex},
+            "table": {"items": report.restored.count, "digest": report.restored.hex},
+        },
+        "notes": report.notes,
+    }
+    if json_mode:
+        _out(doc)
+    else:
+        con = Console()
+        con.print(f"restored {report.items_written:,} items from {report.source} into {table}")
+        con.print(f"  backup  {report.backup.count:,} items  digest {report.backup.hex[:16]}")
+        con.print(f"  table   {report.restored.count:,} items  digest {report.restored.hex[:16]}")
+        con.print("  proof   [green]identical" if report.proven else "  proof   [red]DIFFERENT")
+        for note in report.notes:
+            con.print(f"  note    {note}", highlight=False)
+    if not report.proven:
+        from hippolyte.errors import BackupFailed
+
+        raise BackupFailed(
+            f"the restored table {table!r} differs from the backup: "
+            f"{report.restored.count} items vs {report.backup.count}"
+        )
+
+
+def _open_source(settings: Settings, ref: str) -> Any:
+    """TABLE/BACKUP_ID within the repository, or the path/URL of any backup folder."""
+    from hippolyte.sources import open_source
+
+    conn = settings.effective_targets()[0].connection()
+    try:
+        bref = manifest.parse_ref(ref, repo=settings.repository)
+    except ConfigError:  # not shaped like ours: any folder (a native or Data Pipeline export)
+        folder = ref.rstrip("/")
+        return open_source(open_storage(folder, conn=conn), "", location=folder)
+    storage = open_storage(bref.repo, conn=conn)
+    return open_source(storage, bref.prefix, location=f"{bref.repo}/{bref}")
+
+
+def _schema(target: Target, *, schema_from: str | None, key_spec: str | None, table: str) -> Any:
+    if schema_from:
+        from hippolyte.adapters import dynamodb
+
+        client = dynamodb.control_client(target.connection())
+        return dynamodb.describe(client, schema_from).description
+    if key_spec:
+        from hippolyte.ops.convert import schema_from_key
+        from hippolyte.sources import KeySchema
+
+        return schema_from_key(table, KeySchema.parse(key_spec))
+    return None

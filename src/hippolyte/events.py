@@ -36,6 +36,26 @@ class TableDone:
 
 
 @dataclass(frozen=True, kw_only=True)
+class LoadStarted:
+    """A restore begins writing into ``table``."""
+
+    table: str
+    source: str
+    files: int
+    expected_items: int
+    expected_bytes: int
+    write_budget: float  # write units per second
+
+
+@dataclass(frozen=True, kw_only=True)
+class ItemsWritten:
+    table: str
+    items: int
+    raw_bytes: int
+    consumed: float
+
+
+@dataclass(frozen=True, kw_only=True)
 class Note:
     """Something the user should read: a warning or a decision."""
 
@@ -44,7 +64,7 @@ class Note:
     table: str | None = None
 
 
-Event = TableStarted | PageDone | TableDone | Note
+Event = TableStarted | PageDone | TableDone | LoadStarted | ItemsWritten | Note
 Emit = Callable[[Event], None]
 
 

@@ -8,7 +8,8 @@ local server and it throttles, fails, drops or corrupts chosen requests on a fix
 Faults: ``throttle`` (400 ProvisionedThroughputExceededException), ``throttling`` (400
 ThrottlingException), ``500`` (InternalServerError), ``503`` (ServiceUnavailable), ``drop``
 (connection closed, no response), ``crc`` (a 200 whose body lost its last item but keeps the
-original x-amz-crc32: botocore must notice and retry), ``ok`` (forward unchanged).
+original x-amz-crc32: botocore must notice and retry), ``unprocessed`` (BatchWriteItem: only
+half the items are written, the rest come back as UnprocessedItems), ``ok`` (forward).
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import urlsplit
+
+import orjson
 
 _ERRORS = {
     "throttle": (400, "ProvisionedThroughputExceededException"),
@@ -80,6 +83,9 @@ class FaultProxy:
                         b'"message":"injected by FaultProxy"}' % code.encode(),
                     )
                     return
+                if fault == "unprocessed":
+                    self._reply(200, {}, proxy._half_processed(self.path, dict(self.headers), body))
+                    return
                 status, headers, data = proxy._forward(self.path, dict(self.headers), body)
                 if fault == "crc" and status == 200:
                     data = _drop_last_item(data)
@@ -107,6 +113,19 @@ class FaultProxy:
             return resp.status, {"x-amz-crc32": resp.getheader("x-amz-crc32")}, data
         finally:
             conn.close()
+
+    def _half_processed(self, path: str, headers: dict[str, str], body: bytes) -> bytes:
+        """Forward half of a BatchWriteItem; answer with the other half as UnprocessedItems.
+        The headers are re-signed by nobody: local servers do not check signatures."""
+        doc = orjson.loads(body)
+        (table, requests), *_ = doc["RequestItems"].items()
+        keep, left = requests[: len(requests) // 2], requests[len(requests) // 2 :]
+        if keep:
+            doc["RequestItems"] = {table: keep}
+            sub = orjson.dumps(doc)
+            headers = {k: v for k, v in headers.items() if k.lower() != "content-length"}
+            self._forward(path, {**headers, "Content-Length": str(len(sub))}, sub)
+        return orjson.dumps({"UnprocessedItems": {table: left} if left else {}})
 
     def close(self) -> None:
         self._server.shutdown()

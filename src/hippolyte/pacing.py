@@ -145,3 +145,34 @@ def segments_for(*, size_bytes: int, workers: int, override: int | None) -> int:
         return override
     by_size = math.ceil(size_bytes / (1 << 30)) if size_bytes else 1
     return max(workers, min(by_size, 1000))
+
+
+class AdaptiveLimit:
+    """How many requests may be in flight: halves when DynamoDB pushes back (throttling or
+    unprocessed items), grows by about one per round of successes (AIMD)."""
+
+    def __init__(self, maximum: int) -> None:
+        self.maximum = max(1, maximum)
+        self.limit = float(self.maximum)
+        self._active = 0
+        self._cond = threading.Condition()
+
+    def acquire(self) -> None:
+        with self._cond:
+            while self._active >= max(1, int(self.limit)):
+                self._cond.wait()
+            self._active += 1
+
+    def release(self, *, pushed_back: bool) -> None:
+        with self._cond:
+            self._active -= 1
+            if pushed_back:
+                self.limit = max(1.0, self.limit / 2)
+            else:
+                self.limit = min(float(self.maximum), self.limit + 1 / self.limit)
+            self._cond.notify_all()
+
+
+def write_units(item_bytes: int) -> int:
+    """WCU to write an item: one per started KB (its JSON length slightly overestimates)."""
+    return max(1, -(-item_bytes // 1024))

@@ -20,7 +20,15 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from hippolyte.events import Event, Note, PageDone, TableDone, TableStarted
+from hippolyte.events import (
+    Event,
+    ItemsWritten,
+    LoadStarted,
+    Note,
+    PageDone,
+    TableDone,
+    TableStarted,
+)
 
 
 def to_plain(obj: Any) -> Any:
@@ -63,7 +71,7 @@ class JsonLines:
 
     def __call__(self, event: Event) -> None:
         with self._lock:
-            if isinstance(event, PageDone):
+            if isinstance(event, PageDone | ItemsWritten):
                 t = self._totals.setdefault(event.table, {"items": 0, "bytes": 0, "consumed": 0.0})
                 t["items"] += event.items
                 t["bytes"] += event.raw_bytes
@@ -75,6 +83,8 @@ class JsonLines:
                 self.line({"event": "progress", "table": event.table, **t})
             elif isinstance(event, TableStarted):
                 self.line({"event": "table_started", **to_plain(event), "ref": str(event.ref)})
+            elif isinstance(event, LoadStarted):
+                self.line({"event": "load_started", **to_plain(event)})
             elif isinstance(event, TableDone):
                 r = to_plain(event.result)
                 r["ref"] = str(event.result.ref) if event.result.ref else None
@@ -114,13 +124,13 @@ class Bars:
 
     def __call__(self, event: Event) -> None:
         with self._lock:
-            if isinstance(event, TableStarted):
+            if isinstance(event, TableStarted | LoadStarted):
                 self._start[event.table] = time.monotonic()
                 self._bytes[event.table] = 0
                 self._tasks[event.table] = self.progress.add_task(
                     "", total=max(event.expected_items, 1), table=event.table, size="0 B", rate=""
                 )
-            elif isinstance(event, PageDone) and event.table in self._tasks:
+            elif isinstance(event, PageDone | ItemsWritten) and event.table in self._tasks:
                 task = self._tasks[event.table]
                 self._bytes[event.table] += event.raw_bytes
                 done = self._bytes[event.table]

@@ -201,7 +201,7 @@ def tags_of(client: Any, arn: str) -> dict[str, str] | None:
                 return tags
             kwargs["NextToken"] = resp["NextToken"]
     except botocore.exceptions.ClientError as exc:
-        if _unsupported(exc):
+        if unsupported(exc):
             return None
         raise aws.translate(exc, what=f"tags of {arn}") from exc
 
@@ -217,7 +217,7 @@ def extras(client: Any, table: TableInfo) -> Json:
             "attributeName": ttl.get("AttributeName"),
         }
     except botocore.exceptions.ClientError as exc:
-        if not _unsupported(exc):
+        if not unsupported(exc):
             raise aws.translate(exc, what=f"TTL of {table.name!r}") from exc
     out["tags"] = tags_of(client, table.arn) if table.arn else None
     try:
@@ -225,12 +225,12 @@ def extras(client: Any, table: TableInfo) -> Json:
         pitr = cb["ContinuousBackupsDescription"].get("PointInTimeRecoveryDescription", {})
         out["pointInTimeRecovery"] = {"status": pitr.get("PointInTimeRecoveryStatus")}
     except botocore.exceptions.ClientError as exc:
-        if not _unsupported(exc):
+        if not unsupported(exc):
             raise aws.translate(exc, what=f"continuous backups of {table.name!r}") from exc
     return out
 
 
-def _unsupported(exc: botocore.exceptions.ClientError) -> bool:
+def unsupported(exc: botocore.exceptions.ClientError) -> bool:
     code = exc.response.get("Error", {}).get("Code", "")
     msg = exc.response.get("Error", {}).get("Message", "")
     status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")

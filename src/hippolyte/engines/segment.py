@@ -10,6 +10,7 @@ import base64
 import functools
 import hashlib
 import threading
+from collections.abc import Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
@@ -99,6 +100,51 @@ class _Discard(Exception):
     pass
 
 
+def paced_pages(
+    *,
+    client: Any,
+    table: str,
+    segment: int,
+    total_segments: int,
+    bucket: TokenBucket,
+    stop: threading.Event,
+    page_attempts: int,
+) -> Iterator[dynamodb.Page]:
+    """Every page of one Scan segment, in order, paced by the table's bucket; a page that
+    fails is retried (botocore's retries, then ours), never skipped."""
+    sizer = PageSizer(rate=bucket.rate)
+    start_key = None
+    while True:
+        if stop.is_set():
+            raise Interrupted(f"{table}: segment {segment} stopped")
+        estimate = sizer.estimate()
+        bucket.acquire(estimate, stop=stop)
+        if stop.is_set():
+            raise Interrupted(f"{table}: segment {segment} stopped")
+        page = retrying(
+            functools.partial(
+                dynamodb.scan_page,
+                client,
+                table=table,
+                segment=segment,
+                total_segments=total_segments,
+                start_key=start_key,
+                limit=sizer.limit(),
+            ),
+            attempts=page_attempts,
+            stop=stop,
+            on_retry=lambda exc, delay: bucket.throttled(),
+        )
+        bucket.settle(estimate, page.consumed)
+        if page.retries:
+            bucket.throttled()
+        sizer.learn(items=len(page.items), consumed=page.consumed)
+        yield page
+        start_key = page.last_key
+        if not start_key:
+            return
+
+
 def scan_segment(
     job: SegmentJob,
     *,
@@ -108,39 +154,27 @@ def scan_segment(
     emit: Emit,
     stop: threading.Event,
 ) -> list[FileEntry]:
-    """Scan every page of the segment, in order, never skipping one. Raises on failure; a
-    partly written file is discarded (never committed)."""
-    sizer = PageSizer(rate=bucket.rate)
+    """Scan the segment into data files. Raises on failure; a partly written file is
+    discarded (never committed)."""
     files: list[FileEntry] = []
     seq = 0
     writer = DataFileWriter(storage, prefix=job.prefix, key=manifest.data_key(job.segment, seq))
-    start_key = None
     try:
-        while True:
-            if stop.is_set():
-                raise Interrupted(f"{job.table}: segment {job.segment} stopped")
-            estimate = sizer.estimate()
-            bucket.acquire(estimate, stop=stop)
-            if stop.is_set():
-                raise Interrupted(f"{job.table}: segment {job.segment} stopped")
-            page = retrying(
-                functools.partial(
-                    dynamodb.scan_page,
-                    client,
-                    table=job.table,
-                    segment=job.segment,
-                    total_segments=job.total_segments,
-                    start_key=start_key,
-                    limit=sizer.limit(),
-                ),
-                attempts=job.page_attempts,
-                stop=stop,
-                on_retry=lambda exc, delay: bucket.throttled(),
-            )
-            bucket.settle(estimate, page.consumed)
-            if page.retries:
-                bucket.throttled()
-            sizer.learn(items=len(page.items), consumed=page.consumed)
+        for page in paced_pages(
+            client=client,
+            table=job.table,
+            segment=job.segment,
+            total_segments=job.total_segments,
+            bucket=bucket,
+            stop=stop,
+            page_attempts=job.page_attempts,
+        ):
+            if writer.raw_bytes >= job.file_max_raw_bytes:
+                files.append(writer.commit())
+                seq += 1
+                writer = DataFileWriter(
+                    storage, prefix=job.prefix, key=manifest.data_key(job.segment, seq)
+                )
             raw = writer.write_items(page.items)
             emit(
                 PageDone(
@@ -152,15 +186,6 @@ def scan_segment(
                     retries=page.retries,
                 )
             )
-            start_key = page.last_key
-            if not start_key:
-                break
-            if writer.raw_bytes >= job.file_max_raw_bytes:
-                files.append(writer.commit())
-                seq += 1
-                writer = DataFileWriter(
-                    storage, prefix=job.prefix, key=manifest.data_key(job.segment, seq)
-                )
         if writer.items or not files and job.segment == 0:
             files.append(writer.commit())  # segment 0 always writes one file, even empty
         else:

@@ -1,0 +1,181 @@
+"""Loading a table from backup files: parallel BatchWriteItem across files, paced by a write
+token bucket, concurrency adapting to throttling, every unprocessed item sent again.
+
+An item is never dropped: a batch whose items stay unprocessed after every retry stops the
+load with ``Throttled``; the files finished before stay recorded in the checkpoint, and the
+unfinished file is written again on resume (puts are idempotent).
+"""
+
+from __future__ import annotations
+
+import functools
+import random
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from dataclasses import dataclass
+from typing import Any
+
+from hippolyte.adapters import dynamodb_write
+from hippolyte.errors import Interrupted, Throttled
+from hippolyte.events import Emit, ItemsWritten
+from hippolyte.pacing import AdaptiveLimit, TokenBucket, write_units
+from hippolyte.retry import retrying
+from hippolyte.sources import KeySchema, Source, SourceFile, iter_items
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoadSettings:
+    table: str
+    schema: KeySchema | None
+    workers: int = 4
+    batch_attempts: int = 12  # rounds of UnprocessedItems before giving up
+    call_attempts: int = 8  # our retries of a failed call, after botocore's
+
+
+def load_files(
+    source: Source,
+    files: list[SourceFile],
+    *,
+    client: Any,
+    settings: LoadSettings,
+    bucket: TokenBucket,
+    emit: Emit,
+    on_file_done: Callable[[SourceFile], None],
+    stop: threading.Event,
+) -> None:
+    limit = AdaptiveLimit(settings.workers)
+    writer = functools.partial(
+        _load_file,
+        source,
+        client=client,
+        settings=settings,
+        bucket=bucket,
+        limit=limit,
+        emit=emit,
+        stop=stop,
+    )
+    pool = ThreadPoolExecutor(
+        max_workers=max(1, min(settings.workers, len(files) or 1)),
+        thread_name_prefix="hippolyte-load",
+    )
+    futures = {pool.submit(_then, writer, f, on_file_done): f for f in files}
+    try:
+        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
+        failed = [f for f in done if f.exception() is not None]
+        if failed:
+            stop.set()
+            wait(pending)
+            errors = [f.exception() for f in failed]
+            raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])  # type: ignore[misc]
+    except KeyboardInterrupt:
+        stop.set()
+        wait(futures)
+        raise Interrupted(
+            "interrupted; finished files are checkpointed, resume with --resume"
+        ) from None
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _then(
+    writer: Callable[[SourceFile], None], f: SourceFile, done: Callable[[SourceFile], None]
+) -> None:
+    writer(f)
+    done(f)
+
+
+def _load_file(
+    source: Source,
+    f: SourceFile,
+    *,
+    client: Any,
+    settings: LoadSettings,
+    bucket: TokenBucket,
+    limit: AdaptiveLimit,
+    emit: Emit,
+    stop: threading.Event,
+) -> None:
+    batch: list[bytes] = []
+    size = 0
+    for item in iter_items(source, f, schema=settings.schema):
+        if (
+            len(batch) == dynamodb_write.MAX_ITEMS
+            or size + len(item) > dynamodb_write.MAX_BYTES - 4096
+        ):
+            _send(
+                batch,
+                client=client,
+                settings=settings,
+                bucket=bucket,
+                limit=limit,
+                emit=emit,
+                stop=stop,
+            )
+            batch, size = [], 0
+        batch.append(item)
+        size += len(item) + 30
+    if batch:
+        _send(
+            batch,
+            client=client,
+            settings=settings,
+            bucket=bucket,
+            limit=limit,
+            emit=emit,
+            stop=stop,
+        )
+
+
+def _send(
+    items: list[bytes],
+    *,
+    client: Any,
+    settings: LoadSettings,
+    bucket: TokenBucket,
+    limit: AdaptiveLimit,
+    emit: Emit,
+    stop: threading.Event,
+) -> None:
+    pending = items
+    rng = random.Random()
+    for attempt in range(settings.batch_attempts):
+        if stop.is_set():
+            raise Interrupted(f"{settings.table}: load stopped")
+        estimate = float(sum(write_units(len(i)) for i in pending))
+        bucket.acquire(estimate, stop=stop)
+        limit.acquire()
+        pushed_back = True
+        try:
+            result = retrying(
+                functools.partial(
+                    dynamodb_write.write_batch, client, table=settings.table, items=pending
+                ),
+                attempts=settings.call_attempts,
+                stop=stop,
+                on_retry=lambda e, d: bucket.throttled(),
+            )
+            pushed_back = bool(result.unprocessed) or result.retries > 0
+        finally:
+            limit.release(pushed_back=pushed_back)
+        bucket.settle(estimate, result.consumed or estimate)
+        written = len(pending) - len(result.unprocessed)
+        if written:
+            emit(
+                ItemsWritten(
+                    table=settings.table,
+                    items=written,
+                    raw_bytes=sum(map(len, pending)) - sum(map(len, result.unprocessed)),
+                    consumed=result.consumed,
+                )
+            )
+        if not result.unprocessed:
+            return
+        bucket.throttled()
+        pending = result.unprocessed
+        if stop.wait(rng.uniform(0, min(20.0, 0.05 * 2**attempt))):
+            raise Interrupted(f"{settings.table}: load stopped")
+    raise Throttled(
+        f"{settings.table}: {len(pending)} items still unprocessed after "
+        f"{settings.batch_attempts} rounds of BatchWriteItem"
+    )

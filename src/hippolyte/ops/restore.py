@@ -1,0 +1,261 @@
+"""Restore a backup into a new table, exactly and resumably, and prove it.
+
+Order: resolve the schema -> check the target (never delete or overwrite a table) -> create it
+with temporary load capacity and wait until ACTIVE -> read every remaining file once to check
+it (a bad file stops the restore before anything of it is written) -> load, checkpointing each
+finished file -> prove: scan the new table, compare item count and an order-independent digest
+with the backup's -> set the backed-up capacities, then TTL, tags, PITR, deletion protection.
+"""
+
+from __future__ import annotations
+
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hippolyte.adapters import aws, dynamodb, dynamodb_admin, dynamodb_write
+from hippolyte.engines.load import LoadSettings, load_files
+from hippolyte.engines.segment import paced_pages
+from hippolyte.errors import ConfigError, HippolyteError
+from hippolyte.events import Emit, LoadStarted, Note
+from hippolyte.model import Json, TableInfo
+from hippolyte.pacing import TokenBucket
+from hippolyte.proof import Digest
+from hippolyte.restore_plan import (
+    capacity_step,
+    create_table_request,
+    schema_differences,
+    settings_steps,
+)
+from hippolyte.restore_state import RestoreState, default_dir
+from hippolyte.sources import KeySchema, Source, SourceFile, check_file, iter_items
+
+
+class RestoreRefused(HippolyteError):
+    """The target cannot take this backup as asked; nothing was changed."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RestoreParams:
+    write_percent: float = 0.9
+    write_capacity: int = 1000  # temporary RCU and WCU of a provisioned table while loading
+    on_demand_write_units: float = 4000.0  # a new on-demand table sustains 4,000 writes/s
+    workers: int = 4
+    max_attempts: int = 10
+    resume: bool = False
+    into_existing: bool = False
+    state_dir: Path | None = None
+
+
+@dataclass(kw_only=True)
+class RestoreReport:
+    table: str
+    source: str
+    items_written: int = 0
+    backup: Digest = field(default_factory=Digest)
+    restored: Digest = field(default_factory=Digest)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def proven(self) -> bool:
+        return self.backup.count == self.restored.count and self.backup.value == self.restored.value
+
+
+def restore(
+    source: Source,
+    *,
+    conn: aws.Connection,
+    table: str,
+    params: RestoreParams,
+    description: Json | None,
+    emit: Emit,
+    stop: threading.Event | None = None,
+) -> RestoreReport:
+    stop = stop or threading.Event()
+    desc = description or source.description
+    if desc is None:
+        raise ConfigError(
+            f"{source.location} records no key schema: "
+            "pass --schema-from TABLE or --key pk:S[,sk:N]"
+        )
+    schema = KeySchema.from_description(desc)
+    control = dynamodb.control_client(conn, max_attempts=params.max_attempts)
+    target = f"{control.meta.endpoint_url} {control.meta.region_name} {table}"
+    state = _state(params, source=source.location, target=target)
+    todo = [f for f in source.files if f.key not in set(state.done_files)]
+    checks = _check_all(source, todo, schema=schema, workers=params.workers)  # before any write
+    current = _prepare_target(control, desc, table=table, params=params, state=state, emit=emit)
+    report = RestoreReport(table=table, source=source.location)
+    info = TableInfo.from_description(current)
+    budget = (
+        params.on_demand_write_units
+        if info.on_demand
+        else info.write_capacity * params.write_percent
+    )
+    emit(
+        LoadStarted(
+            table=table,
+            source=source.location,
+            files=len(todo),
+            expected_items=sum(c.items for c in checks),
+            expected_bytes=sum(c.raw_bytes for c in checks),
+            write_budget=budget,
+        )
+    )
+    lock = threading.Lock()
+
+    def file_done(f: SourceFile) -> None:
+        with lock:
+            state.done_files.append(f.key)
+            state.save()
+
+    writer = dynamodb_write.raw_write_client(
+        conn, pool=params.workers + 2, max_attempts=params.max_attempts
+    )
+    load_files(
+        source,
+        todo,
+        client=writer,
+        settings=LoadSettings(table=table, schema=schema, workers=params.workers),
+        bucket=TokenBucket(rate=max(budget, 1.0)),
+        emit=emit,
+        on_file_done=file_done,
+        stop=stop,
+    )
+    report.items_written = sum(c.items for c in checks)
+    state.phase = "loaded"
+    state.save()
+    report.backup = backup_digest(source, schema=schema, workers=params.workers)
+    report.restored = table_digest(
+        conn,
+        table=table,
+        info=TableInfo.from_description(current),
+        workers=params.workers,
+        stop=stop,
+        on_demand_units=params.on_demand_write_units,
+    )
+    if state.created_table:
+        report.notes += _finish(control, desc, source.extras, table=table, emit=emit)
+    state.phase = "done"
+    state.save()
+    return report
+
+
+def _state(params: RestoreParams, *, source: str, target: str) -> RestoreState:
+    path = RestoreState.location(params.state_dir or default_dir(), target=target)
+    old = RestoreState.load(path)
+    if params.resume:
+        if old is None:
+            raise RestoreRefused(f"nothing to resume: no checkpoint for {target} in {path.parent}")
+        if old.source != source:
+            raise RestoreRefused(
+                f"the checkpoint for {target} is a restore of {old.source}, not {source}"
+            )
+        return old
+    if old is not None and old.phase != "done":
+        raise RestoreRefused(
+            f"an unfinished restore into {target} exists ({path}); pass --resume to continue it"
+        )
+    return RestoreState(path=path, source=source, target=target)
+
+
+def _prepare_target(
+    control: Any, desc: Json, *, table: str, params: RestoreParams, state: RestoreState, emit: Emit
+) -> Json:
+    existing = dynamodb_admin.describe_raw(control, table)
+    if existing is None:
+        if params.resume and state.created_table:
+            raise RestoreRefused(
+                f"table {table!r} was created by this restore but no longer exists"
+            )
+        request = create_table_request(desc, table_name=table, load_capacity=params.write_capacity)
+        state.created_table = True  # recorded before the call: a crash after it must resume
+        state.save()
+        emit(Note(text=f"creating table {table!r}", table=table))
+        dynamodb_admin.create_table(control, request)
+        return dynamodb_admin.wait_active(control, table)
+    if params.resume and (state.created_table or params.into_existing):
+        return dynamodb_admin.wait_active(control, table)
+    if not params.into_existing:
+        raise RestoreRefused(
+            f"table {table!r} already exists; choose another --table, or pass "
+            "--into-existing to write into it (nothing was changed)"
+        )
+    diffs = schema_differences(desc, existing)
+    if diffs:
+        raise RestoreRefused(f"table {table!r} does not match the backup: " + "; ".join(diffs))
+    state.save()
+    return dynamodb_admin.wait_active(control, table)
+
+
+def _check_all(
+    source: Source, files: list[SourceFile], *, schema: KeySchema, workers: int
+) -> list[Any]:
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        return list(pool.map(lambda f: check_file(source, f, schema=schema), files))
+
+
+def _finish(control: Any, desc: Json, extras: Json, *, table: str, emit: Emit) -> list[str]:
+    notes = []
+    current = dynamodb_admin.wait_active(control, table)
+    steps = [s for s in [capacity_step(desc, table_name=table, current=current)] if s]
+    steps += settings_steps(desc, extras, table_name=table, table_arn=current.get("TableArn", ""))
+    for step in steps:
+        emit(Note(text=f"{table}: {step.why}", table=table))
+        note = dynamodb_admin.apply(control, step, table=table)
+        if note:
+            notes.append(note)
+            emit(Note(text=f"{table}: {note}", level="warning", table=table))
+    return notes
+
+
+def backup_digest(source: Source, *, schema: KeySchema, workers: int) -> Digest:
+    def one(f: SourceFile) -> Digest:
+        d = Digest()
+        for item in iter_items(source, f, schema=schema):
+            d.add(item)
+        return d
+
+    total = Digest()
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for d in pool.map(one, source.files):
+            total.merge(d)
+    return total
+
+
+def table_digest(
+    conn: aws.Connection,
+    *,
+    table: str,
+    info: TableInfo,
+    workers: int,
+    stop: threading.Event,
+    on_demand_units: float,
+) -> Digest:
+    """Scan the restored table (all of its read capacity: nobody else uses it yet)."""
+    client = dynamodb.raw_scan_client(conn, pool=workers + 2)
+    rate = on_demand_units if info.on_demand else float(max(info.read_capacity, 1))
+    bucket = TokenBucket(rate=rate)
+
+    def one(segment: int) -> Digest:
+        d = Digest()
+        for page in paced_pages(
+            client=client,
+            table=table,
+            segment=segment,
+            total_segments=workers,
+            bucket=bucket,
+            stop=stop,
+            page_attempts=8,
+        ):
+            for item in page.items:
+                d.add(item)
+        return d
+
+    total = Digest()
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for d in pool.map(one, range(workers)):
+            total.merge(d)
+    return total

@@ -1,0 +1,255 @@
+"""Backups to read from, in any of the formats Hippolyte restores.
+
+A ``Source`` is a list of data files plus what is known about them (counts, checksums, the
+table's schema when the format records it) and a way to turn each line into one item in
+DynamoDB's wire JSON. Formats:
+
+- ``hippolyte``: our own repository format (docs/design.md); trusted only with ``_SUCCESS``.
+- ``native-export``: DynamoDB's Export to S3 (see ``formats_native``).
+- ``datapipeline``: the Data Pipeline / EMR connector export the original Hippolyte wrote
+  (see ``formats_datapipeline``).
+
+Reading never trusts a file blindly: ``check_file`` streams it once, verifying its checksum
+and that every line is an item whose top level is valid DynamoDB JSON and whose key matches
+the schema, so that a restore can refuse a file before writing any of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import cast
+
+import msgspec
+
+from hippolyte import manifest
+from hippolyte.adapters.storage import Storage
+from hippolyte.errors import BackupCorrupt, BackupNotFound, ConfigError, NotFound
+from hippolyte.model import BackupRef, Json
+
+try:
+    from isal import isal_zlib as _zlib
+except ImportError:  # pragma: no cover
+    import zlib as _zlib  # type: ignore[no-redef]
+
+_GZIP_ERRORS = cast(tuple[type[Exception], ...], (_zlib.error, EOFError))
+READ_CHUNK = 1 << 20
+TYPE_TAGS = frozenset({"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"})
+
+ToWire = Callable[[bytes], bytes]  # one data line -> one item's DynamoDB JSON
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceFile:
+    key: str  # storage key, from the storage's root
+    item_count: int | None = None
+    sha256: str | None = None  # hex
+    md5: str | None = None  # base64
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeySchema:
+    """The key attributes: [(name, type)] with the hash key first."""
+
+    attributes: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def parse(cls, text: str) -> KeySchema:
+        """``pk:S[,sk:N]`` as given to ``--key``."""
+        attrs = []
+        for part in text.split(","):
+            name, _, kind = part.strip().rpartition(":")
+            if not name or kind not in {"S", "N", "B"}:
+                raise ConfigError(
+                    f"--key {text!r}: expected NAME:TYPE[,NAME:TYPE], TYPE one of S, N, B"
+                )
+            attrs.append((name, kind))
+        if not 1 <= len(attrs) <= 2:
+            raise ConfigError(f"--key {text!r}: give a partition key and at most one sort key")
+        return cls(attributes=tuple(attrs))
+
+    @classmethod
+    def from_description(cls, desc: Json) -> KeySchema:
+        types = {a["AttributeName"]: a["AttributeType"] for a in desc["AttributeDefinitions"]}
+        ordered = sorted(desc["KeySchema"], key=lambda k: k["KeyType"] != "HASH")
+        return cls(
+            attributes=tuple((k["AttributeName"], types[k["AttributeName"]]) for k in ordered)
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Source:
+    kind: str  # hippolyte | native-export | datapipeline
+    storage: Storage
+    location: str  # for messages: where the backup is
+    files: list[SourceFile]
+    to_wire: ToWire
+    description: Json | None = None  # DescribeTable's Table, if the format records it
+    extras: Json = field(default_factory=dict)  # timeToLive, tags, pointInTimeRecovery
+    item_count: int | None = None
+    ref: BackupRef | None = None
+
+    def schema(self) -> KeySchema | None:
+        return KeySchema.from_description(self.description) if self.description else None
+
+
+def open_source(storage: Storage, prefix: str, *, location: str) -> Source:
+    """Detect the format of the backup under ``prefix`` (a folder, ending in '/')."""
+    if storage.exists(prefix + manifest.DESCRIPTOR) or storage.exists(prefix + manifest.STARTED):
+        return _ours(storage, prefix, location=location)
+    from hippolyte import formats_datapipeline, formats_native
+
+    for module in (formats_native, formats_datapipeline):
+        found = module.detect(storage, prefix, location=location)
+        if found is not None:
+            return found
+    if not any(True for _ in storage.list(prefix)):
+        raise BackupNotFound(f"nothing at {location}")
+    raise BackupCorrupt(
+        f"{location}: not a Hippolyte backup, a DynamoDB export or a Data Pipeline export"
+    )
+
+
+def _ours(storage: Storage, prefix: str, *, location: str) -> Source:
+    if not storage.exists(prefix + manifest.SUCCESS):
+        raise BackupCorrupt(f"{location} is incomplete (no {manifest.SUCCESS}); refusing to use it")
+    try:
+        doc = manifest.parse_descriptor(
+            storage.get_bytes(prefix + manifest.DESCRIPTOR),
+            where=f"{location}/{manifest.DESCRIPTOR}",
+        )
+    except NotFound:
+        raise BackupCorrupt(
+            f"{location} has {manifest.SUCCESS} but no {manifest.DESCRIPTOR}"
+        ) from None
+    table = doc["table"]
+    return Source(
+        kind="hippolyte",
+        storage=storage,
+        location=location,
+        files=[
+            SourceFile(key=prefix + f.key, item_count=f.item_count, sha256=f.sha256, md5=f.md5)
+            for f in doc["files"]
+        ],
+        to_wire=item_of_export_line,
+        description=table["description"],
+        extras={k: table.get(k) for k in ("timeToLive", "tags", "pointInTimeRecovery")},
+        item_count=doc["backup"]["itemCount"],
+    )
+
+
+def item_of_export_line(line: bytes) -> bytes:
+    """``{"Item": {...}}`` -> ``{...}``, the item's bytes untouched."""
+    line = line.strip()
+    if line.startswith(b'{"Item":') and line.endswith(b"}"):
+        return line[8:-1]
+    doc = msgspec.json.decode(line)  # other spacing: decode to find the item
+    if not isinstance(doc, dict) or set(doc) != {"Item"}:
+        raise ValueError('not an {"Item": {...}} line')
+    return msgspec.json.encode(doc["Item"])
+
+
+# --- reading and checking files --------------------------------------------------------------
+
+_item_shape = msgspec.json.Decoder(dict[str, dict[str, msgspec.Raw]])
+
+
+def check_item(item: bytes, schema: KeySchema | None) -> dict[str, dict[str, msgspec.Raw]]:
+    """Top-level DynamoDB JSON: every attribute one known type tag; key attributes present
+    with the schema's types. Nested values are checked by DynamoDB itself."""
+    attrs = _item_shape.decode(item)
+    for name, value in attrs.items():
+        if len(value) != 1 or next(iter(value)) not in TYPE_TAGS:
+            raise ValueError(f"attribute {name!r} is not a DynamoDB value: {sorted(value)}")
+    if schema is not None:
+        for name, kind in schema.attributes:
+            value = attrs.get(name)
+            if value is None:
+                raise ValueError(f"key attribute {name!r} is missing")
+            if kind not in value:
+                raise ValueError(
+                    f"key attribute {name!r} is {next(iter(value))}, the schema says {kind}"
+                )
+    return attrs
+
+
+def iter_lines(source: Source, f: SourceFile) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) of a data file, gzip or plain (detected by its magic bytes)."""
+    with source.storage.open_read(f.key) as src:
+        first = src.read(READ_CHUNK)
+        gz = _zlib.decompressobj(31) if first[:2] == b"\x1f\x8b" else None
+        tail = b""
+        n = 0
+        chunk = first
+        while chunk:
+            try:
+                text = tail + (gz.decompress(chunk) if gz else chunk)
+            except _GZIP_ERRORS as exc:
+                raise BackupCorrupt(f"{_where(source, f)}: not a valid gzip file ({exc})") from exc
+            *lines, tail = text.split(b"\n")
+            for line in lines:
+                n += 1
+                if line.strip():
+                    yield n, line
+            chunk = src.read(READ_CHUNK)
+        if gz is not None:
+            try:
+                tail += gz.flush()
+            except _GZIP_ERRORS as exc:
+                raise BackupCorrupt(f"{_where(source, f)}: not a valid gzip file ({exc})") from exc
+            if not gz.eof:
+                raise BackupCorrupt(f"{_where(source, f)}: truncated gzip stream")
+        if tail.strip():
+            yield n + 1, tail
+
+
+def iter_items(source: Source, f: SourceFile, *, schema: KeySchema | None) -> Iterator[bytes]:
+    """Items of one file in wire JSON; raises BackupCorrupt naming the file and line."""
+    for n, line in iter_lines(source, f):
+        try:
+            item = source.to_wire(line)
+            check_item(item, schema)
+        except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise BackupCorrupt(f"{_where(source, f)} line {n}: {exc}") from exc
+        yield item
+
+
+@dataclass
+class FileCheck:
+    items: int = 0
+    raw_bytes: int = 0
+
+
+def check_file(source: Source, f: SourceFile, *, schema: KeySchema | None) -> FileCheck:
+    """Read a whole file before any of it is written: checksums, lines, keys, count."""
+    sha = hashlib.sha256() if f.sha256 else None
+    md5 = hashlib.md5(usedforsecurity=False) if f.md5 else None
+    result = FileCheck()
+    if sha or md5:
+        with source.storage.open_read(f.key) as src:
+            while chunk := src.read(READ_CHUNK):
+                for h in (sha, md5):
+                    if h is not None:
+                        h.update(chunk)
+        if sha is not None and sha.hexdigest() != f.sha256:
+            raise BackupCorrupt(
+                f"{_where(source, f)}: sha256 mismatch (the file changed since the backup)"
+            )
+        if md5 is not None and base64.b64encode(md5.digest()).decode() != f.md5:
+            raise BackupCorrupt(
+                f"{_where(source, f)}: md5 mismatch (the file changed since the backup)"
+            )
+    for item in iter_items(source, f, schema=schema):
+        result.items += 1
+        result.raw_bytes += len(item)
+    if f.item_count is not None and result.items != f.item_count:
+        raise BackupCorrupt(
+            f"{_where(source, f)}: {result.items} items, the manifest says {f.item_count}"
+        )
+    return result
+
+
+def _where(source: Source, f: SourceFile) -> str:
+    return f.key if "://" in f.key else f"{source.storage.url.rstrip('/')}/{f.key}"
