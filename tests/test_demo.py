@@ -28,6 +28,11 @@ def test_demo_backs_up_and_verifies_sample_tables(tmp_path: Path) -> None:
     assert counts == {"demo-orders": 400, "demo-sessions": 133, "demo-empty": 0}
     assert all(r["ok"] for r in summary["results"])
     assert all(": ok (" in line for line in summary["verify"])
+    assert [(p["table"], p["items"], p["proven"]) for p in summary["restores"]] == [
+        ("demo-orders-restored", 400, True),
+        ("demo-sessions-restored", 133, True),
+        ("demo-empty-restored", 0, True),
+    ]
     notes = [
         orjson.loads(line)["text"] for line in proc.stderr.splitlines() if '"event":"demo"' in line
     ]

@@ -439,7 +439,8 @@ def verify(
 @json_option
 @click.pass_context
 def demo(ctx: click.Context, workdir: str, items: int, as_json: bool) -> None:
-    """Start the embedded DynamoDB Local, create sample tables, back up, verify, summarize."""
+    """Start the embedded DynamoDB Local, create sample tables, back up, verify, restore each
+    backup into a new table and prove it identical; print what was done."""
     from hippolyte.ops.demo import run_demo
 
     json_mode = _json_mode(as_json)
@@ -461,6 +462,21 @@ def demo(ctx: click.Context, workdir: str, items: int, as_json: bool) -> None:
         _print_results(summary["results"])
         for line in summary["verify"]:
             Console().print(line, highlight=False)
+        for proof in summary["restores"]:
+            Console().print(
+                f"restore {proof['source']} -> {proof['table']}: {proof['items']:,} "
+                f"items, "
+                + (
+                    "[green]identical to the backup"
+                    if proof["proven"]
+                    else "[red]DIFFERENT from the backup"
+                ),
+                highlight=False,
+            )
+    if not all(p["proven"] for p in summary["restores"]):
+        from hippolyte.errors import BackupFailed
+
+        raise BackupFailed("a demo restore differs from its backup")
 
 
 @cli.command()
