@@ -262,3 +262,113 @@ def test_kill_9_then_resume_gives_the_exact_table(
     doc = orjson.loads(out)
     assert doc["proof"]["ok"] and doc["proof"]["table"]["items"] == len(items)
     assert same_items(db.stock_items("resumed"), items)
+
+
+def test_cli_restores_a_native_export_with_key(
+    dynalite: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.format_fixtures import fixture_items, write_native_export
+
+    items = fixture_items()
+    folder = write_native_export(open_storage(str(tmp_path / "x")), "exports/", items)
+    code, out, err = run(
+        capsys,
+        "restore",
+        str(tmp_path / "x" / folder),
+        "--table",
+        "from-native",
+        "--key",
+        "pk:S",
+        "--endpoint-url",
+        dynalite.endpoint_url,
+        "--state-dir",
+        str(tmp_path / "state"),
+        "--json",
+    )
+    assert code == 0, err
+    assert orjson.loads(out)["proof"]["ok"]
+    assert same_items(db_for(dynalite).stock_items("from-native"), items)
+
+
+def test_cli_converts_and_restores_a_datapipeline_export(
+    dynamodb_local: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.format_fixtures import fixture_items, write_datapipeline_export
+
+    db = db_for(dynamodb_local)
+    items = fixture_items()
+    old = tmp_path / "old-bucket"
+    write_datapipeline_export(
+        open_storage(str(old)), "orders/2017-03-01-00-10-00/", items, items_per_file=10
+    )
+    schema_table = db.table()  # an existing table with the same keys: pk (S)
+    common = ["--endpoint-url", dynamodb_local.endpoint_url, "--state-dir", str(tmp_path / "st")]
+    src = str(old / "orders" / "2017-03-01-00-10-00")
+    code, out, err = run(
+        capsys,
+        "restore",
+        src,
+        "--table",
+        "from-dp",
+        "--schema-from",
+        schema_table,
+        *common,
+        "--json",
+    )
+    assert code == 0, err
+    assert same_items(db.stock_items("from-dp"), items)
+
+    repo = str(tmp_path / "repo")
+    code, out, err = run(
+        capsys,
+        "convert",
+        src,
+        "--repo",
+        repo,
+        "--table-name",
+        "orders",
+        "--schema-from",
+        schema_table,
+        *common[:2],
+        "--json",
+    )
+    assert code == 0, err
+    ref = orjson.loads(out)["ref"]
+    assert ref == "orders/2017-03-01-00-10-00"
+    assert run(capsys, "verify", ref, "--repo", repo)[0] == 0
+    code, out, err = run(
+        capsys, "restore", ref, "--repo", repo, "--table", "from-converted", *common, "--json"
+    )
+    assert code == 0, err
+    assert same_items(db.stock_items("from-converted"), items)
+
+
+def test_cli_bad_export_line_names_file_and_line(
+    dynalite: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.format_fixtures import fixture_items, write_datapipeline_export
+
+    storage = open_storage(str(tmp_path / "dp"))
+    keys = write_datapipeline_export(
+        storage, "t/2017-03-01-00-10-00/", fixture_items(), items_per_file=10
+    )
+    victim = tmp_path / "dp" / keys[1]
+    lines = victim.read_bytes().splitlines()
+    lines[3] = b'{"pk":{"s":"x"},"bad":{"zz":1}}'
+    victim.write_bytes(b"\n".join(lines) + b"\n")
+    code, out, err = run(
+        capsys,
+        "restore",
+        str(tmp_path / "dp" / "t" / "2017-03-01-00-10-00"),
+        "--table",
+        "never",
+        "--key",
+        "pk:S",
+        "--endpoint-url",
+        dynalite.endpoint_url,
+        "--state-dir",
+        str(tmp_path / "st"),
+    )
+    assert code == 4, err
+    assert f"{victim.name} line 4" in err and "'bad'" in err
+    assert "never" not in db_for(dynalite).client.list_tables()["TableNames"]

@@ -537,7 +537,7 @@ def restore(
         raise click.UsageError("give --schema-from or --key, not both")
     settings = _settings(ctx, workers=workers, repository=repo, **aws)
     target = settings.effective_targets()[0]
-    source = _open_source(settings, ref)
+    source = _open_source(settings, ref, repo=settings.repository)
     description = _schema(target, schema_from=schema_from, key_spec=key_spec, table=table)
     params = RestoreParams(
         write_percent=write_percent,
@@ -593,13 +593,13 @@ def restore(
         )
 
 
-def _open_source(settings: Settings, ref: str) -> Any:
-    """TABLE/BACKUP_ID within the repository, or the path/URL of any backup folder."""
+def _open_source(settings: Settings, ref: str, *, repo: str | None) -> Any:
+    """TABLE/BACKUP_ID within ``repo``, or the path/URL of any backup folder."""
     from hippolyte.sources import open_source
 
     conn = settings.effective_targets()[0].connection()
     try:
-        bref = manifest.parse_ref(ref, repo=settings.repository)
+        bref = manifest.parse_ref(ref, repo=repo)
     except ConfigError:  # not shaped like ours: any folder (a native or Data Pipeline export)
         folder = ref.rstrip("/")
         return open_source(open_storage(folder, conn=conn), "", location=folder)
@@ -619,3 +619,52 @@ def _schema(target: Target, *, schema_from: str | None, key_spec: str | None, ta
 
         return schema_from_key(table, KeySchema.parse(key_spec))
     return None
+
+
+@cli.command()
+@click.argument("src")
+@repo_option
+@click.option("--table-name", required=True, help="Table name the backup is filed under.")
+@click.option("--schema-from", help="Take the key schema and indexes from this existing table.")
+@click.option("--key", "key_spec", help="Key schema: pk:S[,sk:N].")
+@aws_options
+@json_option
+@click.pass_context
+def convert(
+    ctx: click.Context,
+    src: str,
+    repo: str | None,
+    table_name: str,
+    schema_from: str | None,
+    key_spec: str | None,
+    as_json: bool,
+    **aws: Any,
+) -> None:
+    """Rewrite a DynamoDB export or a Data Pipeline export (SRC: its folder's path or URL)
+    into a Hippolyte backup in the repository, with checksums."""
+    from hippolyte.ops.convert import convert as run
+
+    if bool(schema_from) == bool(key_spec):
+        raise click.UsageError("give exactly one of --schema-from TABLE or --key pk:S[,sk:N]")
+    settings = _settings(ctx, repository=repo, **aws)
+    target = settings.effective_targets()[0]
+    source = _open_source(settings, src, repo=None)
+    if source.kind == "hippolyte":
+        raise ConfigError(f"{src} is already a Hippolyte backup")
+    description = _schema(target, schema_from=schema_from, key_spec=key_spec, table=table_name)
+    json_mode = _json_mode(as_json)
+    renderer = JsonLines() if json_mode else Bars(err_console)
+    try:
+        ref = run(
+            source,
+            dest=_storage(settings, target),
+            table_name=table_name,
+            schema_description=description,
+            emit=renderer,
+        )
+    finally:
+        renderer.close()
+    if json_mode:
+        _out({"ref": str(ref), "repository": ref.repo, "kind": source.kind})
+    else:
+        Console().print(f"converted {source.kind} export {src} into {ref.repo}/{ref}")

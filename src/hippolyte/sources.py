@@ -97,7 +97,10 @@ class Source:
 
 def open_source(storage: Storage, prefix: str, *, location: str) -> Source:
     """Detect the format of the backup under ``prefix`` (a folder, ending in '/')."""
-    if storage.exists(prefix + manifest.DESCRIPTOR) or storage.exists(prefix + manifest.STARTED):
+    ours = storage.exists(prefix + manifest.DESCRIPTOR) or (
+        storage.exists(prefix + manifest.STARTED) and storage.size(prefix + manifest.STARTED) > 0
+    )  # a native export has an empty _started; ours records the run in it
+    if ours:
         return _ours(storage, prefix, location=location)
     from hippolyte import formats_datapipeline, formats_native
 
@@ -165,12 +168,12 @@ def check_item(item: bytes, schema: KeySchema | None) -> dict[str, dict[str, msg
             raise ValueError(f"attribute {name!r} is not a DynamoDB value: {sorted(value)}")
     if schema is not None:
         for name, kind in schema.attributes:
-            value = attrs.get(name)
-            if value is None:
+            key_value = attrs.get(name)
+            if key_value is None:
                 raise ValueError(f"key attribute {name!r} is missing")
-            if kind not in value:
+            if kind not in key_value:
                 raise ValueError(
-                    f"key attribute {name!r} is {next(iter(value))}, the schema says {kind}"
+                    f"key attribute {name!r} is {next(iter(key_value))}, the schema says {kind}"
                 )
     return attrs
 

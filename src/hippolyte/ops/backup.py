@@ -26,6 +26,8 @@ from hippolyte.events import Emit, TableDone, TableStarted
 from hippolyte.model import BackupRef, FileEntry, Json, TableInfo, TableResult
 from hippolyte.pacing import TokenBucket, read_budget, segments_for
 
+SCAN_CONSISTENCY = "eventually consistent parallel Scan; not a point-in-time snapshot"
+
 
 @dataclass(frozen=True, kw_only=True)
 class BackupParams:
@@ -218,6 +220,7 @@ def _commit(
     run: Json,
     consumed: float,
     source: Json,
+    consistency: str = SCAN_CONSISTENCY,
 ) -> None:
     items = sum(f.item_count for f in files)
     bucket = storage.url[5:].split("/", 1)[0] if storage.url.startswith("s3://") else None
@@ -254,7 +257,7 @@ def _commit(
         "parameters": run,
         "source": source,
         "hippolyteVersion": __version__,
-        "consistency": "eventually consistent parallel Scan; not a point-in-time snapshot",
+        "consistency": consistency,
     }
     storage.put_bytes(
         ref.prefix + manifest.DESCRIPTOR,
