@@ -30,6 +30,11 @@ _ERRORS = {
     "throttling": (400, "ThrottlingException"),
     "500": (500, "InternalServerError"),
     "503": (503, "ServiceUnavailable"),
+    "decrease-limit": (400, "LimitExceededException"),
+}
+_MESSAGES = {
+    "decrease-limit": b"Subscriber limit exceeded: Provisioned throughput decreases are limited "
+    b"within a given UTC day",
 }
 
 
@@ -76,11 +81,12 @@ class FaultProxy:
                     return
                 if fault in _ERRORS:
                     status, code = _ERRORS[fault]
+                    message = _MESSAGES.get(fault, b"injected by FaultProxy")
                     self._reply(
                         status,
                         {"x-amz-crc32": None},
-                        b'{"__type":"com.amazonaws.dynamodb.v20120810#%s",'
-                        b'"message":"injected by FaultProxy"}' % code.encode(),
+                        b'{"__type":"com.amazonaws.dynamodb.v20120810#%s","message":"%s"}'
+                        % (code.encode(), message),
                     )
                     return
                 if fault == "unprocessed":
