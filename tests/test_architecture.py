@@ -12,7 +12,21 @@ import pytest
 from hippolyte.cli import cli
 
 SRC = Path(__file__).resolve().parents[1] / "src" / "hippolyte"
-PURE = ["model", "errors", "events", "manifest", "selection", "pacing", "config", "retry"]
+PURE = [
+    "model",
+    "errors",
+    "events",
+    "manifest",
+    "selection",
+    "pacing",
+    "config",
+    "retry",
+    "planning",
+    "packing",
+    "proof",
+    "restore_plan",
+    "journal",
+]
 FORBIDDEN = (
     "boto3",
     "botocore",
