@@ -166,6 +166,13 @@ def discover(ctx: click.Context, as_json: bool, **aws: Any) -> None:
 
 @cli.command()
 @click.argument("tables", nargs=-1)
+@click.option(
+    "--all",
+    "all_",
+    is_flag=True,
+    help="Run tonight's plan for every selected table (the default without TABLEs).",
+)
+@click.option("--dry-run", is_flag=True, help="Print what the plan would do; change nothing.")
 @repo_option
 @click.option("--read-percent", type=float, help="Share of the table's read capacity (0-1].")
 @click.option("--segments", type=int, help="Parallel Scan segments (default: from size).")
@@ -176,6 +183,8 @@ def discover(ctx: click.Context, as_json: bool, **aws: Any) -> None:
 def backup(
     ctx: click.Context,
     tables: tuple[str, ...],
+    all_: bool,
+    dry_run: bool,
     repo: str | None,
     read_percent: float | None,
     segments: int | None,
@@ -183,10 +192,14 @@ def backup(
     as_json: bool,
     **aws: Any,
 ) -> None:
-    """Back up the named tables, or every selected table, into the repository."""
-    from hippolyte.ops.backup import BackupParams, backup_tables
-    from hippolyte.ops.discover import selected_names
+    """Back up the named tables; without names (or with --all), run tonight's plan: every
+    selected table, pipelines in parallel, boosting and reverting capacity as planned."""
+    from hippolyte.ops.backup import BackupParams
 
+    if tables and all_:
+        raise click.UsageError("give TABLE names or --all, not both")
+    if tables and dry_run:
+        raise click.UsageError("--dry-run applies to the planned run (--all)")
     settings = _settings(
         ctx, repository=repo, read_percent=read_percent, segments=segments, workers=workers, **aws
     )
@@ -203,24 +216,41 @@ def backup(
         workers=settings.workers,
         max_attempts=settings.max_attempts,
     )
+    if dry_run:
+        _dry_run(settings)
+        return
     json_mode = _json_mode(as_json)
     renderer = JsonLines() if json_mode else Bars(err_console)
-    results = []
+    results: list[Any] = []
+    runs: list[Any] = []
     try:
         with _stop_on_sigterm() as stop:
             for target in targets:
-                conn = target.connection()
-                storage = _storage(settings, target)
-                names = list(tables) or selected_names(
-                    conn=conn, rules=settings.selection.rules(), max_attempts=settings.max_attempts
-                )
-                results += backup_tables(
-                    names, conn=conn, storage=storage, params=params, emit=renderer, stop=stop
-                )
+                if tables:
+                    from hippolyte.ops.backup import backup_tables
+
+                    results += backup_tables(
+                        list(tables),
+                        conn=target.connection(),
+                        storage=_storage(settings, target),
+                        params=params,
+                        emit=renderer,
+                        stop=stop,
+                    )
+                else:
+                    run = _run_plan(settings, target, params=params, emit=renderer, stop=stop)
+                    runs.append(run)
+                    results += run.results
     finally:
         renderer.close()
     if json_mode:
-        _out({"results": results, "ok": all(r.ok for r in results)})
+        _out(
+            {
+                "results": results,
+                "ok": all(r.ok for r in results),
+                "runs": [{"run": r.run_id, "capacity": r.capacity} for r in runs],
+            }
+        )
     else:
         _print_results(results)
     failed = [r for r in results if not r.ok]
@@ -231,6 +261,36 @@ def backup(
             f"{len(failed)} of {len(results)} table backups failed: "
             + "; ".join(f"{r.table}: {r.error}" for r in failed)
         )
+
+
+def _run_plan(settings: Settings, target: Target, *, params: Any, emit: Any, stop: Any) -> Any:
+    from hippolyte.ops.plan import plan_target
+    from hippolyte.ops.run import run_plan
+
+    storage = _storage(settings, target)
+    storage.check_writable()
+    planned, _ = plan_target(settings, target, storage=storage, at=None)
+    return run_plan(
+        planned,
+        conn=target.connection(),
+        storage=storage,
+        params=params,
+        pipelines_at_once=settings.workers,
+        emit=emit,
+        stop=stop,
+    )
+
+
+def _dry_run(settings: Settings) -> None:
+    from hippolyte.ops.plan import plan_target
+    from hippolyte.ops.run import actions
+
+    for target in settings.effective_targets():
+        repo = settings.repository_for(target)
+        storage = open_storage(repo, conn=target.connection()) if repo else None
+        planned, _ = plan_target(settings, target, storage=storage, at=None)
+        for line in actions(planned):
+            click.echo(f"{target.label}: {line}")
 
 
 def _print_results(results: list[Any]) -> None:
@@ -668,3 +728,145 @@ def convert(
         _out({"ref": str(ref), "repository": ref.repo, "kind": source.kind})
     else:
         Console().print(f"converted {source.kind} export {src} into {ref.repo}/{ref}")
+
+
+@cli.command()
+@click.option(
+    "--at", "at", help="Plan as if the run started at HH:MM UTC (default: the window's start)."
+)
+@click.option(
+    "--from-descriptions",
+    type=click.Path(dir_okay=False),
+    help="Plan offline from a JSON array of DescribeTable Table objects.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "html", "datapipeline"]),
+    default="table",
+    show_default=True,
+    help="Output format.",
+)
+@click.option("--out", type=click.Path(dir_okay=False), help="Write to this file, not stdout.")
+@click.option("--bucket", help="S3 bucket for --format datapipeline (default: the repository's).")
+@repo_option
+@aws_options
+@click.pass_context
+def plan(
+    ctx: click.Context,
+    at: str | None,
+    from_descriptions: str | None,
+    fmt: str,
+    out: str | None,
+    bucket: str | None,
+    repo: str | None,
+    **aws: Any,
+) -> None:
+    """Plan tonight's run: estimate each table, boost what cannot fit, pack into pipelines."""
+    import datetime as dt
+    from pathlib import Path
+
+    from hippolyte.ops.plan import plan_from_descriptions, plan_target
+    from hippolyte.planning import to_json
+
+    settings = _settings(ctx, repository=repo, **aws)
+    try:
+        start = dt.time.fromisoformat(at) if at else None
+    except ValueError:
+        raise ConfigError(f"--at {at!r}: expected HH:MM (UTC)") from None
+    if from_descriptions:
+        result = plan_from_descriptions(settings, Path(from_descriptions), at=start)
+    else:
+        target = settings.effective_targets()[0]
+        repo_url = settings.repository_for(target)
+        storage = open_storage(repo_url, conn=target.connection()) if repo_url else None
+        result, _ = plan_target(settings, target, storage=storage, at=start)
+    doc = to_json(result)
+    text = _render_plan(doc, fmt=fmt, bucket=bucket, repo=settings.repository)
+    if text is None:
+        _print_plan(doc)
+    elif out:
+        Path(out).write_text(text, encoding="utf-8")
+        err_console.print(f"wrote {fmt} plan to {out}")
+    else:
+        click.echo(text)
+
+
+def _render_plan(
+    doc: dict[str, Any], *, fmt: str, bucket: str | None, repo: str | None
+) -> str | None:
+    import datetime as dt
+
+    if fmt == "json":
+        return dumps(doc)
+    if fmt == "html":
+        from hippolyte.plan_html import render
+
+        return render(doc)
+    if fmt == "datapipeline":
+        from hippolyte.datapipeline import definitions
+
+        if not bucket and repo and repo.startswith("s3://"):
+            bucket = repo[5:].split("/", 1)[0]
+        if not bucket:
+            raise ConfigError("--format datapipeline needs --bucket or an s3:// repository")
+        stamp = manifest.backup_id(dt.datetime.now(dt.UTC))
+        return dumps(definitions(doc, bucket=bucket, timestamp=stamp))
+    return None
+
+
+def _print_plan(doc: dict[str, Any]) -> None:
+    con = Console()
+    out = Table("pipeline", "table", "starts", "ends", "estimate", "boost", "why")
+    for p in doc["pipelines"]:
+        for t in p["tables"]:
+            b = t["boost"]
+            boost = f"{b['old_rcu']} -> {b['new_rcu']} RCU" if b else ""
+            out.add_row(
+                str(p["index"]),
+                t["table"],
+                t["starts_at"],
+                t["ends_at"],
+                f"{t['estimate']['seconds']:,.0f} s",
+                boost,
+                t["estimate"]["why"],
+            )
+    con.print(out)
+    for s in doc["skipped"]:
+        con.print(f"skipped {s['table']}: {s['reason']}", highlight=False)
+    for d in doc["decisions"]:
+        con.print(d, highlight=False)
+
+
+@cli.command()
+@click.option("--run", "run_id", help="The run to revert (default: every run with open entries).")
+@repo_option
+@json_option
+@click.pass_context
+def revert(ctx: click.Context, run_id: str | None, repo: str | None, as_json: bool) -> None:
+    """Put back the read capacity and autoscaling of every table a run boosted. Idempotent."""
+    from hippolyte.journal import Journal, run_ids
+    from hippolyte.ops.capacity import revert as run
+
+    settings = _settings(ctx, repository=repo)
+    storage = _storage(settings)
+    runs = [run_id] if run_id else run_ids(storage)
+    outcomes = []
+    for rid in runs:
+        journal = Journal.open(storage, rid, create=False)
+        outcomes += [{"run": rid, **o.__dict__} for o in run(journal)]
+    if _json_mode(as_json):
+        _out(outcomes)
+    else:
+        for o in outcomes:
+            Console().print(f"{o['run']} {o['table']}: {o['status']} {o['note']}", highlight=False)
+        if not outcomes:
+            Console().print("nothing to revert")
+    pending = [o for o in outcomes if o["status"] == "revert-pending"]
+    if pending:
+        from hippolyte.errors import AwsError
+
+        raise AwsError(
+            f"{len(pending)} tables could not be reverted yet (DynamoDB's daily "
+            "ration of decreases); run revert again later"
+        )

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -75,6 +75,17 @@ class Selection(_Strict):
         )
 
 
+class Planning(_Strict):
+    """The nightly window and the cost model (see planning.PlanSettings)."""
+
+    window_start: str = Field(default="00:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    window_end: str = Field(default="07:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    bytes_per_rcu: Literal[4096, 8192] = 8192  # 8192: eventually consistent scans (ours)
+    table_start_s: float = Field(default=60, ge=0)
+    pipeline_start_s: float = Field(default=600, ge=0)
+    max_tables_per_pipeline: int = Field(default=32, ge=1, le=32)
+
+
 class Settings(_Strict):
     repository: str | None = None
     read_percent: float = Field(default=0.5, gt=0, le=1)
@@ -84,6 +95,7 @@ class Settings(_Strict):
     max_attempts: int = Field(default=10, ge=1, le=100)  # botocore standard-mode attempts per call
     targets: list[Target] = []
     selection: Selection = Selection()
+    planning: Planning = Planning()
 
     def effective_targets(self) -> list[Target]:
         return self.targets or [Target()]

@@ -1,0 +1,129 @@
+"""Build tonight's plan: the selected tables (or DescribeTable objects from a file), their
+history in the repository, the account's limits and ration of decreases -> planning.plan."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from hippolyte import planning
+from hippolyte.adapters import capacity, dynamodb
+from hippolyte.adapters.storage import Storage
+from hippolyte.config import Settings, Target
+from hippolyte.errors import ConfigError, HippolyteError
+from hippolyte.model import TableInfo
+from hippolyte.ops import catalog
+from hippolyte.ops.discover import discover
+from hippolyte.selection import select
+
+
+def _clock(text: str) -> dt.time:
+    return dt.time.fromisoformat(text)
+
+
+def plan_settings(
+    settings: Settings,
+    *,
+    at: dt.time | None = None,
+    limits: capacity.Limits | None = None,
+    used_rcu: int = 0,
+) -> planning.PlanSettings:
+    p = settings.planning
+    limits = limits or capacity.Limits()
+    return planning.PlanSettings(
+        read_percent=settings.read_percent,
+        bytes_per_rcu=p.bytes_per_rcu,
+        table_start_s=p.table_start_s,
+        pipeline_start_s=p.pipeline_start_s,
+        max_tables_per_pipeline=p.max_tables_per_pipeline,
+        window_start=at or _clock(p.window_start),
+        window_end=_clock(p.window_end),
+        on_demand_read_units=settings.on_demand_read_units,
+        table_max_rcu=limits.table_max_rcu,
+        account_max_rcu=limits.account_max_rcu,
+        account_used_rcu=used_rcu,
+    )
+
+
+def history(storage: Storage | None, tables: Sequence[str]) -> dict[str, float]:
+    """Measured bytes/s of each table's latest complete backup (table size / duration)."""
+    out: dict[str, float] = {}
+    if storage is None:
+        return out
+    for name in tables:
+        for ref in reversed(list(catalog.refs(storage, name))):
+            if not catalog.is_complete(storage, ref):
+                continue
+            try:
+                doc = catalog.load_descriptor(storage, ref)
+            except HippolyteError:
+                continue
+            size = (doc["table"].get("description") or {}).get("TableSizeBytes") or 0
+            secs = doc["backup"].get("durationSeconds") or 0
+            if size > 0 and secs > 1:
+                out[name] = size / secs
+            break
+    return out
+
+
+def used_rcu(tables: Sequence[TableInfo]) -> int:
+    """Provisioned RCU the account already uses: tables and their GSIs."""
+    total = 0
+    for t in tables:
+        total += t.read_capacity
+        for g in t.description.get("GlobalSecondaryIndexes") or []:
+            total += int((g.get("ProvisionedThroughput") or {}).get("ReadCapacityUnits") or 0)
+    return total
+
+
+def decreases_left(tables: Sequence[TableInfo], ps: planning.PlanSettings) -> dict[str, int]:
+    return {
+        t.name: planning.decreases_left(
+            used_today=int(
+                (t.description.get("ProvisionedThroughput") or {}).get("NumberOfDecreasesToday")
+                or 0
+            ),
+            settings=ps,
+        )
+        for t in tables
+    }
+
+
+def plan_target(
+    settings: Settings, target: Target, *, storage: Storage | None, at: dt.time | None
+) -> tuple[planning.Plan, list[TableInfo]]:
+    conn = target.connection()
+    decisions = discover(
+        conn=conn, rules=settings.selection.rules(), max_attempts=settings.max_attempts
+    )
+    everything = [d.table for d in decisions]
+    chosen = [d.table for d in decisions if d.selected]
+    limits = capacity.describe_limits(dynamodb.control_client(conn))
+    ps = plan_settings(settings, at=at, limits=limits, used_rcu=used_rcu(everything))
+    result = planning.plan(
+        chosen,
+        settings=ps,
+        history=history(storage, [t.name for t in chosen]),
+        decreases_left=decreases_left(chosen, ps),
+    )
+    return result, chosen
+
+
+def plan_from_descriptions(settings: Settings, path: Path, *, at: dt.time | None) -> planning.Plan:
+    """Offline what-if planning from a JSON array of DescribeTable ``Table`` objects."""
+    try:
+        docs = orjson.loads(path.read_bytes())
+        tables = [TableInfo.from_description(d) for d in docs]
+    except FileNotFoundError:
+        raise ConfigError(f"--from-descriptions: {path} does not exist") from None
+    except (orjson.JSONDecodeError, TypeError, KeyError, ValueError, AttributeError) as exc:
+        raise ConfigError(
+            f"--from-descriptions: {path} is not a JSON array of DescribeTable "
+            f"Table objects ({exc!r})"
+        ) from None
+    chosen = [s.table for s in select(tables, settings.selection.rules()) if s.selected]
+    ps = plan_settings(settings, at=at, used_rcu=used_rcu(tables))
+    return planning.plan(chosen, settings=ps, decreases_left=decreases_left(chosen, ps))

@@ -1,0 +1,133 @@
+"""Run a plan: pipelines side by side, each pipeline's tables one after another; a boosted
+table is boosted just before its backup and reverted just after, all through the journal.
+
+The run's record lives in the repository: ``runs/<run-id>/plan.json`` (what was decided),
+``journal.json`` (every capacity change), ``result.json`` (every table's outcome).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+
+import orjson
+
+from hippolyte import manifest, planning
+from hippolyte.adapters.storage import Storage
+from hippolyte.errors import HippolyteError, Interrupted
+from hippolyte.events import Emit, Note
+from hippolyte.journal import RUNS, Journal
+from hippolyte.model import Connection, TableResult
+from hippolyte.ops import capacity
+from hippolyte.ops.backup import BackupParams, backup_tables
+from hippolyte.render import to_plain
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
+    run_id: str
+    results: list[TableResult]
+    capacity: list[capacity.Outcome]
+
+
+def actions(plan: planning.Plan) -> list[str]:
+    """What a run of ``plan`` would do, in order, per pipeline (for --dry-run)."""
+    out = []
+    for p in plan.pipelines:
+        for t in p.tables:
+            name, b = t.estimate.table, t.boost
+            if b is not None:
+                out.append(
+                    f"pipeline {p.index}: boost {name} {b.old_rcu} -> {b.new_rcu} RCU "
+                    f"(backup reads {b.backup_share:.0%} of it)"
+                )
+            out.append(f"pipeline {p.index}: back up {name} ({t.reason})")
+            if b is not None:
+                out.append(f"pipeline {p.index}: revert {name} to {b.old_rcu} RCU")
+    out += [f"skip {s.table}: {s.reason}" for s in plan.skipped]
+    return out
+
+
+def run_plan(
+    plan: planning.Plan,
+    *,
+    conn: Connection,
+    storage: Storage,
+    params: BackupParams,
+    pipelines_at_once: int,
+    emit: Emit,
+    stop: threading.Event | None = None,
+    now: dt.datetime | None = None,
+) -> RunResult:
+    run_id = manifest.backup_id(now or dt.datetime.now(dt.UTC))
+    storage.put_bytes(f"{RUNS}{run_id}/plan.json", orjson.dumps(planning.to_json(plan)))
+    journal = Journal.open(storage, run_id, create=True)
+    stop = stop or threading.Event()
+    emit(Note(text=f"run {run_id}: {len(plan.pipelines)} pipelines, {pipelines_at_once} at a time"))
+
+    def one(p: planning.Pipeline) -> tuple[list[TableResult], list[capacity.Outcome]]:
+        results, outcomes = [], []
+        for t in p.tables:
+            if stop.is_set():
+                break
+            r, o = _table(
+                t, conn=conn, storage=storage, params=params, journal=journal, emit=emit, stop=stop
+            )
+            results.append(r)
+            outcomes += o
+        return results, outcomes
+
+    results: list[TableResult] = []
+    outcomes: list[capacity.Outcome] = []
+    with ThreadPoolExecutor(
+        max_workers=max(1, pipelines_at_once), thread_name_prefix="hippolyte-pipeline"
+    ) as pool:
+        for r, o in pool.map(one, plan.pipelines):
+            results += r
+            outcomes += o
+    result = RunResult(run_id=run_id, results=results, capacity=outcomes)
+    storage.put_bytes(f"{RUNS}{run_id}/result.json", orjson.dumps(to_plain(result), default=str))
+    return result
+
+
+def _table(
+    t: planning.PlannedTable,
+    *,
+    conn: Connection,
+    storage: Storage,
+    params: BackupParams,
+    journal: Journal,
+    emit: Emit,
+    stop: threading.Event,
+) -> tuple[TableResult, list[capacity.Outcome]]:
+    name, outcomes = t.estimate.table, []
+    share = params.read_percent
+    boosted = False
+    try:
+        if t.boost is not None:
+            o = capacity.boost(conn=conn, journal=journal, table=name, new_rcu=t.boost.new_rcu)
+            outcomes.append(o)
+            emit(Note(text=f"{name}: {o.status} {o.note}", table=name))
+            boosted = o.status == "boosted"
+            share = t.boost.backup_share if boosted else share
+        (result,) = backup_tables(
+            [name],
+            conn=conn,
+            storage=storage,
+            params=replace(params, read_percent=share),
+            emit=emit,
+            stop=stop,
+        )
+        return result, outcomes
+    except Interrupted:
+        raise
+    except HippolyteError as exc:  # one table's failure does not stop its pipeline
+        return TableResult(table=name, ref=None, ok=False, error=str(exc)), outcomes
+    finally:
+        if boosted:
+            key = capacity.entry_key(conn, name)
+            o = capacity.revert_entry(journal, key, journal.entries[key])
+            outcomes.append(o)
+            emit(Note(text=f"{name}: {o.status} {o.note}", table=name))
