@@ -99,6 +99,24 @@ def test_offline_plan_from_descriptions(tmp_path: Path, capsys: pytest.CaptureFi
     boosted = {t["table"]: t["boost"] for p in doc["pipelines"] for t in p["tables"] if t["boost"]}
     assert "big-one" in boosted and boosted["big-one"]["new_rcu"] > 1000
     assert len(doc["pipelines"]) >= doc["lower_bound"]
+    page = tmp_path / "plan.html"
+    code, _, err = run(
+        capsys, "plan", "--from-descriptions", str(path), "--format", "html", "--out", str(page)
+    )
+    assert code == 0 and "big-one" in page.read_text() and "http" not in page.read_text()
+    code, out, err = run(
+        capsys,
+        "plan",
+        "--from-descriptions",
+        str(path),
+        "--format",
+        "datapipeline",
+        "--bucket",
+        "backups",
+    )
+    assert code == 0, err
+    defs = orjson.loads(out)
+    assert sum(len(d["pipelineObjects"]) for d in defs) == 3 * len(planned) + 2 * len(defs)
     code, _, err = run(capsys, "plan", "--from-descriptions", str(tmp_path / "nope.json"))
     assert code == 2 and "does not exist" in err
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -782,7 +783,12 @@ def plan(
         storage = open_storage(repo_url, conn=target.connection()) if repo_url else None
         result, _ = plan_target(settings, target, storage=storage, at=start)
     doc = to_json(result)
-    text = _render_plan(doc, fmt=fmt, bucket=bucket, repo=settings.repository)
+    region = (
+        settings.effective_targets()[0].region
+        or os.environ.get("AWS_REGION")
+        or os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+    )
+    text = _render_plan(doc, fmt=fmt, bucket=bucket, repo=settings.repository, region=region)
     if text is None:
         _print_plan(doc)
     elif out:
@@ -793,7 +799,7 @@ def plan(
 
 
 def _render_plan(
-    doc: dict[str, Any], *, fmt: str, bucket: str | None, repo: str | None
+    doc: dict[str, Any], *, fmt: str, bucket: str | None, repo: str | None, region: str
 ) -> str | None:
     import datetime as dt
 
@@ -811,7 +817,7 @@ def _render_plan(
         if not bucket:
             raise ConfigError("--format datapipeline needs --bucket or an s3:// repository")
         stamp = manifest.backup_id(dt.datetime.now(dt.UTC))
-        return dumps(definitions(doc, bucket=bucket, timestamp=stamp))
+        return dumps(definitions(doc, bucket=bucket, timestamp=stamp, region=region))
     return None
 
 
