@@ -28,6 +28,9 @@ def test_demo_backs_up_and_verifies_sample_tables(tmp_path: Path) -> None:
     assert counts == {"demo-orders": 400, "demo-sessions": 133, "demo-empty": 0}
     assert all(r["ok"] for r in summary["results"])
     assert all(": ok (" in line for line in summary["verify"])
+    assert any("pipeline 1: demo-orders" in line for line in summary["plan"])
+    assert any("skip demo-empty" in line for line in summary["plan"])
+    assert (tmp_path / "repo" / "plan.html").read_text().startswith("<!DOCTYPE html>")
     assert [(p["table"], p["items"], p["proven"]) for p in summary["restores"]] == [
         ("demo-orders-restored", 400, True),
         ("demo-sessions-restored", 133, True),

@@ -43,6 +43,9 @@ def run_demo(*, workdir: str, items: int, emit: Emit, say: Callable[[str], None]
         )
         repo = str(Path(workdir).resolve())
         storage = open_storage(repo)
+        plan_lines = write_plan(conn, storage=storage, html=Path(repo) / "plan.html")
+        for line in plan_lines:
+            say(line)
         say(f"backing up into {repo} at read percent 0.5 ...")
         results = backup_tables(
             [ORDERS, SESSIONS, EMPTY],
@@ -66,7 +69,43 @@ def run_demo(*, workdir: str, items: int, emit: Emit, say: Callable[[str], None]
                 results, storage=storage, conn=conn, state_dir=Path(state_dir), emit=emit, say=say
             )
         say(f"stopping DynamoDB Local (pid {server.pid})")
-    return {"repository": repo, "results": results, "verify": lines, "restores": proofs}
+    return {
+        "repository": repo,
+        "plan": plan_lines,
+        "results": results,
+        "verify": lines,
+        "restores": proofs,
+    }
+
+
+def write_plan(conn: aws.Connection, *, storage: Any, html: Path) -> list[str]:
+    """Plan the sample tables as tonight's run would, and write the HTML chart."""
+    from hippolyte.config import Selection, Settings, Target
+    from hippolyte.ops.plan import plan_target
+    from hippolyte.plan_html import render
+    from hippolyte.planning import to_json
+
+    settings = Settings(selection=Selection(include=["demo-"]))
+    target = Target(region=conn.region, endpoint_url=conn.endpoint_url, account=conn.account)
+    planned, _ = plan_target(settings, target, storage=storage, at=None)
+    doc = to_json(planned)
+    html.parent.mkdir(parents=True, exist_ok=True)
+    html.write_text(render(doc), encoding="utf-8")
+    lines = [f"plan: {d}" for d in doc["decisions"]]
+    for p in doc["pipelines"]:
+        for t in p["tables"]:
+            boost = (
+                f", boost {t['boost']['old_rcu']}->{t['boost']['new_rcu']} RCU"
+                if t["boost"]
+                else ""
+            )
+            lines.append(
+                f"plan: pipeline {p['index']}: {t['table']} {t['starts_at']}-{t['ends_at']}"
+                f" ({t['estimate']['why']}{boost})"
+            )
+    lines += [f"plan: skip {s['table']}: {s['reason']}" for s in doc["skipped"]]
+    lines.append(f"plan: Gantt chart written to {html}")
+    return lines
 
 
 def restore_all(
