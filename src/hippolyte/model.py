@@ -129,3 +129,36 @@ class TableResult:
     consumed_read_units: float = 0.0
     duration_s: float = 0.0
     error: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class TableCheck:
+    """The monitor's verdict on one table of a run."""
+
+    table: str
+    target: str  # the target's label (account/region)
+    ok: bool
+    reason: str  # e.g. "committed 2026-11-22-00-10-00", "no backup", "incomplete", ...
+    pipeline: int | None = None
+    backup: str | None = None  # TABLE/BACKUP_ID of the backup that was checked
+
+
+@dataclass(frozen=True, kw_only=True)
+class MonitorReport:
+    """What `monitor` found for one run (or that no run happened)."""
+
+    run_id: str | None
+    checked_at: dt.datetime
+    ran: bool  # False: no run record for the expected night ("nothing ran")
+    repository: str
+    tables: list[TableCheck] = field(default_factory=list)
+    capacity: list[str] = field(default_factory=list)  # revert outcomes, one line each
+    logs: str | None = None  # where the run's record and logs are
+
+    @property
+    def failed(self) -> list[TableCheck]:
+        return [t for t in self.tables if not t.ok]
+
+    @property
+    def ok(self) -> bool:
+        return self.ran and not self.failed
