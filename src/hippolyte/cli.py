@@ -876,3 +876,87 @@ def revert(ctx: click.Context, run_id: str | None, repo: str | None, as_json: bo
             f"{len(pending)} tables could not be reverted yet (DynamoDB's daily "
             "ration of decreases); run revert again later"
         )
+
+
+@cli.command()
+@repo_option
+@aws_options
+@json_option
+@click.pass_context
+def status(ctx: click.Context, repo: str | None, as_json: bool, **aws: Any) -> None:
+    """Per table: last committed backup, age, items, bytes, duration, last run; the tables with
+    no backup at all. Exit 1 when a selected table has no backup younger than the RPO."""
+    import datetime as dt
+
+    from hippolyte.ops.discover import discover as run_discover
+    from hippolyte.ops.status import StatusReport, last_run_states, table_status
+
+    settings = _settings(ctx, repository=repo, **aws)
+    report = StatusReport(rpo_hours=settings.rpo_hours)
+    now = dt.datetime.now(dt.UTC)
+    for target in settings.effective_targets():
+        storage = _storage(settings, target)
+        runs = last_run_states(storage)
+        for sel in run_discover(
+            conn=target.connection(),
+            rules=settings.selection.rules(),
+            max_attempts=settings.max_attempts,
+        ):
+            report.tables.append(
+                table_status(
+                    storage,
+                    sel,
+                    target=target.label,
+                    rpo_hours=settings.rpo_hours,
+                    last_run=runs,
+                    now=now,
+                )
+            )
+    if _json_mode(as_json):
+        _out(
+            {
+                "rpoHours": report.rpo_hours,
+                "tables": report.tables,
+                "uncovered": [t.table for t in report.uncovered],
+                "late": [t.table for t in report.late],
+                "ok": not report.late,
+            }
+        )
+    else:
+        out = Table(
+            "target",
+            "table",
+            "selected",
+            "last backup",
+            "age",
+            "items",
+            "data",
+            "took",
+            "last run",
+            "RPO",
+        )
+        for t in report.tables:
+            out.add_row(
+                t.target,
+                t.table,
+                "yes" if t.selected else "no",
+                t.last_backup or "-",
+                f"{t.age_hours:.1f} h" if t.age_hours is not None else "-",
+                f"{t.items:,}" if t.items is not None else "-",
+                human_bytes(t.bytes),
+                f"{t.duration_s:.0f} s" if t.duration_s is not None else "-",
+                t.last_run or "-",
+                "[green]ok" if t.meets_rpo else ("[red]late" if t.selected else "-"),
+            )
+        Console().print(out)
+        if report.uncovered:
+            Console().print(
+                "no backup at all: " + ", ".join(t.table for t in report.uncovered), highlight=False
+            )
+    if report.late:
+        from hippolyte.errors import BackupFailed
+
+        raise BackupFailed(
+            f"{len(report.late)} selected tables have no committed backup younger "
+            f"than {settings.rpo_hours:g} h: " + ", ".join(t.table for t in report.late)
+        )

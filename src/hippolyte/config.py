@@ -86,6 +86,32 @@ class Planning(_Strict):
     max_tables_per_pipeline: int = Field(default=32, ge=1, le=32)
 
 
+def _cron(expr: str) -> str:
+    from croniter import croniter
+
+    if not croniter.is_valid(expr):
+        raise ValueError(f"{expr!r} is not a cron expression (minute hour day month weekday)")
+    return expr
+
+
+class Schedule(_Strict):
+    """When `serve` runs each job (cron, UTC); the original's defaults."""
+
+    backup: str = "10 0 * * *"
+    monitor: str = "15 1-10 * * *"
+
+    @field_validator("backup", "monitor")
+    @classmethod
+    def _valid(cls, expr: str) -> str:
+        return _cron(expr)
+
+
+class Serve(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)  # /metrics and /healthz
+    lock_lease_s: float = Field(default=900, gt=0)  # a lock older than this, holder gone: stale
+
+
 class Settings(_Strict):
     repository: str | None = None
     read_percent: float = Field(default=0.5, gt=0, le=1)
@@ -96,6 +122,9 @@ class Settings(_Strict):
     targets: list[Target] = []
     selection: Selection = Selection()
     planning: Planning = Planning()
+    schedule: Schedule = Schedule()
+    serve: Serve = Serve()
+    rpo_hours: float = Field(default=24, gt=0)  # status fails when a backup is older
 
     def effective_targets(self) -> list[Target]:
         return self.targets or [Target()]

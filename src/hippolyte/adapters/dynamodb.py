@@ -168,6 +168,15 @@ def _encode_value(av: Json) -> Json:
 # --- control plane ---------------------------------------------------------------------------
 
 
+def has_items(client: Any, table: str) -> bool:
+    """One Scan of one item: whether the table holds anything (costs 0.5 RCU)."""
+    try:
+        resp = client.scan(TableName=table, Limit=1, Select="COUNT")
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        raise aws.translate(exc, what=f"table {table!r}") from exc
+    return bool(resp.get("Count") or resp.get("LastEvaluatedKey"))
+
+
 def list_tables(client: Any) -> Iterator[str]:
     try:
         for page in client.get_paginator("list_tables").paginate():

@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -100,8 +102,9 @@ def plan_target(
         conn=conn, rules=settings.selection.rules(), max_attempts=settings.max_attempts
     )
     everything = [d.table for d in decisions]
-    chosen = [d.table for d in decisions if d.selected]
-    limits = capacity.describe_limits(dynamodb.control_client(conn))
+    control = dynamodb.control_client(conn)
+    chosen = [_truly_sized(control, d.table) for d in decisions if d.selected]
+    limits = capacity.describe_limits(control)
     ps = plan_settings(settings, at=at, limits=limits, used_rcu=used_rcu(everything))
     result = planning.plan(
         chosen,
@@ -110,6 +113,14 @@ def plan_target(
         decreases_left=decreases_left(chosen, ps),
     )
     return result, chosen
+
+
+def _truly_sized(control: Any, table: TableInfo) -> TableInfo:
+    """DynamoDB refreshes TableSizeBytes about every six hours: a table it reports empty is
+    looked at with one Scan of one item, so a table filled since is not skipped as empty."""
+    if table.size_bytes > 0 or not dynamodb.has_items(control, table.name):
+        return table
+    return replace(table, size_bytes=max(table.item_count, 1) * 1024)
 
 
 def plan_from_descriptions(settings: Settings, path: Path, *, at: dt.time | None) -> planning.Plan:

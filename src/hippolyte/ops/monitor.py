@@ -1,0 +1,133 @@
+"""The monitor: put capacity back, check every table of the night's run, report.
+
+For the run (``--run ID``, else the newest run that started since the expected night's
+backup, per the schedule): revert from its journal (retrying refused decreases), then for
+every table the run planned, look for a committed backup of exactly that table made by this
+run. Tables match by name exactly: the repository keeps each table in its own folder, never
+found by prefix (the original confused ``orders`` with ``orders-archive``). The result is
+written to ``runs/<id>/monitor.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+
+import orjson
+from croniter import croniter
+
+from hippolyte import manifest
+from hippolyte.adapters.storage import Storage
+from hippolyte.errors import HippolyteError, NotFound
+from hippolyte.journal import RUNS, Journal, run_ids
+from hippolyte.model import BackupRef, Json, MonitorReport, TableCheck
+from hippolyte.ops import capacity, catalog
+from hippolyte.ops.verify import verify
+from hippolyte.render import to_plain
+
+GRACE = dt.timedelta(hours=1)  # a run may start a little before its scheduled minute
+
+
+def expected_since(backup_cron: str, now: dt.datetime) -> dt.datetime:
+    """When tonight's run should have started: the schedule's last firing before ``now``."""
+    last = croniter(backup_cron, now.astimezone(dt.UTC)).get_prev(dt.datetime)
+    return last.replace(tzinfo=dt.UTC) - GRACE
+
+
+def find_run(storage: Storage, *, run_id: str | None, since: dt.datetime) -> str | None:
+    if run_id:
+        if not storage.exists(f"{RUNS}{run_id}/plan.json"):
+            raise NotFound(f"no run {run_id!r} in {storage.url}")
+        return run_id
+    recent = [
+        r
+        for r in run_ids(storage)
+        if manifest.is_backup_id(r) and manifest.parse_backup_id(r) >= since
+    ]
+    return max(recent) if recent else None
+
+
+def monitor(
+    storage: Storage,
+    *,
+    target: str,
+    run_id: str | None,
+    backup_cron: str,
+    now: dt.datetime | None = None,
+    check_files: bool = False,
+) -> MonitorReport:
+    now = now or dt.datetime.now(dt.UTC)
+    rid = find_run(storage, run_id=run_id, since=expected_since(backup_cron, now))
+    if rid is None:
+        return MonitorReport(run_id=None, checked_at=now, ran=False, repository=storage.url)
+    outcomes = capacity.revert(Journal.open(storage, rid, create=True))
+    pending = {o.table: o.note for o in outcomes if o.status == "revert-pending"}
+    plan = orjson.loads(storage.get_bytes(f"{RUNS}{rid}/plan.json"))
+    checks = [
+        _check(
+            storage,
+            rid,
+            name,
+            pipeline=index,
+            target=target,
+            pending=pending.get(name),
+            check_files=check_files,
+        )
+        for index, name in _planned(plan)
+    ]
+    report = MonitorReport(
+        run_id=rid,
+        checked_at=now,
+        ran=True,
+        repository=storage.url,
+        tables=checks,
+        capacity=[f"{o.table}: {o.status} {o.note}".strip() for o in outcomes],
+        logs=f"{storage.url.rstrip('/')}/{RUNS}{rid}/",
+    )
+    storage.put_bytes(f"{RUNS}{rid}/monitor.json", orjson.dumps(to_plain(report), default=str))
+    return report
+
+
+def _planned(plan: Json) -> Iterable[tuple[int, str]]:
+    for p in plan.get("pipelines", []):
+        for t in p["tables"]:
+            yield p["index"], t["table"]
+
+
+def _check(
+    storage: Storage,
+    rid: str,
+    table: str,
+    *,
+    pipeline: int,
+    target: str,
+    pending: str | None,
+    check_files: bool,
+) -> TableCheck:
+    def verdict(ok: bool, reason: str, ref: BackupRef | None = None) -> TableCheck:
+        return TableCheck(
+            table=table,
+            target=target,
+            ok=ok,
+            reason=reason,
+            pipeline=pipeline,
+            backup=str(ref) if ref else None,
+        )
+
+    if pending:
+        return verdict(False, f"capacity not reverted: {pending}")
+    ours = [r for r in catalog.refs(storage, table) if r.backup_id >= rid]  # exact folder
+    if not ours:
+        return verdict(False, "no backup")
+    complete = [r for r in ours if catalog.is_complete(storage, r)]
+    if not complete:
+        return verdict(False, f"incomplete (no _SUCCESS): {ours[-1]}", ours[-1])
+    ref = complete[-1]
+    if check_files:
+        try:
+            result = verify(storage, ref)
+        except HippolyteError as exc:
+            return verdict(False, f"verify failed: {exc}", ref)
+        if not result.ok:
+            return verdict(False, f"verify failed: {result.problems[0]}", ref)
+    return verdict(True, f"committed {ref.backup_id}", ref)

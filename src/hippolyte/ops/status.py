@@ -1,0 +1,95 @@
+"""Status and coverage: per table, the last committed backup and its age; the tables of the
+account that have no backup at all; whether every selected table meets its RPO."""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, field
+
+import orjson
+
+from hippolyte import manifest
+from hippolyte.adapters.storage import Storage
+from hippolyte.errors import HippolyteError, NotFound
+from hippolyte.journal import RUNS, run_ids
+from hippolyte.model import Selected
+from hippolyte.ops import catalog
+
+
+@dataclass(frozen=True, kw_only=True)
+class TableStatus:
+    table: str
+    target: str
+    selected: bool
+    last_backup: str | None = None  # backup id of the newest committed backup
+    age_hours: float | None = None
+    items: int | None = None
+    bytes: int | None = None
+    duration_s: float | None = None
+    last_run: str | None = None  # e.g. "2026-11-22-00-10-00: ok" / ": failed: ..."
+    meets_rpo: bool = False
+
+
+@dataclass(kw_only=True)
+class StatusReport:
+    rpo_hours: float
+    tables: list[TableStatus] = field(default_factory=list)
+
+    @property
+    def uncovered(self) -> list[TableStatus]:
+        """Tables in the account with no committed backup at all (selected or not)."""
+        return [t for t in self.tables if t.last_backup is None]
+
+    @property
+    def late(self) -> list[TableStatus]:
+        """Selected tables without a committed backup younger than the RPO."""
+        return [t for t in self.tables if t.selected and not t.meets_rpo]
+
+
+def table_status(
+    storage: Storage,
+    sel: Selected,
+    *,
+    target: str,
+    rpo_hours: float,
+    last_run: dict[str, str],
+    now: dt.datetime,
+) -> TableStatus:
+    name = sel.table.name
+    for ref in reversed(list(catalog.refs(storage, name))):
+        if not catalog.is_complete(storage, ref):
+            continue
+        try:
+            summary = catalog.summary(storage, ref)
+        except HippolyteError:
+            continue
+        age = (now - manifest.parse_backup_id(ref.backup_id)).total_seconds() / 3600
+        return TableStatus(
+            table=name,
+            target=target,
+            selected=sel.selected,
+            last_backup=ref.backup_id,
+            age_hours=round(age, 2),
+            items=summary.item_count,
+            bytes=summary.raw_bytes,
+            duration_s=summary.duration_s,
+            last_run=last_run.get(name),
+            meets_rpo=age <= rpo_hours,
+        )
+    return TableStatus(
+        table=name, target=target, selected=sel.selected, last_run=last_run.get(name)
+    )
+
+
+def last_run_states(storage: Storage) -> dict[str, str]:
+    """Each table's outcome in the newest run that has a result."""
+    for rid in sorted(run_ids(storage), reverse=True):
+        try:
+            result = orjson.loads(storage.get_bytes(f"{RUNS}{rid}/result.json"))
+        except (NotFound, orjson.JSONDecodeError):
+            continue
+        return {
+            r["table"]: f"{rid}: " + ("ok" if r["ok"] else f"failed: {r['error']}")
+            for r in result.get("results", [])
+        }
+    return {}
