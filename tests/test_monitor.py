@@ -39,6 +39,7 @@ def night(
             AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}],
             ProvisionedThroughput={"ReadCapacityUnits": 100, "WriteCapacityUnits": 100},
         )
+        db.client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2})
         db.client.put_item(TableName=name, Item={"pk": {"S": "a"}})
         names[suffix] = name
     cfg = tmp_path / "hippolyte.toml"
@@ -97,3 +98,53 @@ def test_status_reports_rpo_and_coverage(
     assert rows[night["orders"]]["last_run"].endswith(": ok")
     assert any(name.startswith(night["orders"].rsplit("-", 1)[0] + "-new") for name in doc["late"])
     assert set(doc["uncovered"]) >= set(doc["late"])
+
+
+def test_monitor_cli_notifies_a_webhook(
+    night: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import http.server
+    import threading
+
+    received: list[dict[str, object]] = []
+
+    class Hook(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            return None
+
+        def do_POST(self) -> None:  # noqa: N802
+            received.append(orjson.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self.send_response(204)
+            self.end_headers()
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cfg = Path(night["config"])
+    cfg.write_text(
+        cfg.read_text().replace(
+            "[selection]",
+            f'[[notifications]]\ntype = "webhook"\n'
+            f'url = "http://127.0.0.1:{server.server_address[1]}/hook"\n'
+            '[[notifications]]\ntype = "webhook"\nurl = "http://127.0.0.1:9/closed"\n[selection]',
+        )
+    )
+    shutil.rmtree(Path(night["repo"]) / night["orders"])
+    try:
+        code, out, err = run(capsys, "--config", str(cfg), "monitor", "--json")
+    finally:
+        server.shutdown()
+    assert code == 1, err
+    doc = orjson.loads(out)
+    assert [n["ok"] for n in doc["notifications"]] == [True, False]
+    (message,) = received
+    assert night["orders"] in str(message["text"])
+    assert [f["table"] for f in message["failed"]] == [night["orders"]]  # type: ignore[index]
+
+
+def test_unknown_channel_type_is_a_config_error(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = tmp_path / "h.toml"
+    cfg.write_text('[[notifications]]\ntype = "pigeon"\n')
+    code, _, err = run(capsys, "--config", str(cfg), "status")
+    assert code == 2 and "notifications.0" in err and "pigeon" in err

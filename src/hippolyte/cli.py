@@ -960,3 +960,108 @@ def status(ctx: click.Context, repo: str | None, as_json: bool, **aws: Any) -> N
             f"{len(report.late)} selected tables have no committed backup younger "
             f"than {settings.rpo_hours:g} h: " + ", ".join(t.table for t in report.late)
         )
+
+
+@cli.command()
+@click.option("--run", "run_id", help="The run to check (default: tonight's, per the schedule).")
+@click.option("--verify", "check_files", is_flag=True, help="Also re-read every backup's files.")
+@click.option("--no-notify", is_flag=True, help="Report only; send no notification.")
+@repo_option
+@aws_options
+@json_option
+@click.pass_context
+def monitor(
+    ctx: click.Context,
+    run_id: str | None,
+    check_files: bool,
+    no_notify: bool,
+    repo: str | None,
+    as_json: bool,
+    **aws: Any,
+) -> None:
+    """Put capacity back, check every table of the night's run, notify on failure or when
+    nothing ran. Exit 1 when anything failed."""
+    from hippolyte.ops.jobs import nightly_monitor
+
+    settings = _settings(ctx, repository=repo, **aws)
+    outcome = nightly_monitor(
+        settings, run_id=run_id, check_files=check_files, notify=not no_notify
+    )
+    if _json_mode(as_json):
+        _out({"ok": outcome.ok, "reports": outcome.reports, "notifications": outcome.notifications})
+    else:
+        con = Console()
+        for r in outcome.reports:
+            if not r.ran:
+                con.print(f"[red]nothing ran[/red]: no run record for tonight in {r.repository}")
+                continue
+            con.print(
+                f"run {r.run_id}: {len(r.tables) - len(r.failed)} ok, "
+                f"{len(r.failed)} failed; logs: {r.logs}",
+                highlight=False,
+            )
+            for t in r.tables:
+                mark = "[green]ok  [/green]" if t.ok else "[red]FAIL[/red]"
+                con.print(
+                    f"  {mark} pipeline {t.pipeline} {t.table}: {escape(t.reason)}", highlight=False
+                )
+            for line in r.capacity:
+                con.print(f"  capacity {line}", highlight=False)
+        for n in outcome.notifications:
+            con.print(
+                f"  notify {n.channel}: {'sent' if n.ok else 'FAILED ' + n.detail}", highlight=False
+            )
+    if not outcome.ok:
+        from hippolyte.errors import BackupFailed
+
+        raise BackupFailed("the monitor found failures (see above)")
+
+
+@cli.command()
+@click.option(
+    "--run-now",
+    type=click.Choice(["backup", "monitor"]),
+    multiple=True,
+    help="Also run this job once at start-up (then follow the schedule).",
+)
+@click.option("--port", type=click.IntRange(0, 65535), help="Port of /metrics and /healthz.")
+@click.option("--host", help="Address of /metrics and /healthz (default 127.0.0.1).")
+@repo_option
+@aws_options
+@click.pass_context
+def serve(
+    ctx: click.Context,
+    run_now: tuple[str, ...],
+    port: int | None,
+    host: str | None,
+    repo: str | None,
+    **aws: Any,
+) -> None:
+    """Run the schedule (backup 00:10, monitor hourly 01:15-10:15 UTC by default), one run at
+    a time through a lock in the repository; /metrics and /healthz; JSON logs; SIGTERM stops
+    cleanly after reverting capacity."""
+    from hippolyte.config import Serve
+    from hippolyte.ops.serve import serve as run
+    from hippolyte.render import json_logging
+
+    settings = _settings(ctx, repository=repo, **aws)
+    if port is not None or host is not None:
+        over = settings.serve.model_dump() | {
+            k: v for k, v in (("port", port), ("host", host)) if v is not None
+        }
+        settings = settings.model_copy(update={"serve": Serve(**over)})
+    json_logging()
+    stop = threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        run(
+            settings,
+            stop=stop,
+            run_now=list(run_now),
+            on_listen=lambda url: click.echo(f"listening on {url}", err=True),
+        )
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

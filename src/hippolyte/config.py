@@ -12,6 +12,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from hippolyte.channels import Channel
 from hippolyte.errors import ConfigError
 from hippolyte.model import Connection
 from hippolyte.selection import Rules
@@ -125,6 +126,7 @@ class Settings(_Strict):
     schedule: Schedule = Schedule()
     serve: Serve = Serve()
     rpo_hours: float = Field(default=24, gt=0)  # status fails when a backup is older
+    notifications: list[Channel] = []  # SNS topics, SMTP e-mail, webhooks
 
     def effective_targets(self) -> list[Target]:
         return self.targets or [Target()]
