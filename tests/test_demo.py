@@ -25,17 +25,20 @@ def test_demo_backs_up_and_verifies_sample_tables(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr
     summary = orjson.loads(proc.stdout)
     counts = {r["table"]: r["item_count"] for r in summary["results"]}
-    assert counts == {"demo-orders": 400, "demo-sessions": 133, "demo-empty": 0}
+    assert counts == {"demo-orders": 400, "demo-sessions": 133}  # demo-empty: skipped by the plan
     assert all(r["ok"] for r in summary["results"])
     assert all(": ok (" in line for line in summary["verify"])
     assert any("pipeline 1: demo-orders" in line for line in summary["plan"])
     assert any("skip demo-empty" in line for line in summary["plan"])
     assert (tmp_path / "repo" / "plan.html").read_text().startswith("<!DOCTYPE html>")
-    assert [(p["table"], p["items"], p["proven"]) for p in summary["restores"]] == [
+    assert sorted((p["table"], p["items"], p["proven"]) for p in summary["restores"]) == [
         ("demo-orders-restored", 400, True),
         ("demo-sessions-restored", 133, True),
-        ("demo-empty-restored", 0, True),
     ]
+    assert any("demo-orders: last backup" in line for line in summary["status"])
+    assert summary["monitor"]["ok"]
+    (message,) = summary["monitor"]["received"]
+    assert message["ok"] and message["run_id"] == summary["run"]
     notes = [
         orjson.loads(line)["text"] for line in proc.stderr.splitlines() if '"event":"demo"' in line
     ]

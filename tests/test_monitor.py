@@ -89,7 +89,9 @@ def test_status_reports_rpo_and_coverage(
     night: dict[str, str], dynalite: Server, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = db_for(dynalite)
-    db.table(prefix=night["orders"].rsplit("-", 1)[0] + "-new")  # selected, never backed up
+    stem = night["orders"].rsplit("-", 1)[0]
+    db.table(prefix=stem + "-new", items=[{"pk": {"S": "x"}}])  # selected, never backed up
+    empty = db.table(prefix=stem + "-void")  # selected, empty: nothing to back up, not late
     code, out, err = run(capsys, "--config", night["config"], "status", "--json")
     assert code == 1, err  # a selected table has no backup
     doc = orjson.loads(out)
@@ -98,6 +100,7 @@ def test_status_reports_rpo_and_coverage(
     assert rows[night["orders"]]["last_run"].endswith(": ok")
     assert any(name.startswith(night["orders"].rsplit("-", 1)[0] + "-new") for name in doc["late"])
     assert set(doc["uncovered"]) >= set(doc["late"])
+    assert empty not in doc["late"] and rows[empty]["note"] == "empty: nothing to back up"
 
 
 def test_monitor_cli_notifies_a_webhook(

@@ -500,8 +500,9 @@ def verify(
 @json_option
 @click.pass_context
 def demo(ctx: click.Context, workdir: str, items: int, as_json: bool) -> None:
-    """Start the embedded DynamoDB Local, create sample tables, back up, verify, restore each
-    backup into a new table and prove it identical; print what was done."""
+    """Start the embedded DynamoDB Local, create sample tables, plan and run tonight's job,
+    verify, restore each backup into a new table and prove it, show the status, and run the
+    monitor with its notification going to a local webhook; print what was done."""
     from hippolyte.ops.demo import run_demo
 
     json_mode = _json_mode(as_json)
@@ -534,10 +535,18 @@ def demo(ctx: click.Context, workdir: str, items: int, as_json: bool) -> None:
                 ),
                 highlight=False,
             )
-    if not all(p["proven"] for p in summary["restores"]):
+        for line in summary["status"]:
+            Console().print(line, highlight=False)
+        monitor = summary["monitor"]
+        Console().print(
+            f"monitor: {'ok' if monitor['ok'] else 'FAILED'}; "
+            f"{len(monitor['received'])} notification(s) to {monitor['webhook']}",
+            highlight=False,
+        )
+    if not all(p["proven"] for p in summary["restores"]) or not summary["monitor"]["ok"]:
         from hippolyte.errors import BackupFailed
 
-        raise BackupFailed("a demo restore differs from its backup")
+        raise BackupFailed("the demo found a problem (see above)")
 
 
 @cli.command()
@@ -888,6 +897,7 @@ def status(ctx: click.Context, repo: str | None, as_json: bool, **aws: Any) -> N
     no backup at all. Exit 1 when a selected table has no backup younger than the RPO."""
     import datetime as dt
 
+    from hippolyte.adapters import dynamodb
     from hippolyte.ops.discover import discover as run_discover
     from hippolyte.ops.status import StatusReport, last_run_states, table_status
 
@@ -897,6 +907,7 @@ def status(ctx: click.Context, repo: str | None, as_json: bool, **aws: Any) -> N
     for target in settings.effective_targets():
         storage = _storage(settings, target)
         runs = last_run_states(storage)
+        control = dynamodb.control_client(target.connection())
         for sel in run_discover(
             conn=target.connection(),
             rules=settings.selection.rules(),
@@ -910,6 +921,7 @@ def status(ctx: click.Context, repo: str | None, as_json: bool, **aws: Any) -> N
                     rpo_hours=settings.rpo_hours,
                     last_run=runs,
                     now=now,
+                    is_empty=lambda name, c=control: not dynamodb.has_items(c, name),
                 )
             )
     if _json_mode(as_json):

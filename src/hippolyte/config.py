@@ -127,6 +127,7 @@ class Settings(_Strict):
     serve: Serve = Serve()
     rpo_hours: float = Field(default=24, gt=0)  # status fails when a backup is older
     notifications: list[Channel] = []  # SNS topics, SMTP e-mail, webhooks
+    notify_on_success: bool = False  # the monitor also reports a night with no failure
 
     def effective_targets(self) -> list[Target]:
         return self.targets or [Target()]

@@ -153,7 +153,7 @@ class Bars:
                 if not r.ok:
                     self.progress.console.print(f"[red]{r.table}: failed: {r.error}")
             elif isinstance(event, Note):
-                self.progress.console.print(f"{event.level}: {event.text}")
+                self.progress.console.print(f"{event.level}: {event.text}", highlight=False)
 
     def close(self) -> None:
         self.progress.stop()

@@ -2,8 +2,9 @@
 
 Starts DynamoDB Local on 127.0.0.1 (a free port), creates sample tables (provisioned with a
 GSI and an LSI, on-demand, empty), fills them with varied items, backs them up into a local
-repository, verifies every backup, restores each into a new table and proves it identical,
-and stops the server by its pid.
+repository by running tonight's job (plan, pipelines), verifies every backup, restores each
+into a new table and proves it identical, shows the status, runs the monitor with its
+notification going to a local webhook, and stops the server by its pid.
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
+
 from hippolyte.adapters import aws, dynamodb
 from hippolyte.adapters.storage import open_storage
+from hippolyte.channels import WebhookChannel
+from hippolyte.config import Selection, Settings, Target
 from hippolyte.events import Emit
-from hippolyte.ops.backup import BackupParams, backup_tables
+from hippolyte.ops import jobs
 from hippolyte.ops.verify import verify
 
 ORDERS, SESSIONS, EMPTY = "demo-orders", "demo-sessions", "demo-empty"
@@ -30,7 +35,7 @@ def run_demo(*, workdir: str, items: int, emit: Emit, say: Callable[[str], None]
     for var, value in (("AWS_ACCESS_KEY_ID", "demo"), ("AWS_SECRET_ACCESS_KEY", "demo")):
         os.environ.setdefault(var, value)
     say("starting DynamoDB Local (AWS's own emulator) on 127.0.0.1 ...")
-    with start_dynamodb_local() as server:
+    with start_dynamodb_local() as server, _Webhook() as hook:
         say(f"DynamoDB Local is up at {server.endpoint_url} (pid {server.pid})")
         conn = aws.Connection(region="us-east-1", endpoint_url=server.endpoint_url, account="demo")
         client = dynamodb.control_client(conn)
@@ -42,52 +47,128 @@ def run_demo(*, workdir: str, items: int, emit: Emit, say: Callable[[str], None]
             f"{SESSIONS} (on-demand), {EMPTY} (empty)"
         )
         repo = str(Path(workdir).resolve())
+        settings = demo_settings(conn, repo=repo, webhook=hook.url)
         storage = open_storage(repo)
-        plan_lines = write_plan(conn, storage=storage, html=Path(repo) / "plan.html")
+        plan_lines = write_plan(settings, storage=storage, html=Path(repo) / "plan.html")
         for line in plan_lines:
             say(line)
-        say(f"backing up into {repo} at read percent 0.5 ...")
-        results = backup_tables(
-            [ORDERS, SESSIONS, EMPTY],
-            conn=conn,
-            storage=storage,
-            params=BackupParams(read_percent=0.5, workers=4),
-            emit=emit,
-        )
-        lines = []
-        for r in results:
-            if r.ref is None:
-                continue
-            report = verify(storage, r.ref)
-            lines.append(
-                f"verify {r.ref}: "
-                + ("ok" if report.ok else "; ".join(report.problems))
-                + f" ({report.files} files, {report.items} items)"
-            )
+        say(f"running tonight's job into {repo}: the plan's pipelines, read percent 0.5 ...")
+        (run,) = jobs.nightly_backup(settings, emit=emit)
+        results = run.results
+        lines = [_verify_line(storage, r.ref) for r in results if r.ref is not None]
         with tempfile.TemporaryDirectory(prefix="hippolyte-demo-") as state_dir:
             proofs = restore_all(
                 results, storage=storage, conn=conn, state_dir=Path(state_dir), emit=emit, say=say
             )
+        status = status_lines(settings, storage=storage)
+        for line in status:
+            say(line)
+        say(f"monitor: notifications go to a local webhook at {hook.url}")
+        outcome = jobs.nightly_monitor(settings)
+        for message in hook.received:
+            say(f"webhook received: {message.get('text')}")
         say(f"stopping DynamoDB Local (pid {server.pid})")
     return {
         "repository": repo,
         "plan": plan_lines,
+        "run": run.run_id,
         "results": results,
         "verify": lines,
         "restores": proofs,
+        "status": status,
+        "monitor": {"ok": outcome.ok, "webhook": hook.url, "received": hook.received},
     }
 
 
-def write_plan(conn: aws.Connection, *, storage: Any, html: Path) -> list[str]:
-    """Plan the sample tables as tonight's run would, and write the HTML chart."""
-    from hippolyte.config import Selection, Settings, Target
+def demo_settings(conn: aws.Connection, *, repo: str, webhook: str) -> Settings:
+    return Settings(
+        repository=repo,
+        targets=[Target(account=conn.account, region=conn.region, endpoint_url=conn.endpoint_url)],
+        selection=Selection(include=["demo-"], exclude=["demo-.*-restored$"]),
+        notifications=[WebhookChannel(type="webhook", url=webhook, name="demo webhook")],
+        notify_on_success=True,
+    )
+
+
+def _verify_line(storage: Any, ref: Any) -> str:
+    report = verify(storage, ref)
+    verdict = "ok" if report.ok else "; ".join(report.problems)
+    return f"verify {ref}: {verdict} ({report.files} files, {report.items} items)"
+
+
+def status_lines(settings: Settings, *, storage: Any) -> list[str]:
+    import datetime as dt
+
+    from hippolyte.ops.discover import discover
+    from hippolyte.ops.status import last_run_states, table_status
+
+    target = settings.effective_targets()[0]
+    runs = last_run_states(storage)
+    control = dynamodb.control_client(target.connection())
+    lines = []
+    for sel in discover(conn=target.connection(), rules=settings.selection.rules()):
+        if not sel.selected:
+            continue
+        t = table_status(
+            storage,
+            sel,
+            target=target.label,
+            rpo_hours=settings.rpo_hours,
+            last_run=runs,
+            now=dt.datetime.now(dt.UTC),
+            is_empty=lambda name: not dynamodb.has_items(control, name),
+        )
+        if t.note:
+            lines.append(f"status {t.table}: {t.note}")
+        elif t.meets_rpo:
+            lines.append(
+                f"status {t.table}: last backup {t.last_backup}, {t.items} items, "
+                f"{t.age_hours:.2f} h old: within the RPO"
+            )
+        else:
+            lines.append(f"status {t.table}: no committed backup ({t.last_run or 'not run'})")
+    return lines
+
+
+class _Webhook:
+    """A local HTTP endpoint that records what the monitor posts to it."""
+
+    def __init__(self) -> None:
+        import http.server
+        import threading
+
+        self.received: list[dict[str, Any]] = []
+        received = self.received
+
+        class Hook(http.server.BaseHTTPRequestHandler):
+            def log_message(self, *args: object) -> None:
+                return None
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                size = int(self.headers.get("Content-Length", 0))
+                received.append(orjson.loads(self.rfile.read(size)))
+                self.send_response(204)
+                self.end_headers()
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/hippolyte"
+
+    def __enter__(self) -> _Webhook:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+
+def write_plan(settings: Settings, *, storage: Any, html: Path) -> list[str]:
+    """Plan the sample tables as tonight's run will, and write the HTML chart."""
     from hippolyte.ops.plan import plan_target
     from hippolyte.plan_html import render
     from hippolyte.planning import to_json
 
-    settings = Settings(selection=Selection(include=["demo-"]))
-    target = Target(region=conn.region, endpoint_url=conn.endpoint_url, account=conn.account)
-    planned, _ = plan_target(settings, target, storage=storage, at=None)
+    planned, _ = plan_target(settings, settings.effective_targets()[0], storage=storage, at=None)
     doc = to_json(planned)
     html.parent.mkdir(parents=True, exist_ok=True)
     html.write_text(render(doc), encoding="utf-8")

@@ -109,7 +109,7 @@ def send_reports(
         if not report.ran:
             night = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d")
             message = messages.nothing_ran(expected_night=night, repository=report.repository)
-        elif report.failed:
+        elif report.failed or settings.notify_on_success:
             message = messages.for_report(report)
         else:
             continue

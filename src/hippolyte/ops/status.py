@@ -4,6 +4,7 @@ account that have no backup at all; whether every selected table meets its RPO."
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import orjson
@@ -28,6 +29,7 @@ class TableStatus:
     duration_s: float | None = None
     last_run: str | None = None  # e.g. "2026-11-22-00-10-00: ok" / ": failed: ..."
     meets_rpo: bool = False
+    note: str = ""
 
 
 @dataclass(kw_only=True)
@@ -54,7 +56,9 @@ def table_status(
     rpo_hours: float,
     last_run: dict[str, str],
     now: dt.datetime,
+    is_empty: Callable[[str], bool] = lambda name: False,
 ) -> TableStatus:
+    """``is_empty`` tells whether a table without a backup holds nothing (so is not late)."""
     name = sel.table.name
     for ref in reversed(list(catalog.refs(storage, name))):
         if not catalog.is_complete(storage, ref):
@@ -75,6 +79,15 @@ def table_status(
             duration_s=summary.duration_s,
             last_run=last_run.get(name),
             meets_rpo=age <= rpo_hours,
+        )
+    if sel.selected and is_empty(name):
+        return TableStatus(
+            table=name,
+            target=target,
+            selected=True,
+            meets_rpo=True,
+            last_run=last_run.get(name),
+            note="empty: nothing to back up",
         )
     return TableStatus(
         table=name, target=target, selected=sel.selected, last_run=last_run.get(name)
