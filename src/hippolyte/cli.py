@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import sys
@@ -830,6 +831,12 @@ def _render_plan(
     return None
 
 
+def _is_empty(control: Any, table: str) -> bool:
+    from hippolyte.adapters import dynamodb
+
+    return not dynamodb.has_items(control, table)
+
+
 def _print_plan(doc: dict[str, Any]) -> None:
     con = Console()
     out = Table("pipeline", "table", "starts", "ends", "estimate", "boost", "why")
@@ -921,7 +928,7 @@ def status(ctx: click.Context, repo: str | None, as_json: bool, **aws: Any) -> N
                     rpo_hours=settings.rpo_hours,
                     last_run=runs,
                     now=now,
-                    is_empty=lambda name, c=control: not dynamodb.has_items(c, name),
+                    is_empty=functools.partial(_is_empty, control),
                 )
             )
     if _json_mode(as_json):
