@@ -179,6 +179,12 @@ def discover(ctx: click.Context, as_json: bool, **aws: Any) -> None:
 @click.option("--read-percent", type=float, help="Share of the table's read capacity (0-1].")
 @click.option("--segments", type=int, help="Parallel Scan segments (default: from size).")
 @click.option("--workers", type=int, help="Threads per table.")
+@click.option(
+    "--engine",
+    type=click.Choice(["local", "dask"]),
+    help="Where segments run: threads here (local) or a Dask cluster.",
+)
+@click.option("--scheduler", help="Dask scheduler address (tcp://HOST:PORT) for --engine dask.")
 @aws_options
 @json_option
 @click.pass_context
@@ -191,19 +197,28 @@ def backup(
     read_percent: float | None,
     segments: int | None,
     workers: int | None,
+    engine: str | None,
+    scheduler: str | None,
     as_json: bool,
     **aws: Any,
 ) -> None:
     """Back up the named tables; without names (or with --all), run tonight's plan: every
     selected table, pipelines in parallel, boosting and reverting capacity as planned."""
-    from hippolyte.ops.backup import BackupParams
+    from hippolyte.ops.jobs import backup_params
 
     if tables and all_:
         raise click.UsageError("give TABLE names or --all, not both")
     if tables and dry_run:
         raise click.UsageError("--dry-run applies to the planned run (--all)")
     settings = _settings(
-        ctx, repository=repo, read_percent=read_percent, segments=segments, workers=workers, **aws
+        ctx,
+        repository=repo,
+        read_percent=read_percent,
+        segments=segments,
+        workers=workers,
+        engine=engine,
+        scheduler=scheduler,
+        **aws,
     )
     targets = settings.effective_targets()
     if tables and len(targets) > 1:
@@ -211,13 +226,7 @@ def backup(
             "tables named on the command line need exactly one target "
             f"(the config has {len(targets)}); pass --region/--endpoint-url"
         )
-    params = BackupParams(
-        read_percent=settings.read_percent,
-        on_demand_read_units=settings.on_demand_read_units,
-        segments=settings.segments,
-        workers=settings.workers,
-        max_attempts=settings.max_attempts,
-    )
+    params = backup_params(settings)
     if dry_run:
         _dry_run(settings)
         return

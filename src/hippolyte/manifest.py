@@ -35,6 +35,7 @@ MANIFEST_FILES = "manifest-files.json"
 MANIFEST_SUMMARY = "manifest-summary.json"
 DESCRIPTOR = "hippolyte.json"
 DATA_DIR = "data/"
+CHECKPOINTS = "_checkpoints/"  # per-segment progress of distributed units; not part of a backup
 
 
 def backup_id(at: dt.datetime) -> str:
@@ -49,8 +50,11 @@ def is_backup_id(value: str) -> bool:
     return bool(ID_RE.match(value))
 
 
-def data_key(segment: int, seq: int) -> str:
-    return f"{DATA_DIR}{segment:05d}-{seq:04d}.json.gz"
+def data_key(segment: int, seq: int, *, attempt: str = "") -> str:
+    """``data/<segment>-<seq>[-<attempt>].json.gz``: distributed attempts name their files,
+    so a duplicated or retried unit never overwrites another's."""
+    suffix = f"-{attempt}" if attempt else ""
+    return f"{DATA_DIR}{segment:05d}-{seq:04d}{suffix}.json.gz"
 
 
 def iso(at: dt.datetime) -> str:

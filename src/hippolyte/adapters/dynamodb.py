@@ -165,6 +165,11 @@ def _encode_value(av: Json) -> Json:
     return {tag: val}
 
 
+def decode_key(item: Json) -> Json:
+    """DynamoDB JSON of a key (binary as base64) to what botocore takes (binary as bytes)."""
+    return {k: {"B": base64.b64decode(v["B"])} if "B" in v else v for k, v in item.items()}
+
+
 # --- control plane ---------------------------------------------------------------------------
 
 

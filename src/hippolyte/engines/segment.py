@@ -15,12 +15,14 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+import orjson
+
 from hippolyte import manifest
 from hippolyte.adapters import dynamodb
 from hippolyte.adapters.storage import Storage
-from hippolyte.errors import Interrupted
+from hippolyte.errors import Interrupted, NotFound
 from hippolyte.events import Emit, PageDone
-from hippolyte.model import FileEntry
+from hippolyte.model import FileEntry, Json
 from hippolyte.pacing import PageSizer, TokenBucket
 from hippolyte.retry import retrying
 
@@ -44,6 +46,8 @@ class SegmentJob:
     total_segments: int
     file_max_raw_bytes: int = FILE_MAX_RAW_BYTES
     page_attempts: int = 8  # after botocore's own retries; then the table stays incomplete
+    attempt: str = ""  # names this attempt's files (distributed engines; "" locally)
+    checkpoint: bool = False  # record progress so that a new attempt resumes
 
 
 class DataFileWriter:
@@ -109,11 +113,11 @@ def paced_pages(
     bucket: TokenBucket,
     stop: threading.Event,
     page_attempts: int,
+    start_key: Json | None = None,
 ) -> Iterator[dynamodb.Page]:
     """Every page of one Scan segment, in order, paced by the table's bucket; a page that
     fails is retried (botocore's retries, then ours), never skipped."""
     sizer = PageSizer(rate=bucket.rate)
-    start_key = None
     while True:
         if stop.is_set():
             raise Interrupted(f"{table}: segment {segment} stopped")
@@ -155,10 +159,14 @@ def scan_segment(
     stop: threading.Event,
 ) -> list[FileEntry]:
     """Scan the segment into data files. Raises on failure; a partly written file is
-    discarded (never committed)."""
-    files: list[FileEntry] = []
-    seq = 0
-    writer = DataFileWriter(storage, prefix=job.prefix, key=manifest.data_key(job.segment, seq))
+    discarded (never committed). With ``job.checkpoint``, every committed file is recorded
+    with the key to go on from, and a new attempt of the same segment resumes from there."""
+    cp = Checkpoint(storage, job) if job.checkpoint else None
+    files, start_key, done = cp.load() if cp else ([], None, False)
+    if done:
+        return files
+    writer: DataFileWriter | None = None
+    written_to: Json | None = start_key  # the key after the last page in `writer`
     try:
         for page in paced_pages(
             client=client,
@@ -168,14 +176,17 @@ def scan_segment(
             bucket=bucket,
             stop=stop,
             page_attempts=job.page_attempts,
+            start_key=start_key,
         ):
-            if writer.raw_bytes >= job.file_max_raw_bytes:
+            if writer is not None and writer.raw_bytes >= job.file_max_raw_bytes:
                 files.append(writer.commit())
-                seq += 1
-                writer = DataFileWriter(
-                    storage, prefix=job.prefix, key=manifest.data_key(job.segment, seq)
-                )
+                writer = None
+                if cp:
+                    cp.save(files, last_key=written_to)
+            if writer is None:
+                writer = _writer(storage, job, seq=len(files))
             raw = writer.write_items(page.items)
+            written_to = page.last_key
             emit(
                 PageDone(
                     table=job.table,
@@ -186,11 +197,55 @@ def scan_segment(
                     retries=page.retries,
                 )
             )
-        if writer.items or not files and job.segment == 0:
-            files.append(writer.commit())  # segment 0 always writes one file, even empty
-        else:
+        if writer is None and not files and job.segment == 0:
+            writer = _writer(storage, job, seq=0)  # segment 0 always writes one file
+        if writer is not None and (writer.items or not files and job.segment == 0):
+            files.append(writer.commit())
+        elif writer is not None:
             writer.discard()
+        writer = None
+        if cp:
+            cp.save(files, last_key=None, done=True)
         return files
     except BaseException as exc:
-        writer.abort(exc)
+        if writer is not None:
+            writer.abort(exc)
         raise
+
+
+def _writer(storage: Storage, job: SegmentJob, *, seq: int) -> DataFileWriter:
+    return DataFileWriter(
+        storage, prefix=job.prefix, key=manifest.data_key(job.segment, seq, attempt=job.attempt)
+    )
+
+
+class Checkpoint:
+    """``<backup>/_checkpoints/<segment>.json``: the files one attempt committed and the
+    Scan key to go on from. Each save replaces it atomically with one attempt's whole chain,
+    so a resumed attempt adopts a consistent prefix of the segment."""
+
+    def __init__(self, storage: Storage, job: SegmentJob) -> None:
+        self.storage = storage
+        self.job = job
+        self.key = f"{job.prefix}{manifest.CHECKPOINTS}{job.segment:05d}.json"
+
+    def load(self) -> tuple[list[FileEntry], Json | None, bool]:
+        try:
+            doc = orjson.loads(self.storage.get_bytes(self.key))
+        except (NotFound, orjson.JSONDecodeError):
+            return [], None, False
+        files = manifest.parse_descriptor(
+            orjson.dumps({"format": manifest.FORMAT, "files": doc["files"]}), where=self.key
+        )["files"]
+        last = doc.get("lastKey")
+        key = dynamodb.decode_key(orjson.loads(last)) if last else None
+        return files, key, bool(doc.get("done"))
+
+    def save(self, files: list[FileEntry], *, last_key: Json | None, done: bool = False) -> None:
+        doc = {
+            "attempt": self.job.attempt,
+            "files": [manifest.file_to_json(f) for f in files],
+            "lastKey": dynamodb.encode_item(last_key).decode() if last_key else None,
+            "done": done,
+        }
+        self.storage.put_bytes(self.key, orjson.dumps(doc))

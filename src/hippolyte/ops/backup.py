@@ -7,6 +7,7 @@ Anything that fails before ``_SUCCESS`` leaves an incomplete folder that readers
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import threading
 import time
@@ -21,7 +22,7 @@ from hippolyte.adapters import aws, dynamodb
 from hippolyte.adapters.storage import Storage
 from hippolyte.engines.local import run_segments
 from hippolyte.engines.segment import FILE_MAX_RAW_BYTES, SegmentJob
-from hippolyte.errors import BackupFailed, HippolyteError, Interrupted
+from hippolyte.errors import BackupFailed, ConfigError, HippolyteError, Interrupted
 from hippolyte.events import Emit, TableDone, TableStarted
 from hippolyte.model import BackupRef, FileEntry, Json, TableInfo, TableResult
 from hippolyte.pacing import TokenBucket, read_budget, segments_for
@@ -38,6 +39,11 @@ class BackupParams:
     max_attempts: int = 10
     file_max_raw_bytes: int = FILE_MAX_RAW_BYTES
     page_attempts: int = 8  # our own retries of a page, after botocore's max_attempts
+    engine: str = "local"  # local (threads here) | dask (tasks on a Dask cluster)
+    scheduler: str | None = None  # the Dask scheduler's address, for engine "dask"
+
+
+SegmentRunner = Callable[[list[SegmentJob], float, Emit, "threading.Event | None"], list[FileEntry]]
 
 
 def backup_tables(
@@ -55,31 +61,72 @@ def backup_tables(
     control = dynamodb.control_client(conn, max_attempts=params.max_attempts)
     infos = [dynamodb.describe(control, name) for name in tables]
     storage.check_writable()
+    results = []
+    with contextlib.ExitStack() as cleanup:
+        runner = _runner(params, conn=conn, storage=storage, emit=emit, cleanup=cleanup)
+        for info in infos:
+            result = backup_one(
+                info,
+                control=control,
+                runner=runner,
+                conn=conn,
+                storage=storage,
+                params=params,
+                emit=emit,
+                stop=stop,
+                clock=clock,
+            )
+            results.append(result)
+    return results
+
+
+def _runner(
+    params: BackupParams,
+    *,
+    conn: aws.Connection,
+    storage: Storage,
+    emit: Emit,
+    cleanup: contextlib.ExitStack,
+) -> SegmentRunner:
+    """How a table's segments run: threads here, or tasks on a Dask cluster."""
+    if params.engine == "dask":
+        from hippolyte.engines import dask_engine
+
+        if not params.scheduler:
+            raise ConfigError("--engine dask needs --scheduler tcp://HOST:PORT")
+        client = cleanup.enter_context(dask_engine.connect(params.scheduler))
+        emit(dask_engine.dashboard_note(client))
+        return lambda jobs, budget, emit, stop: dask_engine.run_segments_dask(
+            jobs,
+            client=client,
+            conn=conn,
+            repo=storage.url,
+            budget=budget,
+            max_attempts=params.max_attempts,
+            emit=emit,
+            stop=stop,
+        )
+    if params.engine != "local":
+        raise ConfigError(f"unknown engine {params.engine!r}: local or dask")
     scanner = dynamodb.raw_scan_client(
         conn, pool=params.workers + 2, max_attempts=params.max_attempts
     )
-    results = []
-    for info in infos:
-        result = backup_one(
-            info,
-            control=control,
-            scanner=scanner,
-            conn=conn,
-            storage=storage,
-            params=params,
-            emit=emit,
-            stop=stop,
-            clock=clock,
-        )
-        results.append(result)
-    return results
+    return lambda jobs, budget, emit, stop: run_segments(
+        jobs,
+        client=scanner,
+        storage=storage,
+        bucket=TokenBucket(rate=budget),
+        workers=params.workers,
+        emit=emit,
+        stop=stop,
+    )
 
 
 def backup_one(
     info: TableInfo,
     *,
     control: Any,
-    scanner: Any,
+    runner: SegmentRunner,
     conn: aws.Connection,
     storage: Storage,
     params: BackupParams,
@@ -131,15 +178,8 @@ def backup_one(
             )
             for s in range(segments)
         ]
-        files = run_segments(
-            jobs,
-            client=scanner,
-            storage=storage,
-            bucket=TokenBucket(rate=budget),
-            workers=params.workers,
-            emit=consumed.wrap(emit),
-            stop=stop,
-        )
+        files = runner(jobs, budget, consumed.wrap(emit), stop)
+        _tidy(storage, ref=ref, files=files)
         end = clock()
         _commit(
             storage,
@@ -196,6 +236,17 @@ class _Counter:
             emit(event)
 
         return counted
+
+
+def _tidy(storage: Storage, *, ref: BackupRef, files: list[FileEntry]) -> None:
+    """Before the manifests: drop data files no finishing attempt returned (a distributed
+    unit that died or was duplicated) and the segments' checkpoints."""
+    keep = {ref.prefix + f.key for f in files}
+    for key in list(storage.list(ref.prefix + manifest.DATA_DIR)):
+        if key not in keep:
+            storage.delete(key)
+    for key in list(storage.list(ref.prefix + manifest.CHECKPOINTS)):
+        storage.delete(key)
 
 
 def _allocate(storage: Storage, *, table: str, at: dt.datetime) -> BackupRef:

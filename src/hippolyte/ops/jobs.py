@@ -34,6 +34,8 @@ def backup_params(settings: Settings) -> BackupParams:
         segments=settings.segments,
         workers=settings.workers,
         max_attempts=settings.max_attempts,
+        engine=settings.engine,
+        scheduler=settings.scheduler,
     )
 
 

@@ -1,0 +1,129 @@
+"""The Dask engine: each (table, segment) a Dask task, for fleets that outgrow one machine.
+
+A task carries plain data only (``Unit``): the connection settings, the repository URL, the
+segment and its share of the table's read budget. The worker builds its own clients (boto3
+clients cannot be pickled) and runs the same ``scan_segment`` as the local engine, with
+checkpoints and attempt-named files: a retried task (a dead worker's task is rescheduled by
+Dask) resumes from the segment's last committed file, and a duplicated one never overwrites
+another's files. Only the files returned by the finishing attempt are listed in the
+manifests; the table commits once, in the driver, after every segment has finished.
+
+Install with ``pip install hippolyte[dask]``. Workers need credentials of their own (the
+standard chain: environment, instance or task role) and must reach the repository (S3 for
+remote workers).
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from dataclasses import dataclass, replace
+from typing import Any
+
+from hippolyte.adapters import dynamodb
+from hippolyte.adapters.storage import open_storage
+from hippolyte.engines.segment import SegmentJob, scan_segment
+from hippolyte.errors import ConfigError, Interrupted
+from hippolyte.events import Emit, Note, PageDone
+from hippolyte.model import Connection, FileEntry
+from hippolyte.pacing import TokenBucket
+
+TASK_RETRIES = 3
+
+
+@dataclass(frozen=True, kw_only=True)
+class Unit:
+    job: SegmentJob
+    conn: Connection
+    repo: str
+    rate: float  # this segment's share of the table's read budget (RCU/s)
+    max_attempts: int = 10
+
+
+@dataclass(frozen=True, kw_only=True)
+class UnitResult:
+    files: list[FileEntry]
+    consumed: float  # read units this attempt used
+
+
+def run_unit(unit: Unit) -> UnitResult:
+    """Run one segment in whatever process Dask chose; idempotent through its checkpoint."""
+    job = replace(unit.job, attempt=uuid.uuid4().hex[:8], checkpoint=True)
+    client = dynamodb.raw_scan_client(unit.conn, pool=2, max_attempts=unit.max_attempts)
+    storage = open_storage(unit.repo, conn=unit.conn)
+    consumed = [0.0]
+
+    def count(event: object) -> None:
+        if isinstance(event, PageDone):
+            consumed[0] += event.consumed
+
+    files = scan_segment(
+        job,
+        client=client,
+        storage=storage,
+        bucket=TokenBucket(rate=unit.rate),
+        emit=count,
+        stop=threading.Event(),
+    )
+    return UnitResult(files=files, consumed=consumed[0])
+
+
+def connect(scheduler: str) -> Any:
+    try:
+        from distributed import Client
+    except ImportError:
+        raise ConfigError("--engine dask needs Dask: pip install 'hippolyte[dask]'") from None
+    try:
+        return Client(scheduler, set_as_default=False, timeout="10s")
+    except OSError as exc:
+        raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+
+
+def run_segments_dask(
+    jobs: list[SegmentJob],
+    *,
+    client: Any,
+    conn: Connection,
+    repo: str,
+    budget: float,
+    max_attempts: int,
+    emit: Emit,
+    stop: threading.Event | None = None,
+) -> list[FileEntry]:
+    from distributed import as_completed
+
+    units = [
+        Unit(
+            job=j, conn=conn, repo=repo, rate=budget / max(len(jobs), 1), max_attempts=max_attempts
+        )
+        for j in jobs
+    ]
+    tag = uuid.uuid4().hex[:6]
+    keys = [f"hippolyte-{u.job.table}-{u.job.segment}-{tag}" for u in units]
+    futures = client.map(run_unit, units, key=keys, retries=TASK_RETRIES, pure=False)
+    by_key = dict(zip(keys, units, strict=True))
+    done: dict[int, list[FileEntry]] = {}
+    try:
+        for future in as_completed(futures, loop=client.loop):
+            if stop is not None and stop.is_set():
+                raise Interrupted("stopped; no partial backup was committed")
+            result = future.result()  # a task that failed after its retries raises here
+            unit = by_key[future.key]
+            done[unit.job.segment] = result.files
+            emit(
+                PageDone(
+                    table=unit.job.table,
+                    segment=unit.job.segment,
+                    items=sum(f.item_count for f in result.files),
+                    raw_bytes=sum(f.raw_bytes for f in result.files),
+                    consumed=result.consumed,
+                    retries=0,
+                )
+            )
+    finally:
+        client.cancel(futures)
+    return [f for seg in sorted(done) for f in done[seg]]
+
+
+def dashboard_note(client: Any) -> Note:
+    return Note(text=f"Dask dashboard: {client.dashboard_link}")
