@@ -1093,3 +1093,38 @@ def serve(
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+
+
+@cli.group()
+def deploy() -> None:
+    """AWS deployment: a CloudFormation template and a least-privilege IAM policy."""
+
+
+@deploy.command(name="template")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["yaml", "json"]),
+    default="yaml",
+    show_default=True,
+    help="Template format.",
+)
+@click.option("--function-code", help="s3://BUCKET/KEY.zip of the packaged function.")
+@click.pass_context
+def deploy_template(ctx: click.Context, fmt: str, function_code: str | None) -> None:
+    """Print the CloudFormation template: Lambda, two schedules, SNS topic, backup bucket,
+    least-privilege role (see docs/deploy.md)."""
+    from hippolyte.deploy import template
+
+    click.echo(template(fmt=fmt, settings=ctx.obj["settings"], function_code=function_code))
+
+
+@deploy.command(name="iam-policy")
+@click.pass_context
+def deploy_iam_policy(ctx: click.Context) -> None:
+    """Print the least-privilege IAM policy for running the CLI from elsewhere."""
+    import json
+
+    from hippolyte.deploy import iam_policy
+
+    click.echo(json.dumps(iam_policy(settings=ctx.obj["settings"]), indent=2))

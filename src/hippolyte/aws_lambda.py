@@ -1,0 +1,325 @@
+"""The control plane as an AWS Lambda function, as the original ran: two EventBridge rules call
+``handler``, and the rule's name (``...-backup``, ``...-monitor``) or an explicit
+``{"action": "backup" | "monitor"}`` picks the job.
+
+Configuration: ``$HIPPOLYTE_CONFIG_JSON`` (the config as JSON), else the config file
+(``$HIPPOLYTE_CONFIG`` or a ``hippolyte.toml`` packaged with the function), else the
+defaults. ``$HIPPOLYTE_REPOSITORY`` fills in a missing repository, ``$HIPPOLYTE_SNS_TOPIC_ARN``
+adds the stack's topic to the notifications, and a config without targets backs up the
+function's own account and region (from its ARN).
+
+A Lambda stops after 15 minutes. ``backup`` plans the night, then scans only the tables whose
+estimated backup fits in the time left (plus 20 % and a margin); every other table is reported
+failed with the reason, in the summary and in ``runs/<id>/lambda.json``, and stays in the run's
+``plan.json`` so that the monitor reports it too. Scans still running just before the limit
+are stopped, and their boosts reverted.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+
+from hippolyte import config, manifest, planning
+from hippolyte.adapters.storage import Storage
+from hippolyte.config import Settings, Target
+from hippolyte.errors import ConfigError, HippolyteError, Interrupted
+from hippolyte.events import Event, TableDone
+from hippolyte.journal import RUNS
+from hippolyte.lock import RepoLock
+from hippolyte.ops import jobs
+from hippolyte.ops.plan import plan_target
+from hippolyte.ops.run import run_plan
+from hippolyte.render import json_logging, to_plain
+
+ACTIONS = ("backup", "monitor")
+ENV_CONFIG_JSON = "HIPPOLYTE_CONFIG_JSON"
+ENV_REPOSITORY = "HIPPOLYTE_REPOSITORY"
+ENV_TOPIC = "HIPPOLYTE_SNS_TOPIC_ARN"
+ENV_MARGIN = "HIPPOLYTE_LAMBDA_MARGIN_S"
+MARGIN_S = 60.0  # kept free of scans: planning is done, but the record and reverts remain
+MARGIN_RATIO = 0.2  # estimates are estimates
+STOP_BEFORE_S = 10.0  # scans still running this close to the limit are stopped
+LAMBDA_LIMIT_S = 900.0
+ELSEWHERE = "use the native export engine (PITR) or `hippolyte serve` on a server"
+
+log = logging.getLogger("hippolyte.lambda")
+
+
+class UnknownEvent(ConfigError):
+    """The event names no job."""
+
+
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """Run the job the event names; a JSON-ready summary with ``ok`` and the failures."""
+    if os.environ.get("AWS_LAMBDA_FUNCTION_NAME"):  # in Lambda: JSON lines into CloudWatch
+        json_logging()
+    action: str | None = None
+    try:
+        action = action_of(event)
+        settings = settings_for(context)
+        log.info("job started", extra={"job": action, "request": _request_id(context)})
+        if action == "backup":
+            summary = _locked(settings, action, lambda: backup(settings, context=context))
+        else:
+            summary = _locked(settings, action, lambda: monitor(settings, event=event))
+    except HippolyteError as exc:
+        log.error("job failed", extra={"job": action, "error": str(exc)})
+        return {"action": action, "ok": False, "runs": [], "failures": [], "error": str(exc)}
+    log.info("job finished", extra={"job": action, "ok": summary["ok"], "summary": summary})
+    return summary
+
+
+def action_of(event: Any) -> str:
+    """``backup`` or ``monitor``: ``event["action"]``, else the EventBridge rule's name."""
+    if not isinstance(event, dict):
+        raise UnknownEvent(f"the event is not a JSON object: {event!r}")
+    if "action" in event:
+        if event["action"] in ACTIONS:
+            return str(event["action"])
+        raise UnknownEvent(f"unknown action {event['action']!r}: expected 'backup' or 'monitor'")
+    for arn in event.get("resources") or []:
+        name = str(arn).rpartition(":rule/")[2].rpartition("/")[2]  # rule/[bus/]name
+        job = max(ACTIONS, key=name.rfind)  # the last one named: "x-monitor-backup" backs up
+        if name and name.rfind(job) >= 0:
+            return job
+    raise UnknownEvent(
+        'cannot tell the job from this event: invoke with {"action": "backup"} or '
+        '{"action": "monitor"}, or from an EventBridge rule whose name contains \'backup\' '
+        f"or 'monitor' (resources: {event.get('resources')!r})"
+    )
+
+
+def function_location(context: Any) -> tuple[str | None, str | None]:
+    """(region, account) from ``arn:aws:lambda:REGION:ACCOUNT:function:NAME``."""
+    parts = str(getattr(context, "invoked_function_arn", "") or "").split(":")
+    if len(parts) >= 7 and parts[2] == "lambda":
+        return parts[3] or None, parts[4] or None
+    return None, None
+
+
+def settings_for(context: Any) -> Settings:
+    data, source = _config_data()
+    region, account = function_location(context)
+    if not data.get("repository") and os.environ.get(ENV_REPOSITORY):
+        data["repository"] = os.environ[ENV_REPOSITORY]
+    if not data.get("targets"):
+        data["targets"] = [{"account": account, "region": region}]
+    topic = os.environ.get(ENV_TOPIC)
+    channels = data.setdefault("notifications", [])
+    if topic and all(c.get("topic_arn") != topic for c in channels):
+        channels.append({"type": "sns", "topic_arn": topic, "name": "stack topic"})
+    return config.validate(data, source=source)
+
+
+def _config_data() -> tuple[dict[str, Any], str]:
+    raw = os.environ.get(ENV_CONFIG_JSON)
+    if raw:
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"${ENV_CONFIG_JSON} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"${ENV_CONFIG_JSON} must hold a JSON object")
+        return data, f"${ENV_CONFIG_JSON}"
+    path = config.config_path(None)
+    return config.load().model_dump(mode="json"), str(path) if path else "the defaults"
+
+
+def _locked(settings: Settings, job: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """One run at a time, with the same lock in the repository as ``hippolyte serve``."""
+    storage = jobs.storage_for(settings, settings.effective_targets()[0])
+    lock = RepoLock(storage=storage, lease_s=settings.serve.lock_lease_s, purpose=job)
+    if not lock.acquire():
+        raise HippolyteError(f"{job} skipped: another run holds the lock in {storage.url}")
+    try:
+        return run()
+    finally:
+        lock.release()
+
+
+# -- backup --------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Deferred:
+    """A table whose backup does not fit in the time this Lambda has left."""
+
+    table: str
+    estimate_s: float
+    reason: str
+
+
+def fit(
+    plan: planning.Plan, *, remaining_s: float, lanes: int, margin_s: float = MARGIN_S
+) -> tuple[planning.Plan, list[Deferred]]:
+    """The plan cut to what finishes in ``remaining_s``: ``lanes`` pipelines run side by side
+    (each on the lane free first, as the run's thread pool takes them), each pipeline's tables
+    one after another, every estimate counted 20 % longer, ``margin_s`` kept free."""
+    free = [0.0] * max(1, lanes)  # when each lane is free again, seconds from now
+    kept_pipelines, deferred = [], []
+    for pipeline in plan.pipelines:
+        lane = free.index(min(free))
+        kept = []
+        for t in pipeline.tables:
+            need = t.estimate.seconds * (1 + MARGIN_RATIO)
+            if free[lane] + need <= remaining_s - margin_s:
+                kept.append(t)
+                free[lane] += need
+                continue
+            left = max(0.0, remaining_s - free[lane])
+            reason = (
+                f"its backup needs about {t.estimate.seconds:.0f} s, more than the {left:.0f} s "
+                f"left in this Lambda (less a {margin_s:.0f} s + {MARGIN_RATIO:.0%} safety "
+                f"margin); {ELSEWHERE}"
+            )
+            deferred.append(
+                Deferred(table=t.estimate.table, estimate_s=t.estimate.seconds, reason=reason)
+            )
+        if kept:
+            kept_pipelines.append(replace(pipeline, tables=tuple(kept)))
+    return replace(plan, pipelines=tuple(kept_pipelines)), deferred
+
+
+def backup(settings: Settings, *, context: Any) -> dict[str, Any]:
+    runs = [_backup_target(settings, t, context=context) for t in settings.effective_targets()]
+    return {
+        "action": "backup",
+        "ok": all(r["ok"] for r in runs),
+        "runs": [r["run_id"] for r in runs],
+        "failures": [f for r in runs for f in r["failures"]],
+        "targets": runs,
+    }
+
+
+def _backup_target(settings: Settings, target: Target, *, context: Any) -> dict[str, Any]:
+    storage = jobs.storage_for(settings, target)
+    storage.check_writable()
+    full, _ = plan_target(settings, target, storage=storage, at=None)
+    remaining = remaining_s(context)
+    cut, deferred = fit(full, remaining_s=remaining, lanes=settings.workers, margin_s=_margin())
+    now = dt.datetime.now(dt.UTC)
+    run_id = manifest.backup_id(now)
+    results, error = _run(cut, settings, target, storage=storage, now=now, budget_s=remaining)
+    failures = [{"table": d.table, "reason": d.reason} for d in deferred]
+    failures += [{"table": r["table"], "reason": r["error"]} for r in results if not r["ok"]]
+    record = {
+        "run_id": run_id,
+        "target": target.label,
+        "ok": not failures and error is None,
+        "remaining_s": round(remaining, 1),
+        "backed_up": [r for r in results if r["ok"]],
+        "failures": failures,
+        "skipped": [{"table": s.table, "reason": s.reason} for s in full.skipped],
+        "error": error,
+    }
+    # The plan with every table, so the monitor checks the deferred ones too.
+    storage.put_bytes(f"{RUNS}{run_id}/plan.json", orjson.dumps(planning.to_json(full)))
+    storage.put_bytes(f"{RUNS}{run_id}/lambda.json", orjson.dumps(record, default=str))
+    return record
+
+
+def _run(
+    plan: planning.Plan,
+    settings: Settings,
+    target: Target,
+    *,
+    storage: Storage,
+    now: dt.datetime,
+    budget_s: float,
+) -> tuple[list[dict[str, Any]], str | None]:
+    """Run the cut plan; scans still running ``STOP_BEFORE_S`` before the limit are stopped."""
+    with _deadline(budget_s - STOP_BEFORE_S) as stop:
+        try:
+            run = run_plan(
+                plan,
+                conn=target.connection(),
+                storage=storage,
+                params=jobs.backup_params(settings),
+                pipelines_at_once=settings.workers,
+                emit=_log_event,
+                stop=stop,
+                now=now,
+            )
+        except Interrupted as exc:
+            return [], f"stopped {STOP_BEFORE_S:.0f} s before the Lambda's time limit: {exc}"
+    return [to_plain(r) for r in run.results], None
+
+
+def _margin() -> float:
+    raw = os.environ.get(ENV_MARGIN) or str(MARGIN_S)
+    try:
+        return max(0.0, float(raw))
+    except ValueError:
+        raise ConfigError(f"${ENV_MARGIN}: {raw!r} is not a number of seconds") from None
+
+
+def remaining_s(context: Any) -> float:
+    get = getattr(context, "get_remaining_time_in_millis", None)
+    return get() / 1000.0 if callable(get) else LAMBDA_LIMIT_S
+
+
+@contextlib.contextmanager
+def _deadline(seconds: float) -> Iterator[threading.Event]:
+    """An event that is set ``seconds`` from now, unless the block ends first."""
+    stop = threading.Event()
+    timer = threading.Timer(max(0.0, seconds), stop.set)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield stop
+    finally:
+        timer.cancel()
+
+
+def _log_event(event: Event) -> None:
+    if isinstance(event, TableDone):
+        r = event.result
+        log.info(
+            "table done",
+            extra={
+                "table": r.table,
+                "ok": r.ok,
+                "items": r.item_count,
+                "bytes": r.stored_bytes,
+                "seconds": round(r.duration_s, 1),
+                "error": r.error,
+            },
+        )
+
+
+# -- monitor -------------------------------------------------------------------------------------
+
+
+def monitor(settings: Settings, *, event: dict[str, Any]) -> dict[str, Any]:
+    outcome = jobs.nightly_monitor(settings, run_id=event.get("run_id"))
+    failures: list[dict[str, Any]] = [
+        {"target": c.target, "table": c.table, "reason": c.reason}
+        for report in outcome.reports
+        for c in report.failed
+    ]
+    failures += [
+        {"target": r.repository, "table": None, "reason": "nothing ran"}
+        for r in outcome.reports
+        if not r.ran
+    ]
+    return {
+        "action": "monitor",
+        "ok": outcome.ok,
+        "runs": [r.run_id for r in outcome.reports if r.run_id],
+        "failures": failures,
+        "notifications": [to_plain(n) for n in outcome.notifications],
+    }
+
+
+def _request_id(context: Any) -> str | None:
+    return getattr(context, "aws_request_id", None)
