@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import click
@@ -181,8 +181,15 @@ def discover(ctx: click.Context, as_json: bool, **aws: Any) -> None:
 @click.option("--workers", type=int, help="Threads per table.")
 @click.option(
     "--engine",
-    type=click.Choice(["local", "dask"]),
-    help="Where segments run: threads here (local) or a Dask cluster.",
+    type=click.Choice(["local", "dask", "export", "auto"]),
+    help="local: threads here; dask: a Dask cluster; export: DynamoDB's point-in-time export "
+    "(PITR tables); auto: export where PITR is on, else scan.",
+)
+@click.option("--at", "export_at", help="Export as of this time (ISO 8601, UTC): engine export.")
+@click.option(
+    "--no-fallback",
+    is_flag=True,
+    help="--engine export: fail tables without PITR instead of scanning them.",
 )
 @click.option("--scheduler", help="Dask scheduler address (tcp://HOST:PORT) for --engine dask.")
 @aws_options
@@ -198,6 +205,8 @@ def backup(
     segments: int | None,
     workers: int | None,
     engine: str | None,
+    export_at: str | None,
+    no_fallback: bool,
     scheduler: str | None,
     as_json: bool,
     **aws: Any,
@@ -226,7 +235,9 @@ def backup(
             "tables named on the command line need exactly one target "
             f"(the config has {len(targets)}); pass --region/--endpoint-url"
         )
-    params = backup_params(settings)
+    params = replace(backup_params(settings), at=_instant(export_at), fallback=not no_fallback)
+    if export_at and settings.engine not in ("export", "auto"):
+        raise click.UsageError("--at needs --engine export (or auto)")
     if dry_run:
         _dry_run(settings)
         return
@@ -272,6 +283,20 @@ def backup(
             f"{len(failed)} of {len(results)} table backups failed: "
             + "; ".join(f"{r.table}: {r.error}" for r in failed)
         )
+
+
+def _instant(text: str | None) -> Any:
+    import datetime as dt
+
+    if not text:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            f"--at {text!r}: expected an ISO 8601 time, e.g. 2026-11-22T00:00Z"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
 
 
 def _run_plan(settings: Settings, target: Target, *, params: Any, emit: Any, stop: Any) -> Any:

@@ -120,7 +120,7 @@ class Settings(_Strict):
     segments: int | None = Field(default=None, ge=1, le=1_000_000)  # None: from table size
     workers: int = Field(default=4, ge=1, le=256)
     max_attempts: int = Field(default=10, ge=1, le=100)  # botocore standard-mode attempts per call
-    engine: Literal["local", "dask"] = "local"  # where a table's segments run
+    engine: Literal["local", "dask", "export", "auto"] = "local"  # where backups run
     scheduler: str | None = Field(default=None, pattern=r"^(tcp|tls|inproc|ws|wss)://")
     targets: list[Target] = []
     selection: Selection = Selection()

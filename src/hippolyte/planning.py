@@ -130,6 +130,7 @@ class Plan:
     greedy_pipelines: int  # what the original's ascending greedy uses on the same estimates
     finish_offset_s: float  # when the last pipeline ends, from the window's opening
     decisions: tuple[str, ...]
+    exports: tuple[Skipped, ...] = ()  # tables DynamoDB exports itself (PITR), with why
 
     @property
     def tables(self) -> tuple[PlannedTable, ...]:
@@ -356,13 +357,22 @@ def plan(
     settings: PlanSettings,
     history: Mapping[str, float] | None = None,
     decreases_left: Mapping[str, int] | None = None,
+    exports: Mapping[str, str] | None = None,
 ) -> Plan:
     """Estimate every table, boost those too long for the window alone, pack them all.
     ``history``: table -> bytes/s measured by earlier backups; ``decreases_left``: table ->
-    capacity decreases it has left today (see :func:`decreases_left`)."""
-    ests = [estimate(t, settings=settings, history=history) for t in tables]
+    capacity decreases it has left today (see :func:`decreases_left`); ``exports``: table ->
+    why DynamoDB's own export backs it up instead (no capacity, no pipeline slot)."""
+    exports = exports or {}
+    scanned = [t for t in tables if t.name not in exports]
+    ests = [estimate(t, settings=settings, history=history) for t in scanned]
     final, boosts, refusals = _boost_all(ests, settings=settings, decreases=decreases_left or {})
-    return pack(final, settings=settings, boosts=boosts, notes=refusals)
+    packed = pack(final, settings=settings, boosts=boosts, notes=refusals)
+    if not exports:
+        return packed
+    chosen = tuple(Skipped(table=n, reason=r) for n, r in sorted(exports.items()))
+    note = f"{len(chosen)} tables by DynamoDB's point-in-time export (no read capacity used)"
+    return replace(packed, exports=chosen, decisions=(*packed.decisions, note))
 
 
 def to_json(plan: Plan) -> dict[str, Any]:

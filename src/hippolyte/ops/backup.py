@@ -23,7 +23,7 @@ from hippolyte.adapters.storage import Storage
 from hippolyte.engines.local import run_segments
 from hippolyte.engines.segment import FILE_MAX_RAW_BYTES, SegmentJob
 from hippolyte.errors import BackupFailed, ConfigError, HippolyteError, Interrupted
-from hippolyte.events import Emit, TableDone, TableStarted
+from hippolyte.events import Emit, Note, TableDone, TableStarted
 from hippolyte.model import BackupRef, FileEntry, Json, TableInfo, TableResult
 from hippolyte.pacing import TokenBucket, read_budget, segments_for
 
@@ -39,8 +39,10 @@ class BackupParams:
     max_attempts: int = 10
     file_max_raw_bytes: int = FILE_MAX_RAW_BYTES
     page_attempts: int = 8  # our own retries of a page, after botocore's max_attempts
-    engine: str = "local"  # local (threads here) | dask (tasks on a Dask cluster)
+    engine: str = "local"  # local (threads) | dask (a cluster) | export (PITR) | auto
     scheduler: str | None = None  # the Dask scheduler's address, for engine "dask"
+    at: dt.datetime | None = None  # export as of this time (engine export/auto)
+    fallback: bool = True  # export/auto: scan a table that cannot be exported
 
 
 SegmentRunner = Callable[[list[SegmentJob], float, Emit, "threading.Event | None"], list[FileEntry]]
@@ -106,8 +108,8 @@ def _runner(
             emit=emit,
             stop=stop,
         )
-    if params.engine != "local":
-        raise ConfigError(f"unknown engine {params.engine!r}: local or dask")
+    if params.engine not in ("local", "export", "auto"):
+        raise ConfigError(f"unknown engine {params.engine!r}: local, dask, export or auto")
     scanner = dynamodb.raw_scan_client(
         conn, pool=params.workers + 2, max_attempts=params.max_attempts
     )
@@ -178,8 +180,12 @@ def backup_one(
             )
             for s in range(segments)
         ]
-        files = runner(jobs, budget, consumed.wrap(emit), stop)
-        _tidy(storage, ref=ref, files=files)
+        files, consistency = _exported(
+            info, control=control, storage=storage, ref=ref, params=params, emit=emit, stop=stop
+        )
+        if files is None:
+            files = runner(jobs, budget, consumed.wrap(emit), stop)
+            _tidy(storage, ref=ref, files=files)
         end = clock()
         _commit(
             storage,
@@ -196,6 +202,7 @@ def backup_one(
                 "region": control.meta.region_name,
                 "endpointUrl": control.meta.endpoint_url,
             },
+            consistency=consistency,
         )
     except Interrupted:
         raise
@@ -236,6 +243,34 @@ class _Counter:
             emit(event)
 
         return counted
+
+
+def _exported(
+    info: TableInfo,
+    *,
+    control: Any,
+    storage: Storage,
+    ref: BackupRef,
+    params: BackupParams,
+    emit: Emit,
+    stop: threading.Event | None,
+) -> tuple[list[FileEntry] | None, str]:
+    """With engine export/auto: DynamoDB's point-in-time export, if this table can have one.
+    Returns (None, scan consistency) when the table is to be scanned instead."""
+    if params.engine not in ("export", "auto"):
+        return None, SCAN_CONSISTENCY
+    from hippolyte.engines.export import ExportUnavailable, export_table
+
+    try:
+        files, when = export_table(
+            info, client=control, storage=storage, ref=ref, at=params.at, stop=stop
+        )
+    except ExportUnavailable as exc:
+        if params.engine == "export" and not params.fallback:
+            raise
+        emit(Note(text=f"{exc}: scanning instead", table=info.name))
+        return None, SCAN_CONSISTENCY
+    return files, f"point-in-time export as of {when} (ExportTableToPointInTime)"
 
 
 def _tidy(storage: Storage, *, ref: BackupRef, files: list[FileEntry]) -> None:

@@ -88,10 +88,12 @@ def monitor(
     return report
 
 
-def _planned(plan: Json) -> Iterable[tuple[int, str]]:
+def _planned(plan: Json) -> Iterable[tuple[int | None, str]]:
     for p in plan.get("pipelines", []):
         for t in p["tables"]:
             yield p["index"], t["table"]
+    for e in plan.get("exports", []):
+        yield None, e["table"]  # DynamoDB's export: no pipeline
 
 
 def _check(
@@ -99,7 +101,7 @@ def _check(
     rid: str,
     table: str,
     *,
-    pipeline: int,
+    pipeline: int | None,
     target: str,
     pending: str | None,
     check_files: bool,

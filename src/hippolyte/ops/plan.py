@@ -111,6 +111,7 @@ def plan_target(
         settings=ps,
         history=history(storage, [t.name for t in chosen]),
         decreases_left=decreases_left(chosen, ps),
+        exports=exports(settings, control, chosen),
     )
     return result, chosen
 
@@ -121,6 +122,19 @@ def _truly_sized(control: Any, table: TableInfo) -> TableInfo:
     if table.size_bytes > 0 or not dynamodb.has_items(control, table.name):
         return table
     return replace(table, size_bytes=max(table.item_count, 1) * 1024)
+
+
+def exports(settings: Settings, control: Any, tables: Sequence[TableInfo]) -> dict[str, str]:
+    """With engine auto or export: the tables DynamoDB exports itself, and why."""
+    if settings.engine not in ("auto", "export"):
+        return {}
+    from hippolyte.engines.export import pitr_enabled
+
+    return {
+        t.name: "point-in-time recovery is on: DynamoDB exports it, using no read capacity"
+        for t in tables
+        if pitr_enabled(control, t.name)
+    }
 
 
 def plan_from_descriptions(settings: Settings, path: Path, *, at: dt.time | None) -> planning.Plan:

@@ -46,6 +46,7 @@ def actions(plan: planning.Plan) -> list[str]:
             out.append(f"pipeline {p.index}: back up {name} ({t.reason})")
             if b is not None:
                 out.append(f"pipeline {p.index}: revert {name} to {b.old_rcu} RCU")
+    out += [f"export {e.table}: {e.reason}" for e in plan.exports]
     out += [f"skip {s.table}: {s.reason}" for s in plan.skipped]
     return out
 
@@ -79,14 +80,35 @@ def run_plan(
             outcomes += o
         return results, outcomes
 
+    def export(name: str) -> tuple[list[TableResult], list[capacity.Outcome]]:
+        if stop.is_set():
+            return [], []
+        try:
+            return backup_tables(
+                [name],
+                conn=conn,
+                storage=storage,
+                emit=emit,
+                stop=stop,
+                params=replace(params, engine="export"),
+            ), []
+        except Interrupted:
+            raise
+        except HippolyteError as exc:
+            return [TableResult(table=name, ref=None, ok=False, error=str(exc))], []
+
     results: list[TableResult] = []
     outcomes: list[capacity.Outcome] = []
     with ThreadPoolExecutor(
         max_workers=max(1, pipelines_at_once), thread_name_prefix="hippolyte-pipeline"
     ) as pool:
+        exports = [pool.submit(export, e.table) for e in plan.exports]
         for r, o in pool.map(one, plan.pipelines):
             results += r
             outcomes += o
+        for future in exports:
+            r, o = future.result()
+            results += r
     result = RunResult(run_id=run_id, results=results, capacity=outcomes)
     storage.put_bytes(f"{RUNS}{run_id}/result.json", orjson.dumps(to_plain(result), default=str))
     return result

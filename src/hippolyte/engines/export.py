@@ -1,0 +1,150 @@
+"""The export engine: DynamoDB's ExportTableToPointInTime, for tables with PITR on.
+
+It reads no table capacity and is a true point-in-time copy (as of ``--at``, or now). The
+export is written straight into the backup's folder of an ``s3://`` repository
+(``<table>/<id>/AWSDynamoDB/<ExportId>/...``); when DynamoDB reports it COMPLETED, every data
+file is read once for its sha256, size and item count, and our manifests, ``hippolyte.json``
+(the schema as of the export) and ``_SUCCESS`` are written as for any backup, so `list`,
+`verify` and `restore` treat it the same. moto writes only data files and DynamoDB writes its
+own manifests too: both are read through ``formats_native``.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import threading
+import time
+from typing import Any
+
+import botocore.exceptions
+
+from hippolyte.adapters import aws
+from hippolyte.adapters.storage import Storage
+from hippolyte.errors import ConfigError, HippolyteError, Interrupted
+from hippolyte.model import BackupRef, FileEntry, TableInfo
+from hippolyte.sources import SourceFile, iter_lines
+
+POLL_S = 10.0
+TIMEOUT_S = 24 * 3600.0
+
+
+class ExportUnavailable(HippolyteError):
+    """This table cannot be exported (PITR off, a local repository, no export API)."""
+
+
+def pitr_enabled(client: Any, table: str) -> bool:
+    try:
+        desc = client.describe_continuous_backups(TableName=table)["ContinuousBackupsDescription"]
+    except botocore.exceptions.ClientError:
+        return False
+    pitr = desc.get("PointInTimeRecoveryDescription") or {}
+    return pitr.get("PointInTimeRecoveryStatus") == "ENABLED"
+
+
+def s3_location(storage: Storage, ref: BackupRef) -> tuple[str, str]:
+    """(bucket, key prefix) of the backup folder; exports go to S3 only."""
+    bucket = getattr(storage, "bucket", None)
+    if not bucket:
+        raise ExportUnavailable(
+            f"{ref.table}: the export engine needs an s3:// repository, not {storage.url}"
+        )
+    root = getattr(storage, "prefix", "")
+    return bucket, (f"{root}/" if root else "") + ref.prefix
+
+
+def export_table(
+    info: TableInfo,
+    *,
+    client: Any,
+    storage: Storage,
+    ref: BackupRef,
+    at: dt.datetime | None,
+    stop: threading.Event | None = None,
+    poll_s: float = POLL_S,
+) -> tuple[list[FileEntry], str]:
+    """Run one export into the backup folder; returns its files and the export's time."""
+    if not pitr_enabled(client, info.name):
+        raise ExportUnavailable(f"{info.name}: point-in-time recovery is off")
+    bucket, prefix = s3_location(storage, ref)
+    kwargs: dict[str, Any] = {
+        "TableArn": info.arn,
+        "S3Bucket": bucket,
+        "S3Prefix": prefix.rstrip("/"),  # DynamoDB writes <S3Prefix>/AWSDynamoDB/...
+        "ExportFormat": "DYNAMODB_JSON",
+    }
+    if at is not None:
+        kwargs["ExportTime"] = at
+    try:
+        desc = client.export_table_to_point_in_time(**kwargs)["ExportDescription"]
+    except botocore.exceptions.ClientError as exc:
+        raise aws.translate(exc, what=f"export of {info.name!r}") from exc
+    desc = _wait(client, desc, stop=stop, poll_s=poll_s)
+    exported_at = desc.get("ExportTime") or at or dt.datetime.now(dt.UTC)
+    return _files(storage, ref), manifest_time(exported_at)
+
+
+def _wait(
+    client: Any, desc: dict[str, Any], *, stop: threading.Event | None, poll_s: float
+) -> dict[str, Any]:
+    deadline = time.monotonic() + TIMEOUT_S
+    while desc.get("ExportStatus") == "IN_PROGRESS":
+        if time.monotonic() > deadline:
+            raise HippolyteError(f"export {desc['ExportArn']} still in progress after 24 h")
+        if stop is not None and stop.wait(poll_s):
+            raise Interrupted(
+                f"stopped while export {desc['ExportArn']} runs (it goes on in "
+                "DynamoDB; the backup stays incomplete)"
+            )
+        if stop is None:
+            time.sleep(poll_s)
+        desc = client.describe_export(ExportArn=desc["ExportArn"])["ExportDescription"]
+    if desc.get("ExportStatus") != "COMPLETED":
+        raise HippolyteError(
+            f"export {desc.get('ExportArn')} {desc.get('ExportStatus')}: "
+            f"{desc.get('FailureCode', '')} {desc.get('FailureMessage', '')}"
+        )
+    return desc
+
+
+def _files(storage: Storage, ref: BackupRef) -> list[FileEntry]:
+    from hippolyte import formats_native
+
+    source = formats_native.detect(storage, ref.prefix, location=str(ref))
+    if source is None:
+        raise HippolyteError(f"{ref}: the export reported COMPLETED but wrote no files")
+    return [_entry(source, f, ref=ref) for f in source.files]
+
+
+def _entry(source: Any, f: SourceFile, *, ref: BackupRef) -> FileEntry:
+    sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
+    with source.storage.open_read(f.key) as src:
+        while chunk := src.read(1 << 20):
+            sha.update(chunk)
+            md5.update(chunk)
+            size += len(chunk)
+    items = raw = 0
+    for _, line in iter_lines(source, f):
+        items += 1
+        raw += len(line) + 1
+    digest = base64.b64encode(md5.digest()).decode()
+    if f.md5 is not None and f.md5 != digest:
+        raise HippolyteError(f"{f.key}: md5 differs from the export's manifest")
+    return FileEntry(
+        key=f.key.removeprefix(ref.prefix),
+        item_count=items,
+        raw_bytes=raw,
+        size=size,
+        sha256=sha.hexdigest(),
+        md5=digest,
+    )
+
+
+def manifest_time(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).isoformat()
+
+
+def check_engine_args(*, engine: str, at: dt.datetime | None) -> None:
+    if at is not None and engine not in ("export", "auto"):
+        raise ConfigError("--at needs --engine export (or auto)")

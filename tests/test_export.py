@@ -1,0 +1,114 @@
+"""The export engine on moto: DynamoDB's point-in-time export into an s3:// repository,
+committed as a Hippolyte backup; fallback to scanning; auto picks per table."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from hippolyte.adapters.storage import open_storage
+from hippolyte.ops.demo import order_item
+from hippolyte.sources import iter_items, open_source
+from hippolyte.testing import Server
+from tests.corpus import same_items
+from tests.helpers import db_for, run
+
+pytestmark = pytest.mark.servers
+ORDER_KEY = (("customer", "S"), ("order", "N"))
+
+
+@pytest.fixture
+def on_moto(moto_server: Server, make_s3_bucket: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    bucket = make_s3_bucket(moto_server)  # also points AWS_ENDPOINT_URL_S3 at moto
+    monkeypatch.setenv("AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING", moto_server.endpoint_url)
+    return bucket
+
+
+def _table(moto_server: Server, *, pitr: bool, n: int = 60) -> tuple[str, list[Any]]:
+    db = db_for(moto_server)
+    items = [order_item(i) for i in range(n)]
+    name = db.table(key=ORDER_KEY, items=items, prefix="exp")
+    if pitr:
+        db.client.update_continuous_backups(
+            TableName=name,
+            PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
+        )
+    return name, items
+
+
+def _items(repo: str, ref: str) -> list[Any]:
+    storage = open_storage(repo)
+    source = open_source(storage, ref + "/", location=ref)
+    assert source.kind == "hippolyte"
+    return [
+        orjson.loads(i) for f in source.files for i in iter_items(source, f, schema=source.schema())
+    ]
+
+
+def test_export_engine_commits_a_verifiable_backup(
+    moto_server: Server, on_moto: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table, items = _table(moto_server, pitr=True)
+    repo = f"{on_moto.url}/backups"
+    code, out, err = run(
+        capsys,
+        "backup",
+        table,
+        "--repo",
+        repo,
+        "--engine",
+        "export",
+        "--endpoint-url",
+        moto_server.endpoint_url,
+        "--json",
+    )
+    assert code == 0, err
+    result = orjson.loads(out)["results"][0]
+    ref = f"{table}/{result['ref']['backup_id']}"
+    assert result["item_count"] == len(items)
+    code, out, err = run(capsys, "verify", ref, "--repo", repo, "--json")
+    assert code == 0, out + err
+    code, out, _ = run(capsys, "show", ref, "--repo", repo, "--json")
+    assert "point-in-time export" in orjson.loads(out)["backup"]["consistency"]
+    assert same_items(_items(repo, ref), items)
+
+
+def test_without_pitr_export_falls_back_or_fails(
+    moto_server: Server, on_moto: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table, items = _table(moto_server, pitr=False, n=20)
+    repo = f"{on_moto.url}/backups"
+    common = ["--repo", repo, "--engine", "export", "--endpoint-url", moto_server.endpoint_url]
+    code, out, err = run(capsys, "backup", table, *common, "--no-fallback", "--json")
+    assert code == 1 and "point-in-time recovery is off" in err
+    code, out, err = run(capsys, "backup", table, *common, "--json")
+    assert code == 0, err
+    assert "scanning instead" in err
+    assert orjson.loads(out)["results"][0]["item_count"] == len(items)
+
+
+def test_auto_exports_pitr_tables_and_scans_the_rest(
+    moto_server: Server, on_moto: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    exported, _ = _table(moto_server, pitr=True, n=30)
+    scanned, _ = _table(moto_server, pitr=False, n=30)
+    cfg = tmp_path / "hippolyte.toml"
+    cfg.write_text(
+        f'repository = "{on_moto.url}/night"\nengine = "auto"\n[[targets]]\n'
+        f'region = "us-east-1"\nendpoint_url = "{moto_server.endpoint_url}"\n'
+        f'[selection]\ninclude = ["{exported}$", "{scanned}$"]\n'
+    )
+    code, out, err = run(capsys, "--config", str(cfg), "plan", "--format", "json")
+    assert code == 0, err
+    plan = orjson.loads(out)
+    assert [e["table"] for e in plan["exports"]] == [exported]
+    assert "point-in-time recovery is on" in plan["exports"][0]["reason"]
+    assert [t["table"] for p in plan["pipelines"] for t in p["tables"]] == [scanned]
+    code, out, err = run(capsys, "--config", str(cfg), "backup", "--all", "--json")
+    assert code == 0, err
+    assert sorted(r["table"] for r in orjson.loads(out)["results"]) == sorted([exported, scanned])
+    code, out, err = run(capsys, "--config", str(cfg), "monitor", "--json", "--no-notify")
+    assert code == 0, err
