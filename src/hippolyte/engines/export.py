@@ -89,16 +89,16 @@ def _wait(
     client: Any, desc: dict[str, Any], *, stop: threading.Event | None, poll_s: float
 ) -> dict[str, Any]:
     deadline = time.monotonic() + TIMEOUT_S
+    delay = 0.5  # polls quickly at first, then every poll_s: exports take minutes to hours
     while desc.get("ExportStatus") == "IN_PROGRESS":
         if time.monotonic() > deadline:
             raise HippolyteError(f"export {desc['ExportArn']} still in progress after 24 h")
-        if stop is not None and stop.wait(poll_s):
+        if (stop or threading.Event()).wait(delay):
             raise Interrupted(
                 f"stopped while export {desc['ExportArn']} runs (it goes on in "
                 "DynamoDB; the backup stays incomplete)"
             )
-        if stop is None:
-            time.sleep(poll_s)
+        delay = min(poll_s, delay * 2)
         desc = client.describe_export(ExportArn=desc["ExportArn"])["ExportDescription"]
     if desc.get("ExportStatus") != "COMPLETED":
         raise HippolyteError(
