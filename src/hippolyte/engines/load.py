@@ -11,12 +11,12 @@ from __future__ import annotations
 import functools
 import random
 import threading
-from collections.abc import Callable
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from hippolyte.adapters import dynamodb_write
+from hippolyte.engines.pool import run_all
 from hippolyte.errors import Interrupted, Throttled
 from hippolyte.events import Emit, ItemsWritten
 from hippolyte.pacing import AdaptiveLimit, TokenBucket, write_units
@@ -55,31 +55,18 @@ def load_files(
         emit=emit,
         stop=stop,
     )
-    pool = ThreadPoolExecutor(
-        max_workers=max(1, min(settings.workers, len(files) or 1)),
-        thread_name_prefix="hippolyte-load",
+    run_all(
+        functools.partial(_then, writer, done=on_file_done),
+        files,
+        workers=settings.workers,
+        stop=stop,
+        name="hippolyte-load",
+        interrupted="interrupted; finished files are checkpointed, resume with --resume",
     )
-    futures = {pool.submit(_then, writer, f, on_file_done): f for f in files}
-    try:
-        done, pending = wait(futures, return_when=FIRST_EXCEPTION)
-        failed = [f for f in done if f.exception() is not None]
-        if failed:
-            stop.set()
-            wait(pending)
-            errors = [f.exception() for f in failed]
-            raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])  # type: ignore[misc]
-    except KeyboardInterrupt:
-        stop.set()
-        wait(futures)
-        raise Interrupted(
-            "interrupted; finished files are checkpointed, resume with --resume"
-        ) from None
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _then(
-    writer: Callable[[SourceFile], None], f: SourceFile, done: Callable[[SourceFile], None]
+    writer: Callable[[SourceFile], None], f: SourceFile, *, done: Callable[[SourceFile], None]
 ) -> None:
     writer(f)
     done(f)
@@ -96,35 +83,28 @@ def _load_file(
     emit: Emit,
     stop: threading.Event,
 ) -> None:
+    send = functools.partial(
+        _send, client=client, settings=settings, bucket=bucket, limit=limit, emit=emit, stop=stop
+    )
+    for batch in _batches(iter_items(source, f, schema=settings.schema)):
+        send(batch)
+
+
+def _batches(items: Iterable[bytes]) -> Iterator[list[bytes]]:
+    """BatchWriteItem's limits: 25 items and 16 MB per request (with room for the envelope)."""
     batch: list[bytes] = []
     size = 0
-    for item in iter_items(source, f, schema=settings.schema):
-        if (
-            len(batch) == dynamodb_write.MAX_ITEMS
-            or size + len(item) > dynamodb_write.MAX_BYTES - 4096
-        ):
-            _send(
-                batch,
-                client=client,
-                settings=settings,
-                bucket=bucket,
-                limit=limit,
-                emit=emit,
-                stop=stop,
-            )
+    for item in items:
+        if len(batch) == dynamodb_write.MAX_ITEMS or size + len(item) > _MAX_BODY:
+            yield batch
             batch, size = [], 0
         batch.append(item)
-        size += len(item) + 30
+        size += len(item) + 30  # {"PutRequest":{"Item":...}},
     if batch:
-        _send(
-            batch,
-            client=client,
-            settings=settings,
-            bucket=bucket,
-            limit=limit,
-            emit=emit,
-            stop=stop,
-        )
+        yield batch
+
+
+_MAX_BODY = dynamodb_write.MAX_BYTES - 4096
 
 
 def _send(
