@@ -181,9 +181,11 @@ def discover(ctx: click.Context, as_json: bool, **aws: Any) -> None:
 @click.option("--workers", type=int, help="Threads per table.")
 @click.option(
     "--engine",
-    type=click.Choice(["local", "dask", "export", "auto"]),
+    type=click.Choice(["local", "dask", "export", "auto", "datapipeline"]),
     help="local: threads here; dask: a Dask cluster; export: DynamoDB's point-in-time export "
-    "(PITR tables); auto: export where PITR is on, else scan.",
+    "(PITR tables); auto: export where PITR is on, else scan; datapipeline: start the plan's "
+    "pipelines on AWS Data Pipeline (closed to new customers since 2024-07-25; `monitor` "
+    "checks them).",
 )
 @click.option("--at", "export_at", help="Export as of this time (ISO 8601, UTC): engine export.")
 @click.option(
@@ -332,9 +334,13 @@ def _dry_run(settings: Settings) -> None:
 def _print_results(results: list[Any]) -> None:
     table = Table("table", "backup", "items", "data", "stored", "RCU used", "time", "status")
     for r in results:
+        backup = str(r.ref.backup_id if r.ref else "-")
+        if r.started_in:  # runs remotely: nothing measured here
+            table.add_row(r.table, backup, *["-"] * 5, f"[yellow]started in {r.started_in}")
+            continue
         table.add_row(
             r.table,
-            str(r.ref.backup_id if r.ref else "-"),
+            backup,
             f"{r.item_count:,}",
             human_bytes(r.raw_bytes),
             human_bytes(r.stored_bytes),
@@ -856,12 +862,13 @@ def _render_plan(
     if fmt == "datapipeline":
         from hippolyte.datapipeline import definitions
 
+        prefix = ""
         if not bucket and repo and repo.startswith("s3://"):
-            bucket = repo[5:].split("/", 1)[0]
+            bucket, _, prefix = repo[5:].partition("/")  # into the repository's prefix
         if not bucket:
             raise ConfigError("--format datapipeline needs --bucket or an s3:// repository")
         stamp = manifest.backup_id(dt.datetime.now(dt.UTC))
-        return dumps(definitions(doc, bucket=bucket, timestamp=stamp, region=region))
+        return dumps(definitions(doc, bucket=bucket, prefix=prefix, timestamp=stamp, region=region))
     return None
 
 
@@ -1048,13 +1055,20 @@ def monitor(
             if not r.ran:
                 con.print(f"[red]nothing ran[/red]: no run record for tonight in {r.repository}")
                 continue
+            running = f", {len(r.running)} still running" if r.running else ""
             con.print(
-                f"run {r.run_id}: {len(r.tables) - len(r.failed)} ok, "
-                f"{len(r.failed)} failed; logs: {r.logs}",
+                f"run {r.run_id}: {len(r.tables) - len(r.failed) - len(r.running)} ok, "
+                f"{len(r.failed)} failed{running}; logs: {r.logs}",
                 highlight=False,
             )
             for t in r.tables:
-                mark = "[green]ok  [/green]" if t.ok else "[red]FAIL[/red]"
+                mark = (
+                    "[green]ok  [/green]"
+                    if t.ok
+                    else "[yellow]RUN [/yellow]"
+                    if t.running
+                    else "[red]FAIL[/red]"
+                )
                 con.print(
                     f"  {mark} pipeline {t.pipeline} {t.table}: {escape(t.reason)}", highlight=False
                 )

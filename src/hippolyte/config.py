@@ -107,6 +107,16 @@ class Schedule(_Strict):
         return _cron(expr)
 
 
+class DataPipeline(_Strict):
+    """engine = "datapipeline": where the pipelines run and as whom (see datapipeline.py)."""
+
+    region: str | None = None  # where the pipelines are created; default: the target's
+    subnet_id: str | None = Field(default=None, pattern=r"^subnet-[0-9a-f]+$")
+    log_uri: str | None = Field(default=None, pattern=r"^s3://")  # default: the run's folder
+    role: str = "DataPipelineDefaultRole"
+    resource_role: str = "DataPipelineDefaultResourceRole"
+
+
 class Serve(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=9464, ge=0, le=65535)  # /metrics and /healthz
@@ -120,13 +130,15 @@ class Settings(_Strict):
     segments: int | None = Field(default=None, ge=1, le=1_000_000)  # None: from table size
     workers: int = Field(default=4, ge=1, le=256)
     max_attempts: int = Field(default=10, ge=1, le=100)  # botocore standard-mode attempts per call
-    engine: Literal["local", "dask", "export", "auto"] = "local"  # where backups run
+    # where backups run: threads here, Dask, DynamoDB's export, per table, or Data Pipeline
+    engine: Literal["local", "dask", "export", "auto", "datapipeline"] = "local"
     scheduler: str | None = Field(default=None, pattern=r"^(tcp|tls|inproc|ws|wss)://")
     targets: list[Target] = []
     selection: Selection = Selection()
     planning: Planning = Planning()
     schedule: Schedule = Schedule()
     serve: Serve = Serve()
+    datapipeline: DataPipeline = DataPipeline()
     rpo_hours: float = Field(default=24, gt=0)  # status fails when a backup is older
     notifications: list[Channel] = []  # SNS topics, SMTP e-mail, webhooks
     notify_on_success: bool = False  # the monitor also reports a night with no failure

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 Json = Mapping[str, Any]
@@ -46,11 +47,29 @@ MIN_READ_PERCENT, MAX_READ_PERCENT = 0.1, 1.0
 _PARAMETER_REF = re.compile(r"#\{(my\w+)\}")
 
 
+@dataclass(frozen=True, kw_only=True)
+class PipelineOptions:
+    """Where and as whom the pipelines run (the config's ``[datapipeline]`` section)."""
+
+    region: str | None = None  # where the pipelines are created; default: the tables' region
+    subnet_id: str | None = None  # the EMR cluster's subnet; default: the default VPC
+    log_uri: str | None = None  # pipelineLogUri; default: the run's folder in the repository
+    role: str = "DataPipelineDefaultRole"
+    resource_role: str = "DataPipelineDefaultResourceRole"
+
+
+def output_path(*, bucket: str, prefix: str, table: str, timestamp: str) -> str:
+    """``s3://<bucket>[/<prefix>]/<table>/<timestamp>``: the S3DataNode's directoryPath."""
+    parts = [bucket.removeprefix("s3://").strip("/"), prefix.strip("/"), table, timestamp]
+    return "s3://" + "/".join(p for p in parts if p)
+
+
 def definitions(
     plan_json: Json,
     *,
     bucket: str,
     timestamp: str,
+    prefix: str = "",
     log_uri: str | None = None,
     subnet_id: str | None = None,
     role: str = "DataPipelineDefaultRole",
@@ -60,8 +79,9 @@ def definitions(
     """One definition per pipeline of the plan: ``name`` (``hippolyte-<timestamp>-<index>``,
     also the ``uniqueId``, so a retried ``create_pipeline`` does not make a second pipeline),
     ``pipelineObjects``, ``parameterObjects`` and ``parameterValues`` (``myDDBRegion``:
-    ``region``, where the tables are and the connector's jar is read from)."""
-    bucket = bucket.removeprefix("s3://").strip("/")
+    ``region``, where the tables are and the connector's jar is read from). Each table's
+    export goes to ``s3://<bucket>[/<prefix>]/<table>/<timestamp>``: with the repository's
+    prefix, the table's folder for the backup id ``timestamp`` in the repository."""
     read_percent = float(plan_json["settings"]["read_percent"])
     out = []
     for pipeline in plan_json.get("pipelines") or []:
@@ -72,7 +92,13 @@ def definitions(
         ]
         for table in _checked_tables(pipeline):
             objects.extend(
-                _table_objects(table, bucket=bucket, timestamp=timestamp, read_percent=read_percent)
+                _table_objects(
+                    table,
+                    directory=output_path(
+                        bucket=bucket, prefix=prefix, table=str(table["table"]), timestamp=timestamp
+                    ),
+                    read_percent=read_percent,
+                )
             )
         out.append(
             {
@@ -159,9 +185,7 @@ def read_share(table: Json, *, read_percent: float) -> str:
     return f"{min(MAX_READ_PERCENT, max(MIN_READ_PERCENT, share)):.2f}"
 
 
-def _table_objects(
-    table: Json, *, bucket: str, timestamp: str, read_percent: float
-) -> list[PipelineObject]:
+def _table_objects(table: Json, *, directory: str, read_percent: float) -> list[PipelineObject]:
     name = str(table["table"])
     source, target, activity = (
         f"DDBSourceTable.{name}",
@@ -183,7 +207,7 @@ def _table_objects(
             target,
             [
                 _value("type", "S3DataNode"),
-                _value("directoryPath", f"s3://{bucket}/{name}/{timestamp}"),
+                _value("directoryPath", directory),
             ],
         ),
         _object(

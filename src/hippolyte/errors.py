@@ -73,6 +73,11 @@ class AwsError(HippolyteError):
     exit_code = ExitCode.AWS
 
 
+class DataPipelineUnavailable(AwsError):
+    """AWS Data Pipeline cannot be used from this account or region (AWS closed it to new
+    customers on 2024-07-25; it exists in a few regions only)."""
+
+
 class Transient(AwsError):
     """A 5xx, a dropped connection or throttling that outlasted botocore's own retries.
     The caller may retry the same request later; it must never skip it."""

@@ -17,9 +17,9 @@ import orjson
 
 from hippolyte import manifest
 from hippolyte.adapters.storage import Storage
-from hippolyte.errors import BackupCorrupt
+from hippolyte.errors import BackupCorrupt, HippolyteError
 from hippolyte.model import Json
-from hippolyte.sources import Source, SourceFile
+from hippolyte.sources import Source, SourceFile, check_file
 
 KIND = "datapipeline"
 MANIFEST = "manifest"
@@ -64,6 +64,27 @@ def detect(storage: Storage, prefix: str, *, location: str) -> Source | None:
         description=None,
         extras=_export_time(storage, prefix),
     )
+
+
+def check_folder(storage: Storage, prefix: str, *, location: str, verify: bool) -> tuple[bool, str]:
+    """Whether folder ``prefix`` holds a committed export (``manifest`` and ``_SUCCESS``), and
+    why; ``verify`` also reads every listed file, line by line."""
+    try:
+        source = detect(storage, prefix, location=location)
+    except BackupCorrupt as exc:
+        return False, str(exc)
+    if source is None:
+        return False, f"no export in {location}"
+    if not storage.exists(prefix + MANIFEST):
+        return False, f"{location} has no {MANIFEST}: not a complete export"
+    counted = ""
+    if verify:
+        try:
+            items = sum(check_file(source, f, schema=None).items for f in source.files)
+        except HippolyteError as exc:
+            return False, f"verify failed: {exc}"
+        counted = f", {items:,} items"
+    return True, f"EMR connector export, {len(source.files)} files{counted}"
 
 
 def _files_in(storage: Storage, prefix: str) -> set[str]:

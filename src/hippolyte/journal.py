@@ -5,6 +5,9 @@ written (status ``boosting``); after it, what was done (``boosted``). ``revert``
 table whose status is not final back from the recorded state, so a kill -9 at any moment
 after a boost leaves enough behind to undo it. Each write replaces the whole document
 atomically (the storage's atomic put); writers in one process share a lock.
+
+A run on AWS Data Pipeline also records each pipeline (``pipeline/<index>``: its id, tables
+and output folders) before activating it, so the monitor finds, checks and deletes it.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from hippolyte.model import Json
 
 RUNS = "runs/"
 FINAL = {"reverted", "gone", "not-boosted"}
+PIPELINES = "pipeline/"  # key prefix of the Data Pipeline entries
 
 
 def journal_key(run_id: str) -> str:
@@ -68,7 +72,16 @@ class Journal:
             return dict(entry)
 
     def open_entries(self) -> dict[str, Json]:
-        return {k: dict(v) for k, v in self.entries.items() if v.get("status") not in FINAL}
+        """Capacity entries not yet final: what a revert still has to put back."""
+        return {
+            k: dict(v)
+            for k, v in self.entries.items()
+            if not k.startswith(PIPELINES) and v.get("status") not in FINAL
+        }
+
+    def pipelines(self) -> dict[str, Json]:
+        """The Data Pipeline entries, by key."""
+        return {k: dict(v) for k, v in self.entries.items() if k.startswith(PIPELINES)}
 
 
 def run_ids(storage: Any) -> list[str]:

@@ -135,6 +135,8 @@ def _report_subject(report: MonitorReport) -> str:
     suffix = f" ({where})" if where else ""
     if failed:
         return f"Hippolyte FAILED: {failed} of {total} tables, run {report.run_id}{suffix}"
+    if report.running:
+        return f"Hippolyte OK so far: {_progress(report)}, run {report.run_id}{suffix}"
     return f"Hippolyte OK: {total} tables backed up, run {report.run_id}{suffix}"
 
 
@@ -155,6 +157,8 @@ def _headline(report: MonitorReport) -> str:
     total, failed = len(report.tables), len(report.failed)
     if failed:
         return f"Hippolyte: {failed} of {total} tables failed in backup run {report.run_id}."
+    if report.running:
+        return f"Hippolyte: {_progress(report)} in run {report.run_id}; none failed."
     return f"Hippolyte: all {total} tables were backed up in run {report.run_id}."
 
 
@@ -192,10 +196,19 @@ def _failed_block(failed: list[TableCheck]) -> list[str]:
 def _ok_block(tables: list[TableCheck]) -> list[str]:
     if not tables:
         return ["  (the run selected no tables)"]
-    counts: dict[str, int] = {}
+    counts: dict[str, list[int]] = {}
     for check in tables:
-        counts[check.target] = counts.get(check.target, 0) + 1
-    return [f"  Target {target}: {n} tables committed" for target, n in sorted(counts.items())]
+        counts.setdefault(check.target, [0, 0])[1 if check.running else 0] += 1
+    return [
+        f"  Target {target}: {done} tables committed"
+        + (f", {running} still running (Data Pipeline)" if running else "")
+        for target, (done, running) in sorted(counts.items())
+    ]
+
+
+def _progress(report: MonitorReport) -> str:
+    total, running = len(report.tables), len(report.running)
+    return f"{total - running} of {total} tables backed up, {running} still running"
 
 
 def _capacity_block(capacity: list[str]) -> list[str]:
@@ -244,7 +257,8 @@ def _report_slack(report: MonitorReport) -> str:
     failed = report.failed
     run = f"run `{_esc(report.run_id or '?')}`"
     if not failed:
-        return f":white_check_mark: *Hippolyte*: all {len(report.tables)} tables backed up, {run}"
+        done = _progress(report) if report.running else f"all {len(report.tables)} tables backed up"
+        return f":white_check_mark: *Hippolyte*: {done}, {run}"
     lines = [f":x: *Hippolyte*: {len(failed)} of {len(report.tables)} tables failed, {run}"]
     for c in _ordered(failed)[:SLACK_MAX_TABLES]:
         where = f"pipeline {c.pipeline}, " if c.pipeline is not None else ""
@@ -268,8 +282,10 @@ def _report_data(report: MonitorReport, failed: list[TableCheck]) -> Json:
         "logs": logs_location(report),
         "counts": {
             "tables": len(report.tables),
-            "ok": len(report.tables) - len(failed),
+            "ok": len(report.tables) - len(failed) - len(report.running),
             "failed": len(failed),
+            # only for a run on Data Pipeline with exports still running
+            **({"running": len(report.running)} if report.running else {}),
         },
         "failed": [
             {

@@ -129,6 +129,9 @@ class TableResult:
     consumed_read_units: float = 0.0
     duration_s: float = 0.0
     error: str | None = None
+    # where the backup runs when it runs remotely (e.g. "Data Pipeline df-..."): started, not
+    # finished; ok means only that it started, and the monitor checks its outcome
+    started_in: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -141,6 +144,7 @@ class TableCheck:
     reason: str  # e.g. "committed 2026-11-22-00-10-00", "no backup", "incomplete", ...
     pipeline: int | None = None
     backup: str | None = None  # TABLE/BACKUP_ID of the backup that was checked
+    running: bool = False  # still running remotely inside its window: not ok, not failed yet
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -157,7 +161,12 @@ class MonitorReport:
 
     @property
     def failed(self) -> list[TableCheck]:
-        return [t for t in self.tables if not t.ok]
+        return [t for t in self.tables if not t.ok and not t.running]
+
+    @property
+    def running(self) -> list[TableCheck]:
+        """Tables whose remote backup (Data Pipeline) is still running inside its window."""
+        return [t for t in self.tables if t.running]
 
     @property
     def ok(self) -> bool:

@@ -20,6 +20,7 @@ import orjson
 from hippolyte import __version__, manifest
 from hippolyte.adapters import aws, dynamodb
 from hippolyte.adapters.storage import Storage
+from hippolyte.datapipeline import PipelineOptions
 from hippolyte.engines.local import run_segments
 from hippolyte.engines.segment import FILE_MAX_RAW_BYTES, SegmentJob
 from hippolyte.errors import BackupFailed, ConfigError, HippolyteError, Interrupted
@@ -40,9 +41,11 @@ class BackupParams:
     file_max_raw_bytes: int = FILE_MAX_RAW_BYTES
     page_attempts: int = 8  # our own retries of a page, after botocore's max_attempts
     engine: str = "local"  # local (threads) | dask (a cluster) | export (PITR) | auto
+    # | datapipeline (a planned run on AWS Data Pipeline: ops.run, never backup_tables)
     scheduler: str | None = None  # the Dask scheduler's address, for engine "dask"
     at: dt.datetime | None = None  # export as of this time (engine export/auto)
     fallback: bool = True  # export/auto: scan a table that cannot be exported
+    datapipeline: PipelineOptions = PipelineOptions()  # engine datapipeline: where and as whom
 
 
 SegmentRunner = Callable[[list[SegmentJob], float, Emit, "threading.Event | None"], list[FileEntry]]
@@ -107,6 +110,11 @@ def _runner(
             max_attempts=params.max_attempts,
             emit=emit,
             stop=stop,
+        )
+    if params.engine == "datapipeline":
+        raise ConfigError(
+            "--engine datapipeline starts the planned night on AWS Data Pipeline (backup "
+            "--all); to back up named tables here, pass --engine local"
         )
     if params.engine not in ("local", "export", "auto"):
         raise ConfigError(f"unknown engine {params.engine!r}: local, dask, export or auto")

@@ -8,6 +8,7 @@ a table deleted since is reported ``gone``.
 
 from __future__ import annotations
 
+from collections.abc import Container
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -70,9 +71,14 @@ def boost(
     return Outcome(table=table, status="boosted", note=f"{old} -> {new_rcu} RCU")
 
 
-def revert(journal: Journal) -> list[Outcome]:
-    """Put back every table of the run that is not final. Idempotent."""
-    return [revert_entry(journal, key, entry) for key, entry in journal.open_entries().items()]
+def revert(journal: Journal, *, tables: Container[str] | None = None) -> list[Outcome]:
+    """Put back every table of the run that is not final (only ``tables``, if given: those
+    whose backup has ended). Idempotent."""
+    return [
+        revert_entry(journal, key, entry)
+        for key, entry in journal.open_entries().items()
+        if tables is None or entry.get("table") in tables
+    ]
 
 
 def revert_entry(journal: Journal, key: str, entry: Json) -> Outcome:

@@ -41,20 +41,28 @@ def load_descriptor(storage: Storage, ref: BackupRef) -> Json:
 
 def summary(storage: Storage, ref: BackupRef) -> BackupSummary:
     started = manifest.parse_backup_id(ref.backup_id)
-    if is_complete(storage, ref):
-        b = load_descriptor(storage, ref)["backup"]
-        return BackupSummary(
-            ref=ref,
-            complete=True,
-            started=started,
-            item_count=b["itemCount"],
-            raw_bytes=b["rawBytes"],
-            stored_bytes=b["storedBytes"],
-            duration_s=b.get("durationSeconds"),
-        )
+    complete = is_complete(storage, ref)
+    b = _backup_facts(storage, ref) if complete else None
     return BackupSummary(
-        ref=ref, complete=False, started=started, item_count=None, raw_bytes=None, stored_bytes=None
+        ref=ref,
+        complete=complete,
+        started=started,
+        item_count=b["itemCount"] if b else None,
+        raw_bytes=b["rawBytes"] if b else None,
+        stored_bytes=b["storedBytes"] if b else None,
+        duration_s=b.get("durationSeconds") if b else None,
     )
+
+
+def _backup_facts(storage: Storage, ref: BackupRef) -> Json | None:
+    """The descriptor's ``backup`` facts; None for a committed folder in the EMR connector's
+    format (``--engine datapipeline`` writes one: a ``manifest``, no descriptor)."""
+    try:
+        return dict(load_descriptor(storage, ref)["backup"])
+    except BackupNotFound:
+        if storage.exists(ref.prefix + "manifest"):
+            return None
+        raise
 
 
 def list_backups(storage: Storage, table: str | None = None) -> list[BackupSummary]:

@@ -11,6 +11,7 @@ from typing import Any
 
 from hippolyte.adapters.storage import Storage, open_storage
 from hippolyte.config import Settings, Target
+from hippolyte.datapipeline import PipelineOptions
 from hippolyte.errors import ConfigError
 from hippolyte.events import Emit, discard
 from hippolyte.model import MonitorReport
@@ -36,6 +37,7 @@ def backup_params(settings: Settings) -> BackupParams:
         max_attempts=settings.max_attempts,
         engine=settings.engine,
         scheduler=settings.scheduler,
+        datapipeline=PipelineOptions(**settings.datapipeline.model_dump()),
     )
 
 

@@ -6,6 +6,12 @@ every table the run planned, look for a committed backup of exactly that table m
 run. Tables match by name exactly: the repository keeps each table in its own folder, never
 found by prefix (the original confused ``orders`` with ``orders-archive``). The result is
 written to ``runs/<id>/monitor.json``.
+
+A run started on AWS Data Pipeline (its journal records pipelines) is checked the original's
+way: each pipeline's state is read and a done one deleted; capacity goes back for the tables
+of done pipelines only; each such table's folder ``<table>/<run-id>/`` must hold the EMR
+connector's ``manifest`` and ``_SUCCESS``. A table whose pipeline still runs is reported as
+running, not failed, until the plan's window closes.
 """
 
 from __future__ import annotations
@@ -16,8 +22,9 @@ from collections.abc import Iterable
 import orjson
 from croniter import croniter
 
-from hippolyte import manifest
+from hippolyte import formats_datapipeline, manifest
 from hippolyte.adapters.storage import Storage
+from hippolyte.engines import datapipeline_engine
 from hippolyte.errors import HippolyteError, NotFound
 from hippolyte.journal import RUNS, Journal, run_ids
 from hippolyte.model import BackupRef, Json, MonitorReport, TableCheck
@@ -60,21 +67,27 @@ def monitor(
     rid = find_run(storage, run_id=run_id, since=expected_since(backup_cron, now))
     if rid is None:
         return MonitorReport(run_id=None, checked_at=now, ran=False, repository=storage.url)
-    outcomes = capacity.revert(Journal.open(storage, rid, create=True))
-    pending = {o.table: o.note for o in outcomes if o.status == "revert-pending"}
+    journal = Journal.open(storage, rid, create=True)
     plan = orjson.loads(storage.get_bytes(f"{RUNS}{rid}/plan.json"))
-    checks = [
-        _check(
-            storage,
-            rid,
-            name,
-            pipeline=index,
-            target=target,
-            pending=pending.get(name),
-            check_files=check_files,
+    if journal.pipelines():
+        checks, outcomes = _remote_checks(
+            storage, rid, plan, journal, target=target, now=now, check_files=check_files
         )
-        for index, name in _planned(plan)
-    ]
+    else:
+        outcomes = capacity.revert(journal)
+        pending = {o.table: o.note for o in outcomes if o.status == "revert-pending"}
+        checks = [
+            _check(
+                storage,
+                rid,
+                name,
+                pipeline=index,
+                target=target,
+                pending=pending.get(name),
+                check_files=check_files,
+            )
+            for index, name in _planned(plan)
+        ]
     report = MonitorReport(
         run_id=rid,
         checked_at=now,
@@ -133,3 +146,88 @@ def _check(
         if not result.ok:
             return verdict(False, f"verify failed: {result.problems[0]}", ref)
     return verdict(True, f"committed {ref.backup_id}", ref)
+
+
+# --- runs on AWS Data Pipeline ----------------------------------------------------------------
+
+
+def window_closes(plan: Json, run_id: str) -> dt.datetime:
+    """When the run's window closes: the plan's window end, first reached after the start."""
+    start = manifest.parse_backup_id(run_id)
+    end = dt.time.fromisoformat(plan["settings"]["window_end"])
+    close = dt.datetime.combine(start.date(), end, tzinfo=dt.UTC)
+    return close if close > start else close + dt.timedelta(days=1)
+
+
+def _remote_checks(
+    storage: Storage,
+    rid: str,
+    plan: Json,
+    journal: Journal,
+    *,
+    target: str,
+    now: dt.datetime,
+    check_files: bool,
+) -> tuple[list[TableCheck], list[capacity.Outcome]]:
+    views = datapipeline_engine.refresh(journal)
+    outcomes = capacity.revert(journal, tables={t for v in views if v.done for t in v.tables})
+    pending = {o.table: o.note for o in outcomes if o.status == "revert-pending"}
+    by_table = {t: v for v in views for t in v.tables}
+    closes = window_closes(plan, rid)
+    checks = [
+        _remote_check(
+            storage,
+            rid,
+            name,
+            pipeline=index,
+            view=by_table.get(name),
+            target=target,
+            pending=pending.get(name),
+            inside_window=now < closes,
+            closes=closes,
+            check_files=check_files,
+        )
+        for index, name in _planned(plan)
+    ]
+    return checks, outcomes
+
+
+def _remote_check(
+    storage: Storage,
+    rid: str,
+    table: str,
+    *,
+    pipeline: int | None,
+    view: datapipeline_engine.PipelineView | None,
+    target: str,
+    pending: str | None,
+    inside_window: bool,
+    closes: dt.datetime,
+    check_files: bool,
+) -> TableCheck:
+    def verdict(ok: bool, reason: str, *, running: bool = False) -> TableCheck:
+        return TableCheck(
+            table=table,
+            target=target,
+            ok=ok,
+            reason=reason,
+            pipeline=pipeline,
+            backup=f"{table}/{rid}" if ok else None,
+            running=running,
+        )
+
+    if view is None:
+        return verdict(False, "no pipeline: the run stopped before creating it")
+    if not view.done:
+        when = f"the window closes at {closes:%Y-%m-%d %H:%M} UTC"
+        if inside_window:
+            return verdict(
+                False, f"still running in {view.summary}; not a failure before {when}", running=True
+            )
+        return verdict(False, f"still running in {view.summary} after {when}")
+    if pending:
+        return verdict(False, f"capacity not reverted: {pending}")
+    prefix = datapipeline_engine.folder(table, rid)
+    where = f"{storage.url.rstrip('/')}/{prefix}"
+    ok, why = formats_datapipeline.check_folder(storage, prefix, location=where, verify=check_files)
+    return verdict(ok, f"committed {rid} ({why})" if ok else f"{why}; {view.summary}")

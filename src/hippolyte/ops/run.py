@@ -3,6 +3,10 @@ table is boosted just before its backup and reverted just after, all through the
 
 The run's record lives in the repository: ``runs/<run-id>/plan.json`` (what was decided),
 ``journal.json`` (every capacity change), ``result.json`` (every table's outcome).
+
+With engine ``datapipeline`` the pipelines run on AWS Data Pipeline instead: the run starts
+them (``engines.datapipeline_engine``) and its result says where each table's backup was
+started; the monitor reverts capacity and checks the outputs once the pipelines are done.
 """
 
 from __future__ import annotations
@@ -16,10 +20,11 @@ import orjson
 
 from hippolyte import manifest, planning
 from hippolyte.adapters.storage import Storage
+from hippolyte.engines import datapipeline_engine
 from hippolyte.errors import HippolyteError, Interrupted
 from hippolyte.events import Emit, Note
 from hippolyte.journal import RUNS, Journal
-from hippolyte.model import Connection, TableResult
+from hippolyte.model import BackupRef, Connection, TableResult
 from hippolyte.ops import capacity
 from hippolyte.ops.backup import BackupParams, backup_tables
 from hippolyte.render import to_plain
@@ -62,9 +67,16 @@ def run_plan(
     stop: threading.Event | None = None,
     now: dt.datetime | None = None,
 ) -> RunResult:
+    remote = params.engine == "datapipeline"
+    if remote:
+        datapipeline_engine.location(storage)  # an s3:// repository, before anything is written
     run_id = manifest.backup_id(now or dt.datetime.now(dt.UTC))
     storage.put_bytes(f"{RUNS}{run_id}/plan.json", orjson.dumps(planning.to_json(plan)))
     journal = Journal.open(storage, run_id, create=True)
+    if remote:
+        return _start_remote(
+            plan, conn=conn, storage=storage, params=params, journal=journal, emit=emit
+        )
     stop = stop or threading.Event()
     emit(Note(text=f"run {run_id}: {len(plan.pipelines)} pipelines, {pipelines_at_once} at a time"))
 
@@ -109,9 +121,49 @@ def run_plan(
         for future in exports:
             r, o = future.result()
             results += r
-    result = RunResult(run_id=run_id, results=results, capacity=outcomes)
-    storage.put_bytes(f"{RUNS}{run_id}/result.json", orjson.dumps(to_plain(result), default=str))
+    return _finish(storage, RunResult(run_id=run_id, results=results, capacity=outcomes))
+
+
+def _finish(storage: Storage, result: RunResult) -> RunResult:
+    key = f"{RUNS}{result.run_id}/result.json"
+    storage.put_bytes(key, orjson.dumps(to_plain(result), default=str))
     return result
+
+
+def _start_remote(
+    plan: planning.Plan,
+    *,
+    conn: Connection,
+    storage: Storage,
+    params: BackupParams,
+    journal: Journal,
+    emit: Emit,
+) -> RunResult:
+    """Start the plan's pipelines on AWS Data Pipeline; each table's result says where its
+    backup runs (not ok or failed yet: the monitor checks it)."""
+    run_id = journal.run_id
+    emit(Note(text=f"run {run_id}: {len(plan.pipelines)} pipelines on AWS Data Pipeline"))
+    started = datapipeline_engine.start_pipelines(
+        plan,
+        conn=conn,
+        storage=storage,
+        run_id=run_id,
+        journal=journal,
+        emit=emit,
+        options=params.datapipeline,
+    )
+    results = []
+    for s in started:
+        for name in s["tables"]:
+            if s["status"] == "activated":
+                ref = BackupRef(repo=storage.url, table=name, backup_id=run_id)
+                where = f"Data Pipeline {s['pipeline_id']}"
+                results.append(TableResult(table=name, ref=ref, ok=True, started_in=where))
+            else:
+                error = f"pipeline {s['index']} not started: {s.get('note')}"
+                results.append(TableResult(table=name, ref=None, ok=False, error=error))
+    outcomes = [o for s in started for o in s["capacity"]]
+    return _finish(storage, RunResult(run_id=run_id, results=results, capacity=outcomes))
 
 
 def _table(

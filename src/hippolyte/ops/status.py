@@ -101,8 +101,11 @@ def last_run_states(storage: Storage) -> dict[str, str]:
             result = orjson.loads(storage.get_bytes(f"{RUNS}{rid}/result.json"))
         except (NotFound, orjson.JSONDecodeError):
             continue
-        return {
-            r["table"]: f"{rid}: " + ("ok" if r["ok"] else f"failed: {r['error']}")
-            for r in result.get("results", [])
-        }
+        return {r["table"]: f"{rid}: {_outcome(r)}" for r in result.get("results", [])}
     return {}
+
+
+def _outcome(result: dict[str, object]) -> str:
+    if result.get("started_in"):
+        return f"started in {result['started_in']}"
+    return "ok" if result["ok"] else f"failed: {result['error']}"
