@@ -78,7 +78,7 @@ def _rcu(client: Any, table: str) -> int:
 
 
 def _journal(storage: Storage, run_id: str) -> dict[str, Any]:
-    entries: dict[str, Any] = orjson.loads(storage.get_bytes(f"runs/{run_id}/journal.json"))[
+    entries: dict[str, Any] = orjson.loads(storage.get_bytes(f"@runs/{run_id}/journal.json"))[
         "entries"
     ]
     return entries
@@ -115,7 +115,7 @@ def test_pipelines_started_monitored_and_restored(
     assert boosted > 1  # boosted for the night; reverted only once its pipeline is done
 
     storage = open_storage(repo)
-    plan = orjson.loads(storage.get_bytes(f"runs/{run_id}/plan.json"))
+    plan = orjson.loads(storage.get_bytes(f"@runs/{run_id}/plan.json"))
     journal = _journal(storage, run_id)
     pipelines = {k: e for k, e in journal.items() if k.startswith("pipeline/")}
     assert len(pipelines) == len(plan["pipelines"]) == 2
@@ -134,7 +134,7 @@ def test_pipelines_started_monitored_and_restored(
     share = fields[f"DDBSourceTable.{slow}"]["readThroughputPercent"]
     assert float(share) == pytest.approx(1 - 1 / boosted, abs=0.01)  # the backup's share
     assert fields["EmrClusterForBackup"]["subnetId"] == "subnet-0123abcd"
-    assert f"{repo}/runs/{run_id}/datapipeline-logs" == fields["Default"]["pipelineLogUri"]
+    assert f"{repo}/@runs/{run_id}/datapipeline-logs" == fields["Default"]["pipelineLogUri"]
 
     # the pipelines still run: not a failure inside the window, a failure after it
     closes = window_closes(plan, run_id)
@@ -235,7 +235,7 @@ def test_a_run_killed_before_activation_is_cleaned_up_by_the_monitor(
     assert code == 130, err
     assert _rcu(db.client, slow) > 1  # boosted, and left so by the kill
     storage = open_storage(repo)
-    (run_id,) = storage.list_dirs("runs/")
+    (run_id,) = storage.list_dirs("@runs/")
     entry = _journal(storage, run_id)["pipeline/1"]
     assert entry["status"] == "activating"
     dp = dp_api.client(aws.Connection(region="us-east-1"))
@@ -303,7 +303,7 @@ def test_an_account_without_data_pipeline_gets_a_clear_error(
     assert "AccessDeniedException" in err and "Traceback" not in err
     assert _rcu(db.client, slow) == 1  # the pipeline is created before any boost
     storage = open_storage(repo)
-    (run_id,) = storage.list_dirs("runs/")
+    (run_id,) = storage.list_dirs("@runs/")
     (entry,) = _journal(storage, run_id).values()
     assert entry["status"] == "failed" and "2024-07-25" in entry["note"]
 
@@ -318,7 +318,7 @@ def test_a_local_repository_or_named_tables_are_refused(
     cfg = _config(tmp_path, repo=str(repo), endpoint=moto_server.endpoint_url, tables=[table])
     code, _, err = run(capsys, "--config", str(cfg), "backup", "--all")
     assert code == 2 and "needs an s3:// repository" in err
-    assert not (repo / "runs").exists()
+    assert not (repo / "@runs").exists()
     code, _, err = run(capsys, "--config", str(cfg), "backup", table)
     assert code == 2 and "backup --all" in err
 

@@ -326,9 +326,9 @@ def test_a_table_too_big_for_the_time_left_fails_with_the_reason(
     assert "native export engine" in failure["reason"] and "hippolyte serve" in failure["reason"]
     assert _committed(stack, small) and not _committed(stack, big)
     run = summary["runs"][0]
-    assert stack.get(f"runs/{run}/lambda.json")["failures"] == [failure]
+    assert stack.get(f"@runs/{run}/lambda.json")["failures"] == [failure]
     planned = {
-        t["table"] for p in stack.get(f"runs/{run}/plan.json")["pipelines"] for t in p["tables"]
+        t["table"] for p in stack.get(f"@runs/{run}/plan.json")["pipelines"] for t in p["tables"]
     }
     assert planned == {small, big}  # so the monitor reports the big one as well
     monitored = aws_lambda.handler({"action": "monitor"}, _Context(remaining_s=890))

@@ -69,7 +69,7 @@ def test_monitor_matches_tables_exactly(night: dict[str, str]) -> None:
         night["orders-x"]: (False, "no"),
     }
     assert report.ran and not report.ok and report.logs and report.run_id in report.logs
-    written = orjson.loads(storage.get_bytes(f"runs/{report.run_id}/monitor.json"))
+    written = orjson.loads(storage.get_bytes(f"@runs/{report.run_id}/monitor.json"))
     assert written["run_id"] == report.run_id
 
 

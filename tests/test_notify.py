@@ -79,7 +79,7 @@ def test_failure_message_groups_failed_tables_by_pipeline_with_reasons() -> None
     assert at["Pipeline 2"] < at["orders-archive  incomplete (no _SUCCESS)"]
     assert f"Target {TARGET}" in at
     assert "orders-2024" not in msg.text  # committed: not listed among failures
-    assert "Logs:       s3://backups/runs/2026-11-22-00-10-00/" in lines
+    assert "Logs:       s3://backups/@runs/2026-11-22-00-10-00/" in lines
     assert "hippolyte backup orders orders-archive users" in msg.text
     assert f"hippolyte monitor --run {RUN}" in msg.text
     assert "read capacity 400 -> 100 refused" in msg.text

@@ -154,10 +154,12 @@ def test_backup_all_boosts_and_reverts(
     statuses = [c["status"] for c in doc["runs"][0]["capacity"]]
     assert statuses == ["boosted", "reverted"]
     assert _rcu(db.client, slow) == 20
-    run_dir = next((repo / "runs").iterdir())
+    run_dir = next((repo / "@runs").iterdir())
     journal = orjson.loads((run_dir / "journal.json").read_bytes())
     assert [e["status"] for e in journal["entries"].values()] == ["reverted"]
     assert (run_dir / "plan.json").exists() and (run_dir / "result.json").exists()
+    code, out, _ = run(capsys, "--config", str(cfg), "list", "--json")
+    assert {r["table"] for r in orjson.loads(out)} == {slow, quick}  # run records: no table
     code, out, _ = run(capsys, "--config", str(cfg), "revert", "--json")
     assert code == 0 and orjson.loads(out) == []  # nothing left to do: idempotent
 
@@ -191,7 +193,7 @@ def test_kill_9_after_boost_then_revert(
     deadline = time.monotonic() + 60
     boosted = False
     while time.monotonic() < deadline and not boosted:
-        for journal in repo.glob("runs/*/journal.json"):
+        for journal in repo.glob("@runs/*/journal.json"):
             entries = orjson.loads(journal.read_bytes())["entries"].values()
             boosted = any(e.get("status") == "boosted" for e in entries)
         time.sleep(0.05)

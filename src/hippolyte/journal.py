@@ -22,7 +22,7 @@ import orjson
 from hippolyte.errors import BackupCorrupt, NotFound
 from hippolyte.model import Json
 
-RUNS = "runs/"
+RUNS = "@runs/"  # "@" cannot appear in a table name, so no table folder can clash
 FINAL = {"reverted", "gone", "not-boosted"}
 PIPELINES = "pipeline/"  # key prefix of the Data Pipeline entries
 

@@ -1,6 +1,6 @@
 """One run at a time: a lease-based lock object in the repository.
 
-``locks/run.json`` holds the holder (host, pid, a random token), when it was taken and when its
+``@locks/run.json`` holds the holder (host, pid, a random token), when it was taken and when its
 lease ends. The holder renews the lease while it works. A lock whose lease has ended and whose
 holder is gone (on this host: its pid is dead; elsewhere: it stopped renewing) is stale and is
 taken over, which is logged. After writing, the taker reads the lock back and owns it only if
@@ -25,7 +25,7 @@ from hippolyte.adapters.storage import Storage
 from hippolyte.errors import NotFound
 
 log = logging.getLogger("hippolyte.lock")
-KEY = "locks/run.json"
+KEY = "@locks/run.json"  # "@": never a table name
 
 
 def _pid_alive(pid: int) -> bool:
