@@ -56,9 +56,17 @@ def iam_policy(*, settings: Settings | None = None) -> dict[str, Any]:
         topics=list(topics(settings)) or arns("sns", "*"),
         alarms=arns("cloudwatch", "alarm:TargetTracking-table/*"),
         roles=sorted({t.role_arn for t in settings.targets if t.role_arn}),
+        pipeline_roles=_pipeline_roles(settings, accounts={a for _, a in places}),
     )
     restore = api_calls_in_code(RESTORE_ENTRY)
     return {"Version": "2012-10-17", "Statement": statements(api_calls_in_code(), restore, scope)}
+
+
+def _pipeline_roles(settings: Settings, *, accounts: set[str]) -> list[str]:
+    dp = settings.datapipeline
+    return sorted(
+        f"arn:aws:iam::{a}:role/{name}" for a in accounts for name in (dp.role, dp.resource_role)
+    )
 
 
 # -- the template --------------------------------------------------------------------------------
@@ -108,6 +116,10 @@ def _role_policy(settings: Settings) -> dict[str, Any]:
         alarms=arns("cloudwatch", "alarm:TargetTracking-table/*"),
         logs=[_arn("LogGroup")],
         roles=sorted({t.role_arn for t in settings.targets if t.role_arn}),
+        pipeline_roles=[
+            _sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{name}")
+            for name in (settings.datapipeline.role, settings.datapipeline.resource_role)
+        ],
     )
     actions = api_calls_in_code(LAMBDA_ENTRY)
     return {"Version": "2012-10-17", "Statement": statements(actions, set(), scope)}

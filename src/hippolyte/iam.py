@@ -28,7 +28,13 @@ import botocore.session
 
 from hippolyte.config import Settings
 
-SERVICES = ("dynamodb", "s3", "sns", "application-autoscaling")  # also their IAM prefixes
+SERVICES = (
+    "dynamodb",
+    "s3",
+    "sns",
+    "application-autoscaling",
+    "datapipeline",
+)  # also their IAM prefixes
 PACKAGE = Path(__file__).resolve().parent
 # Modules that only ever talk to the local servers they start (tests, the demo).
 LOCAL_ONLY = frozenset({"hippolyte.testing", "hippolyte.faults", "hippolyte.ops.demo"})
@@ -64,6 +70,7 @@ NECESSITIES = {  # what AWS requires beyond the calls, and why
     "logs:CreateLogStream": "the Lambda function writes its own logs",
     "logs:PutLogEvents": "the Lambda function writes its own logs",
     "sts:AssumeRole": "targets with role_arn (botocore assumes them, no client call)",
+    "iam:PassRole": "Data Pipeline runs as its pipeline and resource roles (engine datapipeline)",
 }
 ACCOUNT_WIDE = {"dynamodb:ListTables", "dynamodb:DescribeLimits"}  # AWS requires Resource "*"
 
@@ -199,7 +206,13 @@ def _candidates(node: ast.AST, bound: dict[str, str]) -> Iterator[str]:
     if isinstance(node, ast.keyword) and node.arg == "operation":
         if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
             yield node.value.value
-    if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+    if not isinstance(node, ast.Call):
+        return
+    for arg in node.args:  # a client method handed to a wrapper: _call(dp.create_pipeline, ...)
+        if isinstance(arg, ast.Attribute) and isinstance(arg.value, ast.Name):
+            if arg.value.id not in bound:
+                yield arg.attr
+    if not isinstance(node.func, ast.Attribute):
         return
     method, receiver = node.func.attr, node.func.value
     first = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else None
@@ -299,6 +312,7 @@ class Scope:
     alarms: list[Resource]
     logs: Sequence[Resource] = ()
     roles: Sequence[str] = ()
+    pipeline_roles: Sequence[Resource] = ()  # passed to Data Pipeline (engine datapipeline)
 
 
 def statements(actions: set[str], restore: set[str], scope: Scope) -> list[dict[str, Any]]:
@@ -310,6 +324,7 @@ def statements(actions: set[str], restore: set[str], scope: Scope) -> list[dict[
     changes_scaling = any(":Describe" not in a for a in aas)  # AAS then manages alarms too
     alarms = {a for a in NECESSITIES if a.startswith("cloudwatch:") and changes_scaling}
     alarm_reads = {a for a in alarms if a.startswith(("cloudwatch:Describe", "cloudwatch:Get"))}
+    dp = {a for a in actions if a.startswith("datapipeline:")}
     found = [
         ("AccountWideDynamoDB", actions & ACCOUNT_WIDE, ["*"], None),
         ("Tables", ddb - restore, scope.tables, None),
@@ -325,6 +340,13 @@ def statements(actions: set[str], restore: set[str], scope: Scope) -> list[dict[
         ("AutoscalingAlarms", alarms - alarm_reads, scope.alarms, None),
         ("Logs", {"logs:CreateLogStream", "logs:PutLogEvents"}, list(scope.logs), None),
         ("AssumeTargetRoles", {"sts:AssumeRole"}, list(scope.roles), None),
+        ("DataPipeline", dp, ["*"], None),  # pipelines are made per run: no ARN known ahead
+        (
+            "PassPipelineRoles",
+            {"iam:PassRole"} if dp else set(),
+            list(scope.pipeline_roles),
+            {"StringEquals": {"iam:PassedToService": "datapipeline.amazonaws.com"}},
+        ),
     ]
     return [
         {"Sid": sid, "Effect": "Allow", "Action": sorted(acts), "Resource": res}
