@@ -64,6 +64,19 @@ def test_raw_path_matches_the_stock_client(db: Db, tmp_path: Path) -> None:
         for i in db.stock_items(table)
     }
     assert len(ours) == len(items) and ours == stock
+    # and the raw path really ran, on pages with and without a (binary) LastEvaluatedKey
+    scanner = dynamodb.raw_scan_client(db.conn, pool=2)
+    key, pages = None, []
+    while True:
+        page = dynamodb.scan_page(
+            scanner, table=table, segment=0, total_segments=1, start_key=key, limit=50
+        )
+        pages.append(page)
+        key = page.last_key
+        if not key:
+            break
+    assert len(pages) >= 3 and all(p.raw for p in pages)
+    assert isinstance(pages[0].last_key["id"]["B"], bytes)  # decoded once, as botocore does
 
 
 @settings(

@@ -34,11 +34,12 @@ CRC_MISMATCH = "HippolyteCrc32Mismatch"
 
 
 class _ScanBody(msgspec.Struct):
+    # msgspec.Raw cannot be part of a union with None: an empty Raw means "absent"
     Items: list[msgspec.Raw] = []
     Count: int = 0
     ScannedCount: int = 0
-    LastEvaluatedKey: msgspec.Raw | None = None
-    ConsumedCapacity: msgspec.Raw | None = None
+    LastEvaluatedKey: msgspec.Raw = msgspec.Raw()
+    ConsumedCapacity: msgspec.Raw = msgspec.Raw()
 
 
 _decoder = msgspec.json.Decoder(_ScanBody)
@@ -65,9 +66,9 @@ def _split_scan_body(
         log.debug("Scan body did not decode raw; using the stock parser")
         return
     rest = [b'"Count":%d,"ScannedCount":%d' % (page.Count, page.ScannedCount)]
-    if page.LastEvaluatedKey is not None:
+    if page.LastEvaluatedKey:
         rest.append(b'"LastEvaluatedKey":' + bytes(page.LastEvaluatedKey))
-    if page.ConsumedCapacity is not None:
+    if page.ConsumedCapacity:
         rest.append(b'"ConsumedCapacity":' + bytes(page.ConsumedCapacity))
     response_dict["body"] = b"{" + b",".join(rest) + b"}"
     customized_response_dict[RAW_ITEMS] = [_one_line(bytes(r)) for r in page.Items]
@@ -97,6 +98,7 @@ class Page:
     last_key: Json | None
     consumed: float  # read capacity units this page cost
     retries: int  # attempts botocore needed beyond the first (throttling, 5xx, resets)
+    raw: bool = True  # False: the body did not decode raw; items re-encoded from botocore's parse
 
 
 def scan_page(
@@ -131,6 +133,7 @@ def scan_page(
     if resp.get(CRC_MISMATCH):
         raise Transient(f"table {table!r} segment {segment}: response failed its CRC32 check")
     items = resp.get(RAW_ITEMS)
+    raw = items is not None
     if items is None:
         items = [encode_item(i) for i in resp.get("Items", [])]
     consumed = float((resp.get("ConsumedCapacity") or {}).get("CapacityUnits") or 0.0)
@@ -140,6 +143,7 @@ def scan_page(
         last_key=resp.get("LastEvaluatedKey"),
         consumed=consumed,
         retries=int(meta.get("RetryAttempts", 0)),
+        raw=raw,
     )
 
 
