@@ -208,7 +208,7 @@ def restore_all(
             continue
         target = f"{r.table}-restored"
         source = open_source(storage, r.ref.prefix, location=str(r.ref))
-        params = RestoreParams(write_capacity=500, state_dir=state_dir)
+        params = RestoreParams(write_capacity=4000, state_dir=state_dir)
         report = restore(
             source, conn=conn, table=target, description=None, emit=emit, params=params
         )
