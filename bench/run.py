@@ -1,8 +1,8 @@
 """Run the benchmarks: ``python bench/run.py [--only NAME]... [--quick]`` (see bench/README.md).
 
-Prints a table, writes bench/results/latest.json and, for a full run, rewrites the results
-section of bench/README.md. Exits 1 when a benchmark fails to run (and with ``--strict`` when
-a target is missed).
+Prints a table, writes bench/results/latest.json (latest-quick.json for --quick) and, for a
+full run, rewrites the results section of bench/README.md. Exits 1 when a benchmark fails to
+run (and with ``--strict`` when a target is missed).
 """
 
 from __future__ import annotations
@@ -47,12 +47,16 @@ def main(argv: list[str] | None = None) -> int:
     print(show.table(reports))
     results = BENCH / "results"
     results.mkdir(exist_ok=True)
-    (results / "latest.json").write_bytes(show.to_json(reports, machine=host))
+    latest = results / ("latest-quick.json" if args.quick else "latest.json")
+    latest.write_bytes(show.to_json(reports, machine=host))
     if args.readme == "yes" or (args.readme == "auto" and not args.quick):
         show.update_readme(BENCH / "README.md", [r for r in reports if not r.raw.get("error")],
                            machine=host, order=list(BENCHMARKS))
     failed = [r.name for r in reports if r.raw.get("error")]
     missed = [r.name for r in reports if not r.ok]
+    if args.quick:
+        print("\nQuick run: the sizes are too small for the speed targets (start-up weighs as "
+              "much as the data); read its verdicts as a smoke test only.")
     print(f"\n{len(reports)} benchmarks in {sum(r.seconds for r in reports):.0f} s; "
           f"failed to run: {', '.join(failed) or 'none'}; targets missed: "
           f"{', '.join(missed) or 'none'}")
