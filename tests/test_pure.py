@@ -205,3 +205,30 @@ def test_two_targets_cannot_share_a_repository(tmp_path) -> None:  # type: ignor
     path.write_text('repository = "/r"\n[[targets]]\naccount = "a"\n[[targets]]\naccount = "b"\n')
     with pytest.raises(ConfigError, match="same repository"):
         config.load(str(path))
+
+
+def test_a_failing_group_does_not_stop_its_caller() -> None:
+    from hippolyte.engines.pool import run_all
+    from hippolyte.errors import Interrupted
+
+    outer = threading.Event()
+    seen: list[bool] = []
+
+    def task(i: int, group: threading.Event) -> int:
+        if i == 0:
+            raise ValueError("boom")
+        seen.append(group.wait(5))  # siblings are told to stop...
+        return i
+
+    with pytest.raises(ValueError, match="boom"):
+        run_all(task, [0, 1, 2], workers=3, stop=outer, name="t", interrupted="x")
+    assert seen == [True, True] and not outer.is_set()  # ...but the caller's stop is untouched
+
+    def waits(i: int, group: threading.Event) -> int:
+        if group.wait(5):
+            raise Interrupted("stopped")
+        return i
+
+    outer.set()  # the caller stops: the group hears it
+    with pytest.raises(Interrupted):
+        run_all(waits, [1, 2], workers=2, stop=outer, name="t", interrupted="x")

@@ -150,12 +150,13 @@ class LocalStorage:
             raise
 
     def _create(self, tmp: Path) -> Any:
-        for _ in range(3):  # a concurrent delete may prune the new folder before we use it
-            tmp.parent.mkdir(parents=True, exist_ok=True)
+        for _ in range(20):  # a concurrent delete may prune the folder while we make it
             try:
+                tmp.parent.mkdir(parents=True, exist_ok=True)
                 return open(tmp, "xb")
-            except FileNotFoundError:
-                continue
+            except (FileNotFoundError, FileExistsError):
+                continue  # FileExistsError: mkdir raced a prune of the same folder
+        tmp.parent.mkdir(parents=True, exist_ok=True)
         return open(tmp, "xb")
 
     def put_bytes(self, key: str, data: bytes) -> None:

@@ -53,7 +53,6 @@ def load_files(
         bucket=bucket,
         limit=limit,
         emit=emit,
-        stop=stop,
     )
     run_all(
         functools.partial(_then, writer, done=on_file_done),
@@ -66,9 +65,13 @@ def load_files(
 
 
 def _then(
-    writer: Callable[[SourceFile], None], f: SourceFile, *, done: Callable[[SourceFile], None]
+    writer: Callable[..., None],
+    f: SourceFile,
+    group: threading.Event,
+    *,
+    done: Callable[[SourceFile], None],
 ) -> None:
-    writer(f)
+    writer(f, stop=group)
     done(f)
 
 

@@ -29,11 +29,10 @@ def run_segments(
     stop: threading.Event | None = None,
 ) -> list[FileEntry]:
     """Run every segment; return all files in segment order, or raise the first error."""
-    stop = stop or threading.Event()
 
-    def one(job: SegmentJob) -> list[FileEntry]:
+    def one(job: SegmentJob, group: threading.Event) -> list[FileEntry]:
         return scan_segment(
-            job, client=client, storage=storage, bucket=bucket, emit=emit, stop=stop
+            job, client=client, storage=storage, bucket=bucket, emit=emit, stop=group
         )
 
     ordered = sorted(jobs, key=lambda j: j.segment)

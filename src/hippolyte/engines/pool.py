@@ -1,6 +1,7 @@
-"""Structured concurrency for the engines: a bounded pool in which the first failure stops
-its siblings (through ``stop``), every task finishes or notices the stop before the call
-returns, and Ctrl-C does the same before raising Interrupted."""
+"""Structured concurrency for the engines: a bounded pool whose tasks share a stop signal of
+their own. The group's first failure sets it (its siblings finish the page in flight and
+stop); the caller's ``stop`` (Ctrl-C, SIGTERM, a run being stopped) reaches it too. A failure
+inside one group never stops anything outside it: one table failing does not stop the run."""
 
 from __future__ import annotations
 
@@ -16,31 +17,45 @@ R = TypeVar("R")
 
 
 def run_all(
-    fn: Callable[[T], R],
+    fn: Callable[[T, threading.Event], R],
     items: Sequence[T],
     *,
     workers: int,
-    stop: threading.Event,
+    stop: threading.Event | None,
     name: str,
     interrupted: str,
 ) -> list[R]:
-    """``fn`` over ``items`` on at most ``workers`` threads; results in the items' order.
-    Raises the first real error (not an Interrupted caused by another task's failure)."""
+    """``fn(item, group_stop)`` over ``items`` on at most ``workers`` threads; results in the
+    items' order. Raises the first real error (not an Interrupted it caused in a sibling)."""
+    group = threading.Event()
+    finished = threading.Event()
+    if stop is not None:
+        threading.Thread(
+            target=_relay, args=(stop, group, finished), daemon=True, name=f"{name}-stop"
+        ).start()
     pool = ThreadPoolExecutor(
         max_workers=max(1, min(workers, len(items) or 1)), thread_name_prefix=name
     )
-    futures = [pool.submit(fn, item) for item in items]
+    futures = [pool.submit(fn, item, group) for item in items]
     try:
         done, pending = wait(futures, return_when=FIRST_EXCEPTION)
         errors = [e for f in done if (e := f.exception()) is not None]
         if errors:
-            stop.set()
+            group.set()
             wait(pending)
             raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])
     except KeyboardInterrupt:
-        stop.set()
+        group.set()
         wait(futures)
         raise Interrupted(interrupted) from None
     finally:
+        finished.set()
         pool.shutdown(wait=True, cancel_futures=True)
     return [f.result() for f in futures]
+
+
+def _relay(outer: threading.Event, group: threading.Event, finished: threading.Event) -> None:
+    while not finished.is_set():
+        if outer.wait(0.1):
+            group.set()
+            return
