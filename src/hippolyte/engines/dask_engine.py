@@ -15,6 +15,8 @@ remote workers).
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import threading
 import uuid
 from dataclasses import dataclass, replace
@@ -68,15 +70,35 @@ def run_unit(unit: Unit) -> UnitResult:
     return UnitResult(files=files, consumed=consumed[0])
 
 
+_clients: dict[str, Any] = {}
+_lock = threading.Lock()
+
+
 def connect(scheduler: str) -> Any:
+    """One Dask client per scheduler for the whole process (a run backs up many tables from
+    several pipeline threads; a client per table would flood the scheduler)."""
     try:
         from distributed import Client
     except ImportError:
         raise ConfigError("--engine dask needs Dask: pip install 'hippolyte[dask]'") from None
-    try:
-        return Client(scheduler, set_as_default=False, timeout="10s")
-    except OSError as exc:
-        raise ConfigError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    with _lock:
+        client = _clients.get(scheduler)
+        if client is None or client.status not in ("running", "connecting"):
+            try:
+                client = Client(scheduler, set_as_default=False, timeout="10s")
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot reach the Dask scheduler at {scheduler}: {exc}"
+                ) from None
+            _clients[scheduler] = client
+        return client
+
+
+@atexit.register
+def _close_clients() -> None:
+    for client in _clients.values():
+        with contextlib.suppress(Exception):
+            client.close(timeout=5)
 
 
 def run_segments_dask(
@@ -125,5 +147,13 @@ def run_segments_dask(
     return [f for seg in sorted(done) for f in done[seg]]
 
 
-def dashboard_note(client: Any) -> Note:
+_announced: set[int] = set()
+
+
+def dashboard_note(client: Any) -> Note | None:
+    """The dashboard's link, once per client."""
+    with _lock:
+        if id(client) in _announced:
+            return None
+        _announced.add(id(client))
     return Note(text=f"Dask dashboard: {client.dashboard_link}")

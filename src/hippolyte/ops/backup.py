@@ -99,8 +99,9 @@ def _runner(
 
         if not params.scheduler:
             raise ConfigError("--engine dask needs --scheduler tcp://HOST:PORT")
-        client = cleanup.enter_context(dask_engine.connect(params.scheduler))
-        emit(dask_engine.dashboard_note(client))
+        client = dask_engine.connect(params.scheduler)  # shared by the process's tables
+        if note := dask_engine.dashboard_note(client):
+            emit(note)
         return lambda jobs, budget, emit, stop: dask_engine.run_segments_dask(
             jobs,
             client=client,
