@@ -126,3 +126,13 @@ def _worker_with_a_checkpointed_unit(scheduler: str, storage: Any) -> str:
                     return str(worker)
             time.sleep(0.05)
     raise AssertionError("no running unit checkpointed in time")
+
+
+def test_unreachable_scheduler_is_a_clear_error(dynalite: Server, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    table = db_for(dynalite).table(items=[{"pk": {"S": "a"}}])
+    code, _, err = run(capsys, "backup", table, "--repo", str(tmp_path / "repo"), "--engine",
+                       "dask", "--scheduler", "tcp://127.0.0.1:9", "--endpoint-url",
+                       dynalite.endpoint_url)
+    assert code == 2 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err
+    assert "Traceback" not in err
