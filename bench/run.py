@@ -17,6 +17,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_dask  # noqa: E402
+import bench_planning  # noqa: E402
+import bench_restore  # noqa: E402
+
 import bench_ceiling  # noqa: E402
 import bench_dynalite  # noqa: E402
 import bench_pacing  # noqa: E402
@@ -27,6 +31,9 @@ BENCHMARKS: dict[str, tuple[str, Callable[..., Report]]] = {
     bench_ceiling.NAME: (bench_ceiling.TITLE, bench_ceiling.run),
     bench_dynalite.NAME: (bench_dynalite.TITLE, bench_dynalite.run),
     bench_pacing.NAME: (bench_pacing.TITLE, bench_pacing.run),
+    bench_restore.NAME: (bench_restore.TITLE, bench_restore.run),
+    bench_planning.NAME: (bench_planning.TITLE, bench_planning.run),
+    bench_dask.NAME: (bench_dask.TITLE, bench_dask.run),
 }
 
 
