@@ -514,6 +514,8 @@ def _end_to_end(report: Report, sizes: Sizes) -> None:
         backup = Backup.open(made.folder)
         if backup.items != count:
             raise RuntimeError(f"the backup holds {backup.items} items of {count}")
+        _on_write_server(report, made.folder, dump, tmp / "fast", count, table_mb)
+        step("hippolyte and dynamodump against the write server")
         batches = list(backup.batches())
         report.notes.append(
             f"End to end: {count:,} items of ~1 KB of every type ({table_mb:,.1f} MB as "
@@ -538,7 +540,7 @@ def _end_to_end(report: Report, sizes: Sizes) -> None:
                     restores.append(_hippolyte_restore(server.endpoint_url, table, made.folder,
                                                        tmp / f"run-{i}", count))
                 else:
-                    dynamodump = _dynamodump_restore(server, dump, table, count)
+                    dynamodump = _dynamodump_restore(server.endpoint_url, dump, table)
                     exact = _sample_exact(server.endpoint_url, table, backup)
                 if kind != "hippolyte":  # hippolyte proves its own restore
                     seen = parallel_scan(server.endpoint_url, table=table, segments=4).items
@@ -573,6 +575,40 @@ def _sample_exact(endpoint_url: str, table: str, backup: Backup,
         if not start:
             break
     return seen, differing
+
+
+def _on_write_server(report: Report, folder: Path, dump: Path, work: Path, count: int,
+                     table_mb: float) -> None:
+    """Both restores of the same items against bench/write_server.py, where the server is
+    not what limits: what each client can do."""
+    with write_server() as server:
+        ours = _hippolyte_restore(server.endpoint_url, "by-hippolyte", folder, work, count)
+        theirs = _dynamodump_restore(server.endpoint_url, dump, "by-dynamodump")
+        puts = server.stats("by-dynamodump")["puts"]
+    if puts != count:
+        raise RuntimeError(f"dynamodump sent {puts} items of {count} to the write server")
+    theirs_load = _dynamodump_load_s(theirs)
+    report.raw["on_write_server"] = {
+        "hippolyte": {"wall_s": ours.process.wall_s, "cpu_s": ours.process.cpu_s,
+                      "max_rss_mb": ours.process.max_rss_mb, "create_s": ours.create_s,
+                      "load_start_s": ours.load_start_s, "load_end_s": ours.load_end_s},
+        "dynamodump": {"wall_s": theirs.wall_s, "cpu_s": theirs.cpu_s,
+                       "max_rss_mb": theirs.max_rss_mb, "load_s": theirs_load}}
+    rate, theirs_rate = count / ours.process.wall_s, count / theirs.wall_s
+    report.metrics += [
+        metric("fast_restore_items_s", f"write server: hippolyte restore, process wall "
+               f"({ours.phases()})", rate,
+               f"items/s ({table_mb * rate / count:,.1f} MB/s)", digits=0),
+        metric("fast_dynamodump_items_s", "write server: dynamodump restore, process wall"
+               f"{f' (load {theirs_load:.1f} s)' if theirs_load else ''}", theirs_rate,
+               f"items/s ({table_mb * theirs_rate / count:,.1f} MB/s)", digits=0),
+        metric("fast_vs_dynamodump", "write server: hippolyte / dynamodump, process wall "
+               "(hippolyte also proves the result)", rate / theirs_rate, "x"),
+    ]
+    if theirs_load:
+        report.metrics.append(metric(
+            "fast_vs_dynamodump_load", "write server: hippolyte / dynamodump, load phase only",
+            (count / ours.load_s) / (count / theirs_load), "x"))
 
 
 def _e2e_metrics(report: Report, count: int, table_mb: float, ceilings: list[Blast],
@@ -698,15 +734,15 @@ def _hippolyte_restore(endpoint_url: str, table: str, folder: Path, work: Path,
                     load_end_s=loaded[0] if loaded else p.wall_s)
 
 
-def _dynamodump_command(server: testing.Server, *args: str) -> list[str]:
-    port = server.endpoint_url.rsplit(":", 1)[1]
+def _dynamodump_command(endpoint_url: str, *args: str) -> list[str]:
+    port = endpoint_url.rsplit(":", 1)[1]
     return [bench_dynalite._dynamodump_python(), "-c", bench_dynalite.DYNAMODUMP_RUN, *args,
             "-r", REGION, "--host", "127.0.0.1", "--port", port, "--accessKey",
-            server.access_key, "--secretKey", server.secret_key]
+            testing.DUMMY_KEY, "--secretKey", testing.DUMMY_KEY]
 
 
 def _dynamodump_backup(server: testing.Server, dump: Path, count: int) -> Path:
-    command = _dynamodump_command(server, "-m", "backup", "-s", bench_dynalite.TABLE,
+    command = _dynamodump_command(server.endpoint_url, "-m", "backup", "-s", bench_dynalite.TABLE,
                                   "--dumpPath", str(dump), "--log", "WARNING")
     run_measured(command, cwd=dump.parent, timeout=1800).check()
     dumped = sum(orjson.loads(f.read_bytes())["Count"]
@@ -716,9 +752,8 @@ def _dynamodump_backup(server: testing.Server, dump: Path, count: int) -> Path:
     return dump
 
 
-def _dynamodump_restore(server: testing.Server, dump: Path, table: str,
-                        count: int) -> ProcessRun:
-    command = _dynamodump_command(server, "-m", "restore", "-s", bench_dynalite.TABLE,
+def _dynamodump_restore(endpoint_url: str, dump: Path, table: str) -> ProcessRun:
+    command = _dynamodump_command(endpoint_url, "-m", "restore", "-s", bench_dynalite.TABLE,
                                   "-d", table, "--dumpPath", str(dump), "--writeCapacity",
                                   str(WRITE_CAPACITY), "--noConfirm", "--log", "INFO")
     return run_measured(command, cwd=dump.parent, timeout=3600).check()
