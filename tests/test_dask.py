@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pytest
 
+from hippolyte import testing
 from hippolyte.adapters.storage import open_storage
 from hippolyte.ops.backup import BackupParams, backup_tables
 from hippolyte.ops.demo import order_item
@@ -71,7 +72,13 @@ def test_cli_backup_on_dask_is_exact(
     assert same_items([orjson.loads(x)["Item"] for x in lines], items)
 
 
-def test_worker_killed_mid_backup(dynalite: Server, cluster: Any, tmp_path: Path) -> None:
+def test_worker_killed_mid_backup(cluster: Any, tmp_path: Path) -> None:
+    # a server of its own: dynalite may not survive clients killed mid-request
+    with testing.start_dynalite() as dynalite:
+        _worker_killed(dynalite, cluster, tmp_path)
+
+
+def _worker_killed(dynalite: Server, cluster: Any, tmp_path: Path) -> None:
     db = db_for(dynalite)
     items = [order_item(i) for i in range(600)]
     table = db.table(key=ORDER_KEY, items=items, rcu=30)
@@ -128,11 +135,22 @@ def _worker_with_a_checkpointed_unit(scheduler: str, storage: Any) -> str:
     raise AssertionError("no running unit checkpointed in time")
 
 
-def test_unreachable_scheduler_is_a_clear_error(dynalite: Server, tmp_path: Path,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_unreachable_scheduler_is_a_clear_error(
+    dynalite: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     table = db_for(dynalite).table(items=[{"pk": {"S": "a"}}])
-    code, _, err = run(capsys, "backup", table, "--repo", str(tmp_path / "repo"), "--engine",
-                       "dask", "--scheduler", "tcp://127.0.0.1:9", "--endpoint-url",
-                       dynalite.endpoint_url)
+    code, _, err = run(
+        capsys,
+        "backup",
+        table,
+        "--repo",
+        str(tmp_path / "repo"),
+        "--engine",
+        "dask",
+        "--scheduler",
+        "tcp://127.0.0.1:9",
+        "--endpoint-url",
+        dynalite.endpoint_url,
+    )
     assert code == 2 and "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in err
     assert "Traceback" not in err
