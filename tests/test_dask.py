@@ -14,7 +14,6 @@ from typing import Any
 import orjson
 import pytest
 
-from hippolyte import testing
 from hippolyte.adapters.storage import open_storage
 from hippolyte.ops.backup import BackupParams, backup_tables
 from hippolyte.ops.demo import order_item
@@ -72,10 +71,9 @@ def test_cli_backup_on_dask_is_exact(
     assert same_items([orjson.loads(x)["Item"] for x in lines], items)
 
 
-def test_worker_killed_mid_backup(cluster: Any, tmp_path: Path) -> None:
-    # a server of its own: dynalite may not survive clients killed mid-request
-    with testing.start_dynalite() as dynalite:
-        _worker_killed(dynalite, cluster, tmp_path)
+def test_worker_killed_mid_backup(dynamodb_local: Server, cluster: Any, tmp_path: Path) -> None:
+    # DynamoDB Local: dynalite (Node) exits when a client is killed in the middle of a request
+    _worker_killed(dynamodb_local, cluster, tmp_path)
 
 
 def _worker_killed(dynalite: Server, cluster: Any, tmp_path: Path) -> None:
