@@ -13,6 +13,7 @@ re-encoded from the stock parse (``encode_item``), byte-equivalent in content.
 from __future__ import annotations
 
 import base64
+import contextlib
 import logging
 import zlib
 from collections.abc import Iterator
@@ -122,14 +123,8 @@ def scan_page(
         kwargs["ExclusiveStartKey"] = start_key
     if limit:
         kwargs["Limit"] = limit
-    try:
+    with table_errors(table, what=f"table {table!r} segment {segment}"):
         resp = client.scan(**kwargs)
-    except botocore.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-            raise TableNotFound(f"table {table!r} does not exist (it was deleted?)") from exc
-        raise aws.translate(exc, what=f"table {table!r} segment {segment}") from exc
-    except botocore.exceptions.BotoCoreError as exc:
-        raise aws.translate(exc, what=f"table {table!r} segment {segment}") from exc
     if resp.get(CRC_MISMATCH):
         raise Transient(f"table {table!r} segment {segment}: response failed its CRC32 check")
     items = resp.get(RAW_ITEMS)
@@ -145,6 +140,19 @@ def scan_page(
         retries=int(meta.get("RetryAttempts", 0)),
         raw=raw,
     )
+
+
+@contextlib.contextmanager
+def table_errors(table: str, *, what: str) -> Iterator[None]:
+    """botocore errors of a call on ``table`` in our tree: a missing table is TableNotFound."""
+    try:
+        yield
+    except botocore.exceptions.ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+            raise TableNotFound(f"table {table!r} does not exist (was it deleted?)") from exc
+        raise aws.translate(exc, what=what) from exc
+    except botocore.exceptions.BotoCoreError as exc:
+        raise aws.translate(exc, what=what) from exc
 
 
 def encode_item(item: Json) -> bytes:

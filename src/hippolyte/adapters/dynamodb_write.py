@@ -14,12 +14,10 @@ import threading
 from dataclasses import dataclass
 from typing import Any
 
-import botocore.exceptions
 import orjson
 
 from hippolyte.adapters import aws
-from hippolyte.adapters.dynamodb import encode_item
-from hippolyte.errors import TableNotFound
+from hippolyte.adapters.dynamodb import encode_item, table_errors
 
 _local = threading.local()
 _PLACEHOLDER: list[dict[str, Any]] = [{"PutRequest": {"Item": {}}}]
@@ -65,13 +63,8 @@ def write_batch(client: Any, *, table: str, items: list[bytes]) -> WriteResult:
     """One BatchWriteItem of up to 25 items; what DynamoDB left unprocessed comes back."""
     _local.body = request_body(table, items)
     try:
-        resp = client.batch_write_item(RequestItems={table: _PLACEHOLDER})
-    except botocore.exceptions.ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
-            raise TableNotFound(f"table {table!r} does not exist (was it deleted?)") from exc
-        raise aws.translate(exc, what=f"BatchWriteItem into {table!r}") from exc
-    except botocore.exceptions.BotoCoreError as exc:
-        raise aws.translate(exc, what=f"BatchWriteItem into {table!r}") from exc
+        with table_errors(table, what=f"BatchWriteItem into {table!r}"):
+            resp = client.batch_write_item(RequestItems={table: _PLACEHOLDER})
     finally:
         _local.body = None
     left = (resp.get("UnprocessedItems") or {}).get(table) or []
