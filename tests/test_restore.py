@@ -165,6 +165,7 @@ def test_faults_during_load_lose_nothing(dynalite: Server, tmp_path: Path) -> No
     items = [order_item(i) for i in range(300)]
     source = _backup(db, db.table(items=items, key=ORDER_KEY), tmp_path / "repo", segments=4)
     schedule = ["ok", "unprocessed", "throttle", "ok", "500", "unprocessed", "drop", "503"]
+    schedule += ["crc", "throttling", "ok"]
     with FaultProxy(
         upstream=dynalite.endpoint_url, schedule=schedule, operation="BatchWriteItem"
     ) as proxy:

@@ -111,7 +111,7 @@ def _methods() -> dict[str, dict[str, str]]:
 @dataclass(frozen=True, kw_only=True)
 class _Module:
     name: str
-    units: dict[str, ast.AST]  # top-level functions and classes (a class is one unit)
+    units: dict[str, ast.AST]  # top-level functions and classes, and methods as "Class.name"
     bound: dict[str, str]  # imported name -> "module" or "module:name"
     hints: set[str]  # services it builds clients for: client(conn, "s3")
 
@@ -128,6 +128,12 @@ def _modules() -> dict[str, _Module]:
             for n in tree.body
             if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
         }
+        for cls in [n for n in tree.body if isinstance(n, ast.ClassDef)]:
+            units |= {
+                f"{cls.name}.{fn.name}": fn
+                for fn in cls.body
+                if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
+            }
         for n in tree.body:  # module-level values: dispatch tables may hold functions
             if isinstance(n, ast.Assign | ast.AnnAssign):
                 targets = n.targets if isinstance(n, ast.Assign) else [n.target]
@@ -181,14 +187,14 @@ def _refs(module: _Module, unit: ast.AST, methods: dict[str, set[str]]) -> set[s
 
 
 def reached(entry: str) -> set[str]:
-    """The units (``module:function`` or ``module:Class``) that ``entry`` may call."""
+    """The units (``module:function``, ``module:Class``, ``module:Class.method``) that
+    ``entry`` may call. A class named in the code is reached whole; ``x.name(...)`` reaches the
+    method ``name`` of every class that has one, not the rest of those classes."""
     modules = _modules()
     methods: dict[str, set[str]] = {}
     for m in modules.values():
-        for cls in (u for u in m.units.values() if isinstance(u, ast.ClassDef)):
-            for fn in cls.body:
-                if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
-                    methods.setdefault(fn.name, set()).add(f"{m.name}:{cls.name}")
+        for unit in (u for u in m.units if "." in u):
+            methods.setdefault(unit.partition(".")[2], set()).add(f"{m.name}:{unit}")
     seen, todo = set(), [entry]
     while todo:
         unit = todo.pop()
@@ -249,7 +255,11 @@ def _unit_calls(module: _Module, name: str) -> Iterator[Call]:
 def calls_in_code(entry: str | None = None) -> tuple[Call, ...]:
     """Every AWS call in the package; with ``entry`` (``module:function``), those it reaches."""
     modules = _modules()
-    units = reached(entry) if entry else {f"{m}:{u}" for m in modules for u in modules[m].units}
+    units = (
+        reached(entry)
+        if entry
+        else {f"{m}:{u}" for m in modules for u in modules[m].units if "." not in u}
+    )
     return tuple(
         call
         for unit in sorted(units)

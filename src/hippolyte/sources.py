@@ -28,6 +28,7 @@ from hippolyte import manifest
 from hippolyte.adapters.storage import Storage
 from hippolyte.errors import BackupCorrupt, BackupNotFound, ConfigError, NotFound
 from hippolyte.model import BackupRef, Json
+from hippolyte.proof import Digest
 
 try:
     from isal import isal_zlib as _zlib
@@ -178,8 +179,11 @@ def check_item(item: bytes, schema: KeySchema | None) -> dict[str, dict[str, msg
     return attrs
 
 
-def iter_lines(source: Source, f: SourceFile) -> Iterator[tuple[int, bytes]]:
-    """(line number, raw line) of a data file, gzip or plain (detected by its magic bytes)."""
+def iter_lines(
+    source: Source, f: SourceFile, *, on_chunk: Callable[[bytes], None] | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) of a data file, gzip or plain (detected by its magic bytes);
+    ``on_chunk`` sees the file's bytes as read (to checksum them on the same pass)."""
     with source.storage.open_read(f.key) as src:
         first = src.read(READ_CHUNK)
         gz = _zlib.decompressobj(31) if first[:2] == b"\x1f\x8b" else None
@@ -187,6 +191,8 @@ def iter_lines(source: Source, f: SourceFile) -> Iterator[tuple[int, bytes]]:
         n = 0
         chunk = first
         while chunk:
+            if on_chunk is not None:
+                on_chunk(chunk)
             try:
                 text = tail + (gz.decompress(chunk) if gz else chunk)
             except _GZIP_ERRORS as exc:
@@ -208,9 +214,15 @@ def iter_lines(source: Source, f: SourceFile) -> Iterator[tuple[int, bytes]]:
             yield n + 1, tail
 
 
-def iter_items(source: Source, f: SourceFile, *, schema: KeySchema | None) -> Iterator[bytes]:
+def iter_items(
+    source: Source,
+    f: SourceFile,
+    *,
+    schema: KeySchema | None,
+    on_chunk: Callable[[bytes], None] | None = None,
+) -> Iterator[bytes]:
     """Items of one file in wire JSON; raises BackupCorrupt naming the file and line."""
-    for n, line in iter_lines(source, f):
+    for n, line in iter_lines(source, f, on_chunk=on_chunk):
         try:
             item = source.to_wire(line)
             check_item(item, schema)
@@ -219,39 +231,71 @@ def iter_items(source: Source, f: SourceFile, *, schema: KeySchema | None) -> It
         yield item
 
 
+def read_items(source: Source, f: SourceFile) -> Iterator[bytes]:
+    """Items of a file ``check_file`` already checked: each line only turned into wire JSON."""
+    to_wire = source.to_wire
+    for n, line in iter_lines(source, f):
+        try:
+            yield to_wire(line)
+        except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise BackupCorrupt(f"{_where(source, f)} line {n}: {exc}") from exc
+
+
 @dataclass
 class FileCheck:
     items: int = 0
     raw_bytes: int = 0
+    digest: Digest | None = None  # of the file's items, when asked for
 
 
-def check_file(source: Source, f: SourceFile, *, schema: KeySchema | None) -> FileCheck:
-    """Read a whole file before any of it is written: checksums, lines, keys, count."""
-    sha = hashlib.sha256() if f.sha256 else None
-    md5 = hashlib.md5(usedforsecurity=False) if f.md5 else None
-    result = FileCheck()
-    if sha or md5:
+def check_file(
+    source: Source, f: SourceFile, *, schema: KeySchema | None, digest: bool = False
+) -> FileCheck:
+    """Read a whole file before any of it is written, in one pass: checksums, lines, keys,
+    count, and (``digest``) the proof's digest of its items."""
+    sums = _Sums(f)
+    result = FileCheck(digest=Digest() if digest else None)
+    try:
+        for item in iter_items(source, f, schema=schema, on_chunk=sums.update):
+            result.items += 1
+            result.raw_bytes += len(item)
+            if result.digest is not None:
+                result.digest.add(item)
+    except BackupCorrupt:
+        # A file that changed since the backup says so, rather than what broke in it.
+        whole = _Sums(f)
         with source.storage.open_read(f.key) as src:
             while chunk := src.read(READ_CHUNK):
-                for h in (sha, md5):
-                    if h is not None:
-                        h.update(chunk)
-        if sha is not None and sha.hexdigest() != f.sha256:
-            raise BackupCorrupt(
-                f"{_where(source, f)}: sha256 mismatch (the file changed since the backup)"
-            )
-        if md5 is not None and base64.b64encode(md5.digest()).decode() != f.md5:
-            raise BackupCorrupt(
-                f"{_where(source, f)}: md5 mismatch (the file changed since the backup)"
-            )
-    for item in iter_items(source, f, schema=schema):
-        result.items += 1
-        result.raw_bytes += len(item)
+                whole.update(chunk)
+        whole.check(_where(source, f))
+        raise
+    sums.check(_where(source, f))
     if f.item_count is not None and result.items != f.item_count:
         raise BackupCorrupt(
             f"{_where(source, f)}: {result.items} items, the manifest says {f.item_count}"
         )
     return result
+
+
+class _Sums:
+    """The checksums a manifest records for a file, computed over the bytes read."""
+
+    def __init__(self, f: SourceFile):
+        self.f = f
+        self.sha = hashlib.sha256() if f.sha256 else None
+        self.md5 = hashlib.md5(usedforsecurity=False) if f.md5 else None
+
+    def update(self, chunk: bytes) -> None:
+        if self.sha is not None:
+            self.sha.update(chunk)
+        if self.md5 is not None:
+            self.md5.update(chunk)
+
+    def check(self, where: str) -> None:
+        if self.sha is not None and self.sha.hexdigest() != self.f.sha256:
+            raise BackupCorrupt(f"{where}: sha256 mismatch (the file changed since the backup)")
+        if self.md5 is not None and base64.b64encode(self.md5.digest()).decode() != self.f.md5:
+            raise BackupCorrupt(f"{where}: md5 mismatch (the file changed since the backup)")
 
 
 def _where(source: Source, f: SourceFile) -> str:

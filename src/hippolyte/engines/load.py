@@ -3,7 +3,9 @@ token bucket, concurrency adapting to throttling, every unprocessed item sent ag
 
 An item is never dropped: a batch whose items stay unprocessed after every retry stops the
 load with ``Throttled``; the files finished before stay recorded in the checkpoint, and the
-unfinished file is written again on resume (puts are idempotent).
+unfinished file is written again on resume (puts are idempotent). The files are read as the
+check pass (``sources.check_file``) read them before anything was written: the load does not
+check each item a second time.
 """
 
 from __future__ import annotations
@@ -13,7 +15,6 @@ import random
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from hippolyte.adapters import dynamodb_write
 from hippolyte.engines.pool import run_all
@@ -21,23 +22,22 @@ from hippolyte.errors import Interrupted, Throttled
 from hippolyte.events import Emit, ItemsWritten
 from hippolyte.pacing import AdaptiveLimit, TokenBucket, write_units
 from hippolyte.retry import retrying
-from hippolyte.sources import KeySchema, Source, SourceFile, iter_items
+from hippolyte.sources import Source, SourceFile, read_items
 
 
 @dataclass(frozen=True, kw_only=True)
 class LoadSettings:
     table: str
-    schema: KeySchema | None
     workers: int = 4
     batch_attempts: int = 12  # rounds of UnprocessedItems before giving up
-    call_attempts: int = 8  # our retries of a failed call, after botocore's
+    call_attempts: int = 12  # tries of a failed call (backoff 0.1 s doubling, up to 20 s)
 
 
 def load_files(
     source: Source,
     files: list[SourceFile],
     *,
-    client: Any,
+    writer: dynamodb_write.Writer,
     settings: LoadSettings,
     bucket: TokenBucket,
     emit: Emit,
@@ -45,17 +45,17 @@ def load_files(
     stop: threading.Event,
 ) -> None:
     limit = AdaptiveLimit(settings.workers)
-    writer = functools.partial(
+    load_one = functools.partial(
         _load_file,
         source,
-        client=client,
+        writer=writer,
         settings=settings,
         bucket=bucket,
         limit=limit,
         emit=emit,
     )
     run_all(
-        functools.partial(_then, writer, done=on_file_done),
+        functools.partial(_then, load_one, done=on_file_done),
         files,
         workers=settings.workers,
         stop=stop,
@@ -65,13 +65,13 @@ def load_files(
 
 
 def _then(
-    writer: Callable[..., None],
+    load_one: Callable[..., None],
     f: SourceFile,
     group: threading.Event,
     *,
     done: Callable[[SourceFile], None],
 ) -> None:
-    writer(f, stop=group)
+    load_one(f, stop=group)
     done(f)
 
 
@@ -79,7 +79,7 @@ def _load_file(
     source: Source,
     f: SourceFile,
     *,
-    client: Any,
+    writer: dynamodb_write.Writer,
     settings: LoadSettings,
     bucket: TokenBucket,
     limit: AdaptiveLimit,
@@ -87,9 +87,9 @@ def _load_file(
     stop: threading.Event,
 ) -> None:
     send = functools.partial(
-        _send, client=client, settings=settings, bucket=bucket, limit=limit, emit=emit, stop=stop
+        _send, writer=writer, settings=settings, bucket=bucket, limit=limit, emit=emit, stop=stop
     )
-    for batch in _batches(iter_items(source, f, schema=settings.schema)):
+    for batch in _batches(read_items(source, f)):
         send(batch)
 
 
@@ -108,12 +108,21 @@ def _batches(items: Iterable[bytes]) -> Iterator[list[bytes]]:
 
 
 _MAX_BODY = dynamodb_write.MAX_BYTES - 4096
+_local = threading.local()
+
+
+def _rng() -> random.Random:
+    """One generator per thread: seeding one per batch costs more than the batch's JSON."""
+    rng: random.Random | None = getattr(_local, "rng", None)
+    if rng is None:
+        rng = _local.rng = random.Random()
+    return rng
 
 
 def _send(
     items: list[bytes],
     *,
-    client: Any,
+    writer: dynamodb_write.Writer,
     settings: LoadSettings,
     bucket: TokenBucket,
     limit: AdaptiveLimit,
@@ -121,24 +130,32 @@ def _send(
     stop: threading.Event,
 ) -> None:
     pending = items
-    rng = random.Random()
+    rng = _rng()
+    retried: list[Exception] = []
+
+    def on_retry(error: Exception, delay: float) -> None:
+        retried.append(error)
+        bucket.throttled()
+
     for attempt in range(settings.batch_attempts):
         if stop.is_set():
             raise Interrupted(f"{settings.table}: load stopped")
         estimate = float(sum(write_units(len(i)) for i in pending))
         bucket.acquire(estimate, stop=stop)
         limit.acquire()
+        retried.clear()
         pushed_back = True
         try:
             result = retrying(
-                functools.partial(
-                    dynamodb_write.write_batch, client, table=settings.table, items=pending
-                ),
+                functools.partial(writer.write_batch, table=settings.table, items=pending),
                 attempts=settings.call_attempts,
+                base_s=0.1,
+                cap_s=20.0,
                 stop=stop,
-                on_retry=lambda e, d: bucket.throttled(),
+                on_retry=on_retry,
+                rng=rng,
             )
-            pushed_back = bool(result.unprocessed) or result.retries > 0
+            pushed_back = bool(result.unprocessed or result.retries or retried)
         finally:
             limit.release(pushed_back=pushed_back)
         bucket.settle(estimate, result.consumed or estimate)

@@ -1,10 +1,11 @@
 """Restore a backup into a new table, exactly and resumably, and prove it.
 
-Order: resolve the schema -> check the target (never delete or overwrite a table) -> create it
-with temporary load capacity and wait until ACTIVE -> read every remaining file once to check
-it (a bad file stops the restore before anything of it is written) -> load, checkpointing each
-finished file -> prove: scan the new table, compare item count and an order-independent digest
-with the backup's -> set the backed-up capacities, then TTL, tags, PITR, deletion protection.
+Order: resolve the schema -> read every file once, checking checksums, lines and keys and
+folding the proof's digest of the backup (a bad file stops the restore before anything is
+created or written) -> check the target (never delete or overwrite a table) -> create it with
+temporary load capacity and wait until ACTIVE -> load, checkpointing each finished file ->
+prove: scan the new table, compare its item count and order-independent digest with the
+backup's -> set the backed-up capacities, then TTL, tags, PITR, deletion protection.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from hippolyte.restore_plan import (
     settings_steps,
 )
 from hippolyte.restore_state import RestoreState, default_dir
-from hippolyte.sources import KeySchema, Source, SourceFile, check_file, iter_items
+from hippolyte.sources import FileCheck, KeySchema, Source, SourceFile, check_file
 
 
 class RestoreRefused(HippolyteError):
@@ -84,8 +85,16 @@ def restore(
     control = dynamodb.control_client(conn, max_attempts=params.max_attempts)
     target = f"{control.meta.endpoint_url} {control.meta.region_name} {table}"
     state = _state(params, source=source.location, target=target)
+    # Every file is read and checked (and digested for the proof) before anything is written;
+    # on resume the finished files too, as the proof needs all of them.
+    checks = dict(
+        zip(
+            source.files,
+            _check_all(source, source.files, schema=schema, workers=params.workers),
+            strict=True,
+        )
+    )
     todo = [f for f in source.files if f.key not in set(state.done_files)]
-    checks = _check_all(source, todo, schema=schema, workers=params.workers)  # before any write
     current = _prepare_target(control, desc, table=table, params=params, state=state, emit=emit)
     report = RestoreReport(table=table, source=source.location)
     info = TableInfo.from_description(current)
@@ -99,8 +108,8 @@ def restore(
             table=table,
             source=source.location,
             files=len(todo),
-            expected_items=sum(c.items for c in checks),
-            expected_bytes=sum(c.raw_bytes for c in checks),
+            expected_items=sum(checks[f].items for f in todo),
+            expected_bytes=sum(checks[f].raw_bytes for f in todo),
             write_budget=budget,
         )
     )
@@ -111,23 +120,28 @@ def restore(
             state.done_files.append(f.key)
             state.save()
 
-    writer = dynamodb_write.raw_write_client(
+    writer = dynamodb_write.open_writer(
         conn, pool=params.workers + 2, max_attempts=params.max_attempts
     )
-    load_files(
-        source,
-        todo,
-        client=writer,
-        settings=LoadSettings(table=table, schema=schema, workers=params.workers),
-        bucket=TokenBucket(rate=max(budget, 1.0)),
-        emit=emit,
-        on_file_done=file_done,
-        stop=stop,
-    )
-    report.items_written = sum(c.items for c in checks)
+    try:
+        load_files(
+            source,
+            todo,
+            writer=writer,
+            settings=LoadSettings(table=table, workers=params.workers),
+            bucket=TokenBucket(rate=max(budget, 1.0)),
+            emit=emit,
+            on_file_done=file_done,
+            stop=stop,
+        )
+    finally:
+        writer.close()
+    report.items_written = sum(checks[f].items for f in todo)
     state.phase = "loaded"
     state.save()
-    report.backup = backup_digest(source, schema=schema, workers=params.workers)
+    for check in checks.values():
+        assert check.digest is not None
+        report.backup.merge(check.digest)
     report.restored = table_digest(
         conn,
         table=table,
@@ -192,9 +206,9 @@ def _prepare_target(
 
 def _check_all(
     source: Source, files: list[SourceFile], *, schema: KeySchema, workers: int
-) -> list[Any]:
+) -> list[FileCheck]:
     with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return list(pool.map(lambda f: check_file(source, f, schema=schema), files))
+        return list(pool.map(lambda f: check_file(source, f, schema=schema, digest=True), files))
 
 
 def _finish(control: Any, desc: Json, extras: Json, *, table: str, emit: Emit) -> list[str]:
@@ -209,20 +223,6 @@ def _finish(control: Any, desc: Json, extras: Json, *, table: str, emit: Emit) -
             notes.append(note)
             emit(Note(text=f"{table}: {note}", level="warning", table=table))
     return notes
-
-
-def backup_digest(source: Source, *, schema: KeySchema, workers: int) -> Digest:
-    def one(f: SourceFile) -> Digest:
-        d = Digest()
-        for item in iter_items(source, f, schema=schema):
-            d.add(item)
-        return d
-
-    total = Digest()
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for d in pool.map(one, source.files):
-            total.merge(d)
-    return total
 
 
 def table_digest(

@@ -1,0 +1,150 @@
+"""The two BatchWriteItem writers: the direct one signs like botocore and answers in our error
+tree; both write exactly the items they are given, on real local servers."""
+
+from __future__ import annotations
+
+import datetime
+from typing import Any
+
+import botocore.auth
+import orjson
+import pytest
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
+
+from hippolyte.adapters import aws, dynamodb_write
+from hippolyte.adapters.dynamodb import encode_item
+from hippolyte.adapters.dynamodb_write import BotocoreWriter, DirectWriter, SigV4
+from hippolyte.errors import AwsError, TableNotFound, Throttled, Transient
+from hippolyte.faults import FaultProxy
+from hippolyte.testing import Server
+from tests.corpus import nasty_items, same_items
+from tests.helpers import Db, db_for
+
+pytestmark = pytest.mark.servers
+
+
+@pytest.mark.parametrize("token", [None, "session-token/with+odd=chars"])
+@pytest.mark.parametrize(
+    "url", ["http://127.0.0.1:8123", "https://dynamodb.eu-west-1.amazonaws.com"]
+)
+def test_signature_is_botocores(
+    token: str | None, url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    creds = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", token)
+    when = datetime.datetime(2026, 11, 23, 1, 2, 3, tzinfo=datetime.UTC)
+    body = dynamodb_write.request_body("t", [b'{"pk":{"S":"a"}}'])
+    ours = SigV4(
+        host=url.split("://")[1],
+        path="/",
+        region="eu-west-1",
+        service="dynamodb",
+        credentials=creds,
+    ).headers(body, now=when)
+
+    request = AWSRequest(
+        method="POST",
+        url=url + "/",
+        data=body,
+        headers={
+            "Content-Type": dynamodb_write.CONTENT_TYPE,
+            "X-Amz-Target": dynamodb_write.TARGET,
+        },
+    )
+    monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: when.replace(tzinfo=None))
+    SigV4Auth(creds, "dynamodb", "eu-west-1").add_auth(request)
+    assert ours["Authorization"] == request.headers["Authorization"]
+    assert ours["X-Amz-Date"] == request.headers["X-Amz-Date"]
+    assert ours.get("X-Amz-Security-Token") == request.headers.get("X-Amz-Security-Token")
+
+
+def _writers(db: Db) -> list[Any]:
+    direct = dynamodb_write.open_writer(db.conn, pool=2)
+    assert isinstance(direct, DirectWriter)
+    return [direct, BotocoreWriter(dynamodb_write.raw_write_client(db.conn, pool=2))]
+
+
+def test_both_writers_write_exactly(ddb_server: Server) -> None:
+    db = db_for(ddb_server)
+    items = nasty_items()
+    for writer in _writers(db):
+        table = db.table()
+        for item in items:  # one at a time: the 400 KB items do not fit 25 to a request
+            result = writer.write_batch(table=table, items=[encode_item(item)])
+            assert result.unprocessed == []
+        writer.close()
+        assert same_items(db.stock_items(table), items)
+
+
+def test_errors_are_ours(dynalite: Server) -> None:
+    db = db_for(dynalite)
+    table = db.table()
+    for writer in _writers(db):
+        with pytest.raises(TableNotFound, match="no-such-table"):
+            writer.write_batch(table="no-such-table", items=[b'{"pk":{"S":"a"}}'])
+        with pytest.raises(AwsError, match="ValidationException") as bad:
+            writer.write_batch(table=table, items=[b'{"other":{"S":"no key"}}'])
+        assert not bad.value.retryable
+        writer.close()
+
+
+@pytest.mark.parametrize(
+    ("fault", "error"), [("throttle", Throttled), ("503", Transient), ("crc", Transient)]
+)
+def test_direct_writer_faults_are_retryable(dynalite: Server, fault: str, error: type) -> None:
+    db = db_for(dynalite)
+    table = db.table()
+    with FaultProxy(
+        upstream=dynalite.endpoint_url, schedule=[fault], operation="BatchWriteItem"
+    ) as proxy:
+        writer = dynamodb_write.open_writer(
+            aws.Connection(region="us-east-1", endpoint_url=proxy.endpoint_url), pool=1
+        )
+        with pytest.raises(error) as caught:
+            writer.write_batch(table=table, items=[b'{"pk":{"S":"a"}}'])
+        assert caught.value.retryable
+        writer.close()
+
+
+def test_unprocessed_items_come_back_byte_for_byte(dynalite: Server) -> None:
+    db = db_for(dynalite)
+    table = db.table()
+    items = [b'{"pk":{"S":"k%d"},"b":{"B":"AAEC/w=="},"n":{"N":"1.50"}}' % i for i in range(10)]
+    with FaultProxy(
+        upstream=dynalite.endpoint_url, schedule=["unprocessed"], operation="BatchWriteItem"
+    ) as proxy:
+        writer = dynamodb_write.open_writer(
+            aws.Connection(region="us-east-1", endpoint_url=proxy.endpoint_url), pool=1
+        )
+        result = writer.write_batch(table=table, items=items)
+        writer.close()
+    assert result.unprocessed == [orjson.dumps(orjson.loads(i)) for i in items[5:]]
+
+
+def test_a_closed_keep_alive_connection_is_replaced(dynalite: Server) -> None:
+    """The server closes an idle connection: the next request goes out again on a new one."""
+    db = db_for(dynalite)
+    table = db.table()
+    with FaultProxy(
+        upstream=dynalite.endpoint_url, schedule=["ok", "drop"], operation="BatchWriteItem"
+    ) as proxy:
+        writer = dynamodb_write.open_writer(
+            aws.Connection(region="us-east-1", endpoint_url=proxy.endpoint_url), pool=1
+        )
+        for i in range(3):
+            writer.write_batch(table=table, items=[b'{"pk":{"S":"k%d"}}' % i])
+        writer.close()
+    assert proxy.counts == {"ok": 3, "drop": 2}  # each drop followed at once by a resend
+    assert len(db.stock_items(table)) == 3
+
+
+def test_a_proxy_sends_writes_through_botocore(
+    dynalite: Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    conn = db_for(dynalite).conn
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    monkeypatch.setenv("NO_PROXY", "")
+    assert isinstance(dynamodb_write.open_writer(conn, pool=1), BotocoreWriter)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert isinstance(dynamodb_write.open_writer(conn, pool=1), DirectWriter)
