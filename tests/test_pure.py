@@ -4,16 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from decimal import Context, Decimal
+from random import Random
+from typing import Any
 
+import orjson
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hippolyte import config, manifest
+from hippolyte import config, manifest, proof
+from hippolyte.adapters.dynamodb import encode_item
 from hippolyte.errors import ConfigError
 from hippolyte.model import TableInfo
 from hippolyte.pacing import PageSizer, TokenBucket, read_budget, segments_for
 from hippolyte.selection import Rules, decide
+from tests.corpus import Item, attributes
 
 
 class FakeClock:
@@ -232,3 +238,90 @@ def test_a_failing_group_does_not_stop_its_caller() -> None:
     outer.set()  # the caller stops: the group hears it
     with pytest.raises(Interrupted):
         run_all(waits, [1, 2], workers=2, stop=outer, name="t", interrupted="x")
+
+
+# --- the proof's digest -----------------------------------------------------------------------
+
+number_values = st.decimals(allow_nan=False, allow_infinity=False, places=None).filter(
+    lambda d: d == 0 or -129 <= d.adjusted() <= 125
+)
+
+
+def _spellings(d: Decimal) -> list[str]:
+    """Ways servers and files may write the same number."""
+    return [
+        str(d),
+        format(d, "f"),
+        format(d, "E"),
+        str(d.normalize(Context(prec=60))),
+        format(d, "f") + "000" if "." in format(d, "f") else format(d, "f") + ".000",
+    ]
+
+
+@given(number_values, number_values)
+def test_numbers_have_one_spelling_per_value(a: Decimal, b: Decimal) -> None:
+    for x in _spellings(a):
+        assert proof._number(x) == proof._number(str(a))
+    assert (proof._number(str(a)) == proof._number(str(b))) == (a == b)
+
+
+@given(attributes, st.randoms(use_true_random=False))
+def test_digest_ignores_attribute_set_and_number_order(attrs: Item, rnd: Random) -> None:
+    item = {"pk": {"S": "k"}, **attrs}
+    shuffled = _shuffled(encode_item(item), rnd)
+    assert proof.item_hash(encode_item(item)) == proof.item_hash(shuffled)
+
+
+def _shuffled(wire: bytes, rnd: Random) -> bytes:
+    def value(v: dict[str, Any]) -> dict[str, Any]:
+        ((tag, x),) = v.items()
+        if tag in ("SS", "BS", "NS"):
+            x = rnd.sample(x, len(x))
+            if tag == "NS":
+                x = [format(Decimal(n), "E") for n in x]
+        elif tag == "N":
+            x = format(Decimal(x), "E")
+        elif tag == "M":
+            x = attrs(x)
+        elif tag == "L":
+            x = [value(e) for e in x]
+        return {tag: x}
+
+    def attrs(m: dict[str, Any]) -> dict[str, Any]:
+        keys = rnd.sample(list(m), len(m))
+        return {k: value(m[k]) for k in keys}
+
+    return orjson.dumps(attrs(orjson.loads(wire)))
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ({"n": {"N": "1.5"}}, {"n": {"N": "1.05"}}),
+        ({"n": {"N": "1"}}, {"n": {"S": "1"}}),
+        ({"n": {"SS": ["1", "2"]}}, {"n": {"NS": ["1", "2"]}}),
+        ({"n": {"L": [{"N": "1"}, {"N": "2"}]}}, {"n": {"L": [{"N": "2"}, {"N": "1"}]}}),
+        ({"m": {"M": {"a": {"S": "x"}}}}, {"m": {"M": {"b": {"S": "x"}}}}),
+        ({"n": {"N": "-1"}}, {"n": {"N": "1"}}),
+        ({"n": {"N": "10"}}, {"n": {"N": "1"}}),
+    ],
+)
+def test_digest_tells_different_items_apart(a: Item, b: Item) -> None:
+    assert proof.item_hash(orjson.dumps(a)) != proof.item_hash(orjson.dumps(b))
+
+
+def test_digest_is_a_multiset_sum() -> None:
+    items = [b'{"pk":{"S":"%d"}}' % i for i in range(5)]
+    whole, left, right = proof.Digest(), proof.Digest(), proof.Digest()
+    for i in items:
+        whole.add(i)
+    for i in items[3:]:
+        left.add(i)
+    for i in reversed(items[:3]):
+        right.add(i)
+    left.merge(right)
+    assert (left.count, left.value) == (whole.count, whole.value)
+    twice = proof.Digest()
+    for i in items + items[:1]:
+        twice.add(i)
+    assert twice.value != whole.value and twice.count == 6

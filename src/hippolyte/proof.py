@@ -1,7 +1,7 @@
 """An order-independent digest of a set of items, to prove a restore. Pure.
 
 Each item is put in a canonical form (attributes sorted at every depth, the members of SS,
-NS and BS sorted, numbers normalized) and hashed with sha256; the digest is the sum of the
+NS and BS sorted, numbers in plain notation without superfluous zeros) and hashed with sha256; the digest is the sum of the
 hashes modulo 2**256, so it is independent of order but counts duplicates, and two sides can
 be folded in parallel and combined.
 """
@@ -40,29 +40,43 @@ class Digest:
 def item_hash(item: bytes) -> int:
     doc = orjson.loads(item)
     if any(m in item for m in _SET_MARKERS):
-        doc = {k: _canonical(v) for k, v in doc.items()}
+        _canonical_attrs(doc)
     canon = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
     return int.from_bytes(hashlib.sha256(canon).digest(), "big")
 
 
-def _canonical(value: dict[str, Any]) -> dict[str, Any]:
-    ((tag, v),) = value.items()
-    if tag == "N":
-        return {"N": _number(v)}
-    if tag in ("SS", "BS"):
-        return {tag: sorted(v)}
-    if tag == "NS":
-        return {"NS": sorted(_number(x) for x in v)}
-    if tag == "M":
-        return {"M": {k: _canonical(x) for k, x in v.items()}}
-    if tag == "L":
-        return {"L": [_canonical(x) for x in v]}
-    return value
+def _canonical_attrs(attrs: dict[str, Any]) -> None:
+    """In place (the document was just parsed for this): numbers and set members."""
+    for value in attrs.values():
+        _canonical(value)
+
+
+def _canonical(value: dict[str, Any]) -> None:
+    for tag, v in value.items():  # exactly one
+        if tag == "N":
+            value["N"] = _number(v)
+        elif tag == "SS" or tag == "BS":
+            v.sort()
+        elif tag == "NS":
+            value["NS"] = sorted(map(_number, v))
+        elif tag == "M":
+            _canonical_attrs(v)
+        elif tag == "L":
+            for x in v:
+                _canonical(x)
 
 
 def _number(text: str) -> str:
-    try:
-        d = Decimal(text).normalize()
-    except InvalidOperation:
-        return text
-    return "0" if d.is_zero() else str(d)
+    """One spelling per value, in plain notation: "1.50", "+1.5" and "15E-1" are all "1.5"."""
+    if "e" in text or "E" in text:
+        try:
+            text = format(Decimal(text), "f")
+        except InvalidOperation:
+            return text
+    sign = text[:1]
+    if sign in ("-", "+"):
+        text = text[1:]
+    whole, _, fraction = text.partition(".")
+    whole, fraction = whole.lstrip("0") or "0", fraction.rstrip("0")
+    plain = f"{whole}.{fraction}" if fraction else whole
+    return "-" + plain if sign == "-" and plain != "0" else plain

@@ -17,13 +17,14 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import threading
 import uuid
 from dataclasses import dataclass, replace
 from typing import Any
 
 from hippolyte.adapters import dynamodb
-from hippolyte.adapters.storage import open_storage
+from hippolyte.adapters.storage import Storage, open_storage
 from hippolyte.engines.segment import SegmentJob, scan_segment
 from hippolyte.errors import ConfigError, Interrupted
 from hippolyte.events import Emit, Note, PageDone
@@ -51,8 +52,8 @@ class UnitResult:
 def run_unit(unit: Unit) -> UnitResult:
     """Run one segment in whatever process Dask chose; idempotent through its checkpoint."""
     job = replace(unit.job, attempt=uuid.uuid4().hex[:8], checkpoint=True)
-    client = dynamodb.raw_scan_client(unit.conn, pool=2, max_attempts=unit.max_attempts)
-    storage = open_storage(unit.repo, conn=unit.conn)
+    client = _scanner(unit.conn, unit.max_attempts)
+    storage = _storage(unit.repo, unit.conn)
     consumed = [0.0]
 
     def count(event: object) -> None:
@@ -68,6 +69,18 @@ def run_unit(unit: Unit) -> UnitResult:
         stop=threading.Event(),
     )
     return UnitResult(files=files, consumed=consumed[0])
+
+
+# A worker process keeps its clients from task to task: building a boto3 client costs tens of
+# milliseconds of CPU, as much as backing up a small table. Both are safe to share by threads.
+@functools.lru_cache(maxsize=32)
+def _scanner(conn: Connection, max_attempts: int) -> Any:
+    return dynamodb.raw_scan_client(conn, pool=16, max_attempts=max_attempts)
+
+
+@functools.lru_cache(maxsize=32)
+def _storage(repo: str, conn: Connection) -> Storage:
+    return open_storage(repo, conn=conn)
 
 
 _clients: dict[str, Any] = {}
