@@ -4,6 +4,9 @@ tree; both write exactly the items they are given, on real local servers."""
 from __future__ import annotations
 
 import datetime
+import ipaddress
+import ssl
+from pathlib import Path
 from typing import Any
 
 import botocore.auth
@@ -12,6 +15,10 @@ import pytest
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from hippolyte.adapters import aws, dynamodb_write
 from hippolyte.adapters.dynamodb import encode_item
@@ -148,3 +155,61 @@ def test_a_proxy_sends_writes_through_botocore(
     assert isinstance(dynamodb_write.open_writer(conn, pool=1), BotocoreWriter)
     monkeypatch.setenv("NO_PROXY", "127.0.0.1")
     assert isinstance(dynamodb_write.open_writer(conn, pool=1), DirectWriter)
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1: (certificate, key) as PEM files."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hippolyte test")])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    folder = tmp_path_factory.mktemp("tls")
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return folder / "cert.pem", folder / "key.pem"
+
+
+def test_https_with_the_callers_ca_bundle(
+    dynalite: Server, certificate: tuple[Path, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = db_for(dynalite)
+    table = db.table()
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(*certificate)
+    with FaultProxy(
+        upstream=dynalite.endpoint_url, schedule=["ok"], operation="BatchWriteItem", tls=tls
+    ) as proxy:
+        assert proxy.endpoint_url.startswith("https://")
+        conn = aws.Connection(region="us-east-1", endpoint_url=proxy.endpoint_url)
+        with pytest.raises(AwsError, match="cannot verify the TLS certificate") as caught:
+            dynamodb_write.open_writer(conn, pool=1).write_batch(
+                table=table, items=[b'{"pk":{"S":"a"}}']
+            )
+        assert not caught.value.retryable
+        monkeypatch.setattr(aws, "_sessions", {})  # a new session reads AWS_CA_BUNDLE
+        monkeypatch.setenv("AWS_CA_BUNDLE", str(certificate[0]))
+        writer = dynamodb_write.open_writer(conn, pool=1)
+        writer.write_batch(table=table, items=[b'{"pk":{"S":"a"}}'])
+        writer.close()
+    assert db.stock_items(table) == [{"pk": {"S": "a"}}]

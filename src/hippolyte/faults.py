@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import http.client
 import itertools
+import ssl
 import threading
 from collections import Counter
 from collections.abc import Iterable
@@ -39,7 +40,14 @@ _MESSAGES = {
 
 
 class FaultProxy:
-    def __init__(self, *, upstream: str, schedule: Iterable[str], operation: str = "Scan") -> None:
+    def __init__(
+        self,
+        *,
+        upstream: str,
+        schedule: Iterable[str],
+        operation: str = "Scan",
+        tls: ssl.SSLContext | None = None,
+    ) -> None:
         url = urlsplit(upstream)
         self._upstream = (url.hostname or "127.0.0.1", url.port or 80)
         self._schedule = itertools.cycle(list(schedule))
@@ -47,13 +55,16 @@ class FaultProxy:
         self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        if tls is not None:  # serve HTTPS with the caller's certificate
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self._scheme = "https" if tls is not None else "http"
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
     @property
     def endpoint_url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return f"{self._scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def _next_fault(self, target: str) -> str:
         if not target.endswith("." + self._operation):

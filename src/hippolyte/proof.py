@@ -1,9 +1,9 @@
 """An order-independent digest of a set of items, to prove a restore. Pure.
 
 Each item is put in a canonical form (attributes sorted at every depth, the members of SS,
-NS and BS sorted, numbers in plain notation without superfluous zeros) and hashed with sha256; the digest is the sum of the
-hashes modulo 2**256, so it is independent of order but counts duplicates, and two sides can
-be folded in parallel and combined.
+NS and BS sorted, numbers in plain notation without superfluous zeros) and hashed with
+sha256; the digest is the sum of the hashes modulo 2**256, so it is independent of order but
+counts duplicates, and two sides can be folded in parallel and combined.
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ import orjson
 
 from hippolyte.adapters import aws
 from hippolyte.adapters.dynamodb import encode_item, table_errors
-from hippolyte.errors import CredentialsError, Transient
+from hippolyte.errors import AwsError, CredentialsError, Transient
 
 MAX_ITEMS = 25
 MAX_BYTES = 16 * 1024 * 1024
@@ -78,7 +78,8 @@ def open_writer(conn: aws.Connection, *, pool: int, max_attempts: int = 10) -> W
     url = client.meta.endpoint_url
     if client.meta.config.proxies or _environment_proxy(url):
         return BotocoreWriter(client)
-    credentials = aws.session(conn).get_credentials()
+    session = aws.session(conn)
+    credentials = session.get_credentials()
     if credentials is None:
         raise CredentialsError(f"no AWS credentials found while accessing {url}")
     return DirectWriter(
@@ -86,6 +87,7 @@ def open_writer(conn: aws.Connection, *, pool: int, max_attempts: int = 10) -> W
         region=client.meta.region_name,
         credentials=credentials,
         timeout=float(client.meta.config.read_timeout or 60),
+        ca_bundle=session._session.get_config_variable("ca_bundle"),  # AWS_CA_BUNDLE, profile
     )
 
 
@@ -127,16 +129,25 @@ _error = msgspec.json.Decoder(_Error)
 class DirectWriter:
     """SigV4-signed BatchWriteItem over one keep-alive connection per thread."""
 
-    def __init__(self, url: str, *, region: str, credentials: Any, timeout: float = 60.0):
+    def __init__(
+        self,
+        url: str,
+        *,
+        region: str,
+        credentials: Any,
+        timeout: float = 60.0,
+        ca_bundle: str | None = None,
+    ):
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an HTTP endpoint: {url!r}")
         self.url = url
         self._https = parts.scheme == "https"
-        self._address = (parts.hostname, parts.port or (443 if self._https else 80))
+        default_port = 443 if self._https else 80
+        self._address = (parts.hostname, parts.port or default_port)
         self._path = parts.path or "/"
         self._signer = SigV4(
-            host=parts.netloc if parts.port not in (80, 443) else parts.hostname,
+            host=parts.netloc.rsplit(":", 1)[0] if parts.port == default_port else parts.netloc,
             path=self._path,
             region=region,
             service="dynamodb",
@@ -144,7 +155,7 @@ class DirectWriter:
         )
         self._timeout = timeout
         self._ssl = (
-            ssl.create_default_context(cafile=botocore.httpsession.get_cert_path(True))
+            ssl.create_default_context(cafile=ca_bundle or botocore.httpsession.get_cert_path(True))
             if self._https
             else None
         )
@@ -176,6 +187,12 @@ class DirectWriter:
                 conn.request("POST", self._path, body=body, headers=self._signer.headers(body))
                 response = conn.getresponse()
                 data = response.read()
+            except ssl.SSLCertVerificationError as exc:
+                self._drop()
+                raise AwsError(
+                    f"cannot verify the TLS certificate of {self.url}: {exc.verify_message} "
+                    "(a private CA goes in AWS_CA_BUNDLE)"
+                ) from exc
             except (OSError, http.client.HTTPException) as exc:
                 self._drop()
                 if not fresh and isinstance(exc, _STALE):
