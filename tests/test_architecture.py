@@ -26,6 +26,7 @@ PURE = [
     "proof",
     "restore_plan",
     "journal",
+    "formatting",
 ]
 FORBIDDEN = (
     "boto3",

@@ -95,7 +95,7 @@ def test_renderers_are_pure(module: str) -> None:
     names = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
     names |= {n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)}
     bad = {n for n in names if n.startswith(("boto3", "botocore", "click", "rich", "hippolyte."))}
-    assert not bad
+    assert not bad - {"hippolyte.formatting"}  # a pure leaf: how sizes and durations read
 
 
 # --- HTML -------------------------------------------------------------------------------------

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from html import escape
 from typing import Any
 
+from hippolyte.formatting import duration, size
+
 Json = Mapping[str, Any]
 
 DAY_S = 86_400
@@ -241,7 +243,7 @@ def _row(pipeline: Json, *, y: int, axis: _Axis) -> list[str]:
     parts.append(
         f'<rect class="start" x="{axis.x(0):.1f}" y="{top:.1f}" width="{start_w:.1f}" '
         f'height="{BAR_H}"><title>{escape(about)}; start (cluster bootstrap): '
-        f"{_duration(pipeline['start_s'])}</title></rect>"
+        f"{duration(pipeline['start_s'])}</title></rect>"
     )
     parts.extend(_bar(t, top=top, axis=axis) for t in tables)
     return parts
@@ -279,8 +281,8 @@ def _tooltip(table: Json, *, opens_s: int) -> str:
     )
     lines = [
         f"{table['table']}: {start} to {end} UTC "
-        f"({_duration(table['end_offset_s'] - table['start_offset_s'])}), "
-        f"{_bytes(est['size_bytes'])}",
+        f"({duration(table['end_offset_s'] - table['start_offset_s'])}), "
+        f"{size(est['size_bytes'])}",
         f"estimate: {est['why']}",
     ]
     boost = table.get("boost")
@@ -291,7 +293,7 @@ def _tooltip(table: Json, *, opens_s: int) -> str:
             f"the backup reads {boost['backup_share']:.0%}"
         )
     if table["overrun_s"] > 0:
-        lines.append(f"past the window by {_duration(table['overrun_s'])}")
+        lines.append(f"past the window by {duration(table['overrun_s'])}")
     return "\n".join(lines)
 
 
@@ -338,10 +340,10 @@ def _listing_row(index: int, pos: int, table: Json, *, settings: Json) -> str:
         _td(index, numeric=True),
         _td(pos, numeric=True),
         _td(table["table"]),
-        _td(_bytes(est["size_bytes"]), numeric=True),
+        _td(size(est["size_bytes"]), numeric=True),
         _td(_clock(opens, table["start_offset_s"], seconds=True), numeric=True),
         _td(_clock(opens, table["end_offset_s"], seconds=True), numeric=True),
-        f'<td class="n">{escape(_duration(est["seconds"]))}<br><small>'
+        f'<td class="n">{escape(duration(est["seconds"]))}<br><small>'
         f"{escape(str(est['why']))}</small></td>",
         f'<td class="cap">{escape(_capacity(table, settings))}</td>',
         _td(table["reason"]),
@@ -383,16 +385,3 @@ def _clock(opens_s: int, offset_s: float, *, seconds: bool = False) -> str:
     days, s = divmod(total, DAY_S)
     text = f"{s // 3600:02d}:{s % 3600 // 60:02d}" + (f":{s % 60:02d}" if seconds else "")
     return f"{text} +{days}d" if days else text
-
-
-def _duration(seconds: float) -> str:
-    h, rem = divmod(int(round(seconds)), 3600)
-    return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"
-
-
-def _bytes(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"

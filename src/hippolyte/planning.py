@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from hippolyte import packing
+from hippolyte.formatting import duration, size
 from hippolyte.model import TableInfo
 from hippolyte.pacing import read_budget
 
@@ -164,7 +165,7 @@ def estimate(
     )
     measured = (history or {}).get(table.name, 0.0)
     if measured > 0:
-        rate, why = measured, f"{_size(measured)}/s, measured by earlier backups"
+        rate, why = measured, f"{size(measured)}/s, measured by earlier backups"
     elif on_demand:  # no RCU: the configured budget, never a division by zero
         rate = budget * settings.bytes_per_rcu
         why = f"on-demand, a budget of {budget:g} read units/s x {settings.bytes_per_rcu} B"
@@ -179,7 +180,7 @@ def estimate(
         budget=budget,
         bytes_per_s=rate,
         seconds=table.size_bytes / rate + settings.table_start_s,
-        why=f"{_size(table.size_bytes)} at {why}, + {settings.table_start_s:g} s to start",
+        why=f"{size(table.size_bytes)} at {why}, + {settings.table_start_s:g} s to start",
         measured_throughput=measured > 0,
     )
 
@@ -286,11 +287,11 @@ def pack(
     counts = f"{len(ests)} tables: {len(skipped)} empty (skipped), {len(boosts or {})} boosted"
     decisions = (
         f"window {settings.window_start:%H:%M}-{settings.window_end:%H:%M} UTC: "
-        f"{_hms(settings.window_s)}, {_hms(cap)} for tables after a pipeline's start",
+        f"{duration(settings.window_s)}, {duration(cap)} for tables after a pipeline's start",
         f"{counts}, {len(long)} cannot finish inside the window (a pipeline each)",
         f"{len(pipelines)} pipelines ({how}); lower bound {len(long) + bound} ({bound_why}); "
         f"the original's greedy: {greedy}",
-        f"the last pipeline ends {_hms(finish)} after the window opens",
+        f"the last pipeline ends {duration(finish)} after the window opens",
     )
     return Plan(
         settings=settings,
@@ -316,10 +317,12 @@ def _pipeline(
     for pos, est in enumerate(group, start=1):
         end = clock + est.seconds
         over = max(0.0, end - settings.window_s) if est.seconds > settings.usable_s + _EPS else 0.0
-        reason = f"pipeline {index}, {pos} of {len(group)}: {_hms(clock)} to {_hms(end)}"
+        reason = f"pipeline {index}, {pos} of {len(group)}: {duration(clock)} to {duration(end)}"
         if over:
             why = notes.get(est.table) or "even boosted"
-            reason = f"cannot finish inside the window, {_hms(over)} over ({why}); {reason} alone"
+            reason = (
+                f"cannot finish inside the window, {duration(over)} over ({why}); {reason} alone"
+            )
         boost = boosts.get(est.table)
         reason = f"{reason}; boosted: {boost.reason}" if boost else reason
         planned.append(
@@ -406,16 +409,3 @@ def _clock_s(t: dt.time) -> int:
 def _clock(seconds: float) -> str:
     s = int(round(seconds)) % DAY_S
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
-
-
-def _hms(seconds: float) -> str:
-    h, rem = divmod(int(round(seconds)), 3600)
-    return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"
-
-
-def _size(n: float) -> str:
-    for unit in ("B", "KB", "MB", "GB"):
-        if n < 1000:
-            return f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} TB"

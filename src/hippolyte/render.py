@@ -30,6 +30,7 @@ from hippolyte.events import (
     TableDone,
     TableStarted,
 )
+from hippolyte.formatting import size as human_bytes
 
 
 def to_plain(obj: Any) -> Any:
@@ -47,16 +48,6 @@ def to_plain(obj: Any) -> Any:
 
 def dumps(obj: Any) -> str:
     return orjson.dumps(to_plain(obj), default=str).decode()
-
-
-def human_bytes(n: float | None) -> str:
-    if n is None:
-        return "-"
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if abs(n) < 1000 or unit == "TB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1000
-    return f"{n:.1f} PB"
 
 
 class JsonLines:
