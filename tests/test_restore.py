@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import os
 import signal
 import subprocess
@@ -17,8 +18,10 @@ from hypothesis import strategies as st
 
 from hippolyte.adapters import aws
 from hippolyte.adapters.storage import open_storage
+from hippolyte.engines.pool import cpu_pool
 from hippolyte.errors import BackupCorrupt, ConfigError
 from hippolyte.faults import FaultProxy
+from hippolyte.ops import restore as restore_ops
 from hippolyte.ops.backup import BackupParams, backup_tables
 from hippolyte.ops.demo import order_item
 from hippolyte.ops.restore import RestoreParams, RestoreRefused, restore
@@ -91,6 +94,34 @@ def test_cross_server_restore(dynalite: Server, dynamodb_local: Server, tmp_path
     source = _backup(src, src.table(items=items, key=ORDER_KEY), tmp_path / "repo")
     name, report = _restore(dst, source, tmp_path)
     assert report.proven and same_items(dst.stock_items(name), items)
+
+
+def test_large_restore_checks_and_digests_in_processes(
+    dynalite: Server, s3_bucket: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Past PROCESS_MIN_ITEMS the check pass and the proof's digest run in other processes,
+    which open the (S3) repository themselves; a corrupt file is still named from there."""
+    db = db_for(dynalite)
+    items = [order_item(i) for i in range(300)]
+    source = _backup(db, db.table(items=items, key=ORDER_KEY), s3_bucket.url, segments=3)
+    pools: list[int] = []
+
+    def recording(processes: int, *, threads: int) -> Any:
+        pools.append(processes)
+        return cpu_pool(processes, threads=threads)
+
+    monkeypatch.setattr(restore_ops, "PROCESS_MIN_ITEMS", 0)
+    monkeypatch.setattr(restore_ops, "cpus", lambda: 2)
+    monkeypatch.setattr(restore_ops, "cpu_pool", recording)
+    name, report = _restore(db, source, tmp_path)
+    assert report.proven and same_items(db.stock_items(name), items)
+    assert pools == [2, 2]  # the check pass, then the proof
+
+    storage = open_storage(s3_bucket.url)
+    key = source.files[1].key
+    storage.put_bytes(key, gzip.compress(b'{"Item":{"customer":{"S":"x"}}}\n'))
+    with pytest.raises(BackupCorrupt, match=f"{key}.*sha256 mismatch"):
+        _restore(db, source, tmp_path)
 
 
 def test_schema_round_trip(dynamodb_local: Server, tmp_path: Path) -> None:

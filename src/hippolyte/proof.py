@@ -37,6 +37,13 @@ class Digest:
         return f"{self.value:064x}"
 
 
+def digest_of(items: list[bytes]) -> Digest:
+    d = Digest()
+    for item in items:
+        d.add(item)
+    return d
+
+
 def item_hash(item: bytes) -> int:
     doc = orjson.loads(item)
     if any(m in item for m in _SET_MARKERS):

@@ -272,6 +272,10 @@ def _fsync_dir(folder: Path) -> None:
 # -- S3 ----------------------------------------------------------------------------------------
 
 
+def _s3_storage(bucket: str, prefix: str, conn: Connection, endpoint_url: str | None) -> S3Storage:
+    return S3Storage(bucket=bucket, prefix=prefix, conn=conn, endpoint_url=endpoint_url)
+
+
 class S3Storage:
     def __init__(
         self, *, bucket: str, prefix: str, conn: Connection, endpoint_url: str | None = None
@@ -281,11 +285,13 @@ class S3Storage:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self._conn, self._endpoint_url = conn, endpoint_url
         custom = (
             endpoint_url
             or os.environ.get("AWS_ENDPOINT_URL_S3")
             or os.environ.get("AWS_ENDPOINT_URL")
         )
+        self._custom = bool(custom)
         extra: dict[str, Any] = {"s3": {"addressing_style": "path"}} if custom else {}
         self._client = client(conn, "s3", endpoint_url=endpoint_url, **extra)
         self._transfer = TransferConfig(
@@ -294,6 +300,12 @@ class S3Storage:
 
     def __repr__(self) -> str:
         return f"S3Storage({self.url!r})"
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled as its settings, the endpoint as resolved here: another process builds its
+        own client."""
+        endpoint = self._client.meta.endpoint_url if self._custom else self._endpoint_url
+        return (_s3_storage, (self.bucket, self.prefix, self._conn, endpoint))
 
     def _key(self, key: str) -> str:
         check_key(key)

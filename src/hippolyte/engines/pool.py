@@ -5,9 +5,19 @@ inside one group never stops anything outside it: one table failing does not sto
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
+import os
+import signal
 import threading
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import (
+    FIRST_EXCEPTION,
+    Executor,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from typing import TypeVar
 
 from hippolyte.errors import Interrupted
@@ -59,3 +69,34 @@ def _relay(outer: threading.Event, group: threading.Event, finished: threading.E
         if outer.wait(0.1):
             group.set()
             return
+
+
+def cpus() -> int:
+    """The cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+@contextlib.contextmanager
+def cpu_pool(processes: int, *, threads: int) -> Iterator[Executor]:
+    """Processes for CPU-bound pure work (checking and digesting items), which threads would
+    keep to one core. ``spawn``: each child starts clean, with this process's environment as it
+    is now, not as a copy of a parent with threads and open connections; children leave Ctrl-C
+    to the parent, which stops them.
+    One process or fewer: ``threads`` threads in this process, with nothing to start."""
+    if processes <= 1:
+        with ThreadPoolExecutor(max_workers=max(1, threads)) as local:
+            yield local
+        return
+    pool = ProcessPoolExecutor(
+        max_workers=processes,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=signal.signal,
+        initargs=(signal.SIGINT, signal.SIG_IGN),
+    )
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

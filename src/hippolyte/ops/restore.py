@@ -10,20 +10,22 @@ backup's -> set the backed-up capacities, then TTL, tags, PITR, deletion protect
 
 from __future__ import annotations
 
+import functools
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hippolyte.adapters import aws, dynamodb, dynamodb_admin, dynamodb_write
 from hippolyte.engines.load import LoadSettings, load_files
+from hippolyte.engines.pool import cpu_pool, cpus
 from hippolyte.engines.segment import paced_pages
 from hippolyte.errors import ConfigError, HippolyteError
 from hippolyte.events import Emit, LoadStarted, Note
 from hippolyte.model import Json, TableInfo
 from hippolyte.pacing import TokenBucket
-from hippolyte.proof import Digest
+from hippolyte.proof import Digest, digest_of
 from hippolyte.restore_plan import (
     capacity_step,
     create_table_request,
@@ -90,7 +92,7 @@ def restore(
     checks = dict(
         zip(
             source.files,
-            _check_all(source, source.files, schema=schema, workers=params.workers),
+            check_files(source, source.files, schema=schema, workers=params.workers),
             strict=True,
         )
     )
@@ -149,6 +151,7 @@ def restore(
         workers=params.workers,
         stop=stop,
         on_demand_units=params.on_demand_write_units,
+        expected_items=report.backup.count,
     )
     if state.created_table:
         report.notes += _finish(control, desc, source.extras, table=table, emit=emit)
@@ -204,11 +207,21 @@ def _prepare_target(
     return dynamodb_admin.wait_active(control, table)
 
 
-def _check_all(
+# From how many items the CPU-bound passes (check + digest, the proof's digest) spread over
+# processes: below, starting them costs more than it saves.
+PROCESS_MIN_ITEMS = 20_000
+
+
+def check_files(
     source: Source, files: list[SourceFile], *, schema: KeySchema, workers: int
 ) -> list[FileCheck]:
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        return list(pool.map(lambda f: check_file(source, f, schema=schema, digest=True), files))
+    """Check and digest every file: over processes (one per core) for a large backup."""
+    counts = [f.item_count for f in files]
+    large = None in counts or sum(c or 0 for c in counts) >= PROCESS_MIN_ITEMS
+    processes = min(cpus(), len(files)) if large else 1
+    check = functools.partial(check_file, source, schema=schema, digest=True)
+    with cpu_pool(processes, threads=workers) as pool:
+        return list(pool.map(check, files))
 
 
 def _finish(control: Any, desc: Json, extras: Json, *, table: str, emit: Emit) -> list[str]:
@@ -233,14 +246,18 @@ def table_digest(
     workers: int,
     stop: threading.Event,
     on_demand_units: float,
+    expected_items: int = 0,
 ) -> Digest:
-    """Scan the restored table (all of its read capacity: nobody else uses it yet)."""
+    """Scan the restored table (all of its read capacity: nobody else uses it yet) and digest
+    its items, pages handed to processes (one per core) when the table is large."""
     client = dynamodb.raw_scan_client(conn, pool=workers + 2)
     rate = on_demand_units if info.on_demand else float(max(info.read_capacity, 1))
     bucket = TokenBucket(rate=rate)
+    processes = min(cpus(), workers) if expected_items >= PROCESS_MIN_ITEMS else 1
+    in_flight = threading.Semaphore(2 * processes)  # pages read but not yet digested
 
-    def one(segment: int) -> Digest:
-        d = Digest()
+    def one(segment: int, digests: Executor) -> list[Future[Digest]]:
+        futures = []
         for page in paced_pages(
             client=client,
             table=table,
@@ -250,12 +267,18 @@ def table_digest(
             stop=stop,
             page_attempts=8,
         ):
-            for item in page.items:
-                d.add(item)
-        return d
+            in_flight.acquire()
+            future = digests.submit(digest_of, page.items)
+            future.add_done_callback(lambda _: in_flight.release())
+            futures.append(future)
+        return futures
 
     total = Digest()
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for d in pool.map(one, range(workers)):
-            total.merge(d)
+    with (
+        cpu_pool(processes, threads=1) as digests,
+        ThreadPoolExecutor(max_workers=max(1, workers)) as scanners,
+    ):
+        for futures in scanners.map(functools.partial(one, digests=digests), range(workers)):
+            for future in futures:
+                total.merge(future.result())
     return total
