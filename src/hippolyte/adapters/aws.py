@@ -15,6 +15,7 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
+from hippolyte import __version__
 from hippolyte.errors import AwsError, CredentialsError, Throttled, Transient
 from hippolyte.model import Connection
 
@@ -28,6 +29,7 @@ THROTTLING = {
 }
 
 
+USER_AGENT_APP = f"hippolyte-{__version__}"
 _lock = threading.Lock()
 _sessions: dict[Connection, boto3.Session] = {}
 
@@ -75,6 +77,7 @@ def client_config(
         retries={"mode": "standard", "max_attempts": max_attempts},
         max_pool_connections=pool,
         tcp_keepalive=True,
+        user_agent_extra=USER_AGENT_APP,  # CloudTrail shows which calls were Hippolyte's
         **extra,
     )
 

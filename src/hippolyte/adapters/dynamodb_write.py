@@ -25,6 +25,7 @@ import datetime
 import hashlib
 import hmac
 import http.client
+import platform
 import ssl
 import threading
 import urllib.request
@@ -184,7 +185,9 @@ class DirectWriter:
         while True:
             conn, fresh = self._connection()
             try:
-                conn.request("POST", self._path, body=body, headers=self._signer.headers(body))
+                headers = self._signer.headers(body)
+                headers["User-Agent"] = _USER_AGENT  # not signed, as botocore leaves it too
+                conn.request("POST", self._path, body=body, headers=headers)
                 response = conn.getresponse()
                 data = response.read()
             except ssl.SSLCertVerificationError as exc:
@@ -234,6 +237,7 @@ class DirectWriter:
             self._open.clear()
 
 
+_USER_AGENT = f"{aws.USER_AGENT_APP} python/{platform.python_version()} http.client"
 _STALE = (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError)
 
 
