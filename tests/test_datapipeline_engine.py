@@ -148,6 +148,12 @@ def test_pipelines_started_monitored_and_restored(
     assert running.ok and not running.failed and len(running.running) == 2
     assert all("still running in Data Pipeline df-" in t.reason for t in running.tables)
     assert _rcu(db.client, slow) == boosted  # never reverted under a running export
+    code, out, err = run(capsys, "--config", str(cfg), "revert", "--run", run_id, "--json")
+    assert code == 0, err
+    (kept,) = orjson.loads(out)
+    assert (kept["table"], kept["status"]) == (slow, "still-running")
+    assert "SCHEDULED" in kept["note"] and "--force" in kept["note"]
+    assert _rcu(db.client, slow) == boosted  # revert leaves it to the monitor too
     late = monitor(
         storage, target="t", run_id=run_id, backup_cron="10 0 * * *", now=closes + dt.timedelta(1)
     )
@@ -250,6 +256,24 @@ def test_a_run_killed_before_activation_is_cleaned_up_by_the_monitor(
     assert _rcu(db.client, slow) == 1
     assert dp_api.states(dp, [entry["pipeline_id"]]) == {entry["pipeline_id"]: None}  # deleted
     assert _journal(storage, run_id)["pipeline/1"]["status"] == "failed"
+
+
+@pytest.mark.servers
+def test_revert_force_puts_capacity_back_under_a_running_pipeline(
+    moto_server: Server, on_moto: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = db_for(moto_server)
+    slow = db.table(key=ORDER_KEY, rcu=1, items=ORDERS, prefix="dpforce")
+    cfg = _config(
+        tmp_path, repo=f"{on_moto.url}/night", endpoint=moto_server.endpoint_url, tables=[slow]
+    )
+    code, out, err = run(capsys, "--config", str(cfg), "backup", "--all", "--json")
+    assert code == 0, err
+    assert _rcu(db.client, slow) > 1
+    code, out, err = run(capsys, "--config", str(cfg), "revert", "--force", "--json")
+    assert code == 0, err
+    assert [(o["table"], o["status"]) for o in orjson.loads(out)] == [(slow, "reverted")]
+    assert _rcu(db.client, slow) == 1
 
 
 @pytest.fixture

@@ -903,13 +903,21 @@ def _print_plan(doc: dict[str, Any]) -> None:
 
 @cli.command()
 @click.option("--run", "run_id", help="The run to revert (default: every run with open entries).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Also tables whose Data Pipeline export still runs (it then reads with less capacity).",
+)
 @repo_option
 @json_option
 @click.pass_context
-def revert(ctx: click.Context, run_id: str | None, repo: str | None, as_json: bool) -> None:
-    """Put back the read capacity and autoscaling of every table a run boosted. Idempotent."""
+def revert(
+    ctx: click.Context, run_id: str | None, force: bool, repo: str | None, as_json: bool
+) -> None:
+    """Put back the read capacity and autoscaling of every table a run boosted. Idempotent.
+    Tables still exported by a running Data Pipeline are left to `monitor` unless --force."""
     from hippolyte.journal import Journal, run_ids
-    from hippolyte.ops.capacity import revert as run
+    from hippolyte.ops.capacity import revert_run
 
     settings = _settings(ctx, repository=repo)
     storage = _storage(settings)
@@ -917,7 +925,7 @@ def revert(ctx: click.Context, run_id: str | None, repo: str | None, as_json: bo
     outcomes = []
     for rid in runs:
         journal = Journal.open(storage, rid, create=False)
-        outcomes += [{"run": rid, **o.__dict__} for o in run(journal)]
+        outcomes += [{"run": rid, **o.__dict__} for o in revert_run(journal, force=force)]
     if _json_mode(as_json):
         _out(outcomes)
     else:

@@ -218,6 +218,14 @@ class PipelineView:
     summary: str  # e.g. "Data Pipeline df-0123 FINISHED (health ERROR), deleted"
 
 
+def revert_done(journal: Journal) -> tuple[list[capacity.Outcome], list[PipelineView]]:
+    """Put back the capacity of the tables whose pipelines are done (never under a running
+    export); with every pipeline's view."""
+    views = refresh(journal)
+    done = {t for v in views if v.done for t in v.tables}
+    return capacity.revert(journal, tables=done), views
+
+
 def refresh(journal: Journal) -> list[PipelineView]:
     """Each pipeline of the run, its state read from Data Pipeline; those in a done state
     are deleted and the deletion recorded (a failed deletion is retried next time)."""

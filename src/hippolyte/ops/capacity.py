@@ -24,7 +24,7 @@ MAX_DECREASES_PER_DAY = 27
 @dataclass(frozen=True, kw_only=True)
 class Outcome:
     table: str
-    status: str  # boosted | not-boosted | reverted | revert-pending | gone
+    status: str  # boosted | not-boosted | reverted | revert-pending | gone | still-running
     note: str = ""
 
 
@@ -78,6 +78,29 @@ def revert(journal: Journal, *, tables: Container[str] | None = None) -> list[Ou
         revert_entry(journal, key, entry)
         for key, entry in journal.open_entries().items()
         if tables is None or entry.get("table") in tables
+    ]
+
+
+def revert_run(journal: Journal, *, force: bool = False) -> list[Outcome]:
+    """``hippolyte revert`` of one run. A run on AWS Data Pipeline still has its exports
+    reading under the boosts: only the tables of pipelines that are done are put back (as
+    ``monitor`` does), the others are reported ``still-running``, unless ``force``."""
+    if force or not journal.pipelines():
+        return revert(journal)
+    from hippolyte.engines import datapipeline_engine  # which imports this module
+
+    outcomes, views = datapipeline_engine.revert_done(journal)
+    still_open = {e.get("table") for e in journal.open_entries().values()}
+    return outcomes + [
+        Outcome(
+            table=table,
+            status="still-running",
+            note=f"{view.summary}; monitor reverts it once it ends (or revert --force)",
+        )
+        for view in views
+        if not view.done
+        for table in view.tables
+        if table in still_open
     ]
 
 

@@ -169,8 +169,7 @@ def _remote_checks(
     now: dt.datetime,
     check_files: bool,
 ) -> tuple[list[TableCheck], list[capacity.Outcome]]:
-    views = datapipeline_engine.refresh(journal)
-    outcomes = capacity.revert(journal, tables={t for v in views if v.done for t in v.tables})
+    outcomes, views = datapipeline_engine.revert_done(journal)
     pending = {o.table: o.note for o in outcomes if o.status == "revert-pending"}
     by_table = {t: v for v in views for t in v.tables}
     closes = window_closes(plan, rid)
