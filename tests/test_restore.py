@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -16,15 +17,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hippolyte.adapters import aws
+from hippolyte.adapters import aws, dynamodb_write
 from hippolyte.adapters.storage import open_storage
+from hippolyte.engines.load import LoadSettings, load_files
 from hippolyte.engines.pool import cpu_pool
-from hippolyte.errors import BackupCorrupt, ConfigError
+from hippolyte.errors import AwsError, BackupCorrupt, ConfigError
 from hippolyte.faults import FaultProxy
 from hippolyte.ops import restore as restore_ops
 from hippolyte.ops.backup import BackupParams, backup_tables
 from hippolyte.ops.demo import order_item
 from hippolyte.ops.restore import RestoreParams, RestoreRefused, restore
+from hippolyte.pacing import TokenBucket
 from hippolyte.sources import open_source
 from hippolyte.testing import Server
 from tests.corpus import attributes, nasty_items, same_items
@@ -411,3 +414,62 @@ def test_cli_bad_export_line_names_file_and_line(
     assert code == 4, err
     assert f"{victim.name} line 4" in err and "'bad'" in err
     assert "never" not in db_for(dynalite).client.list_tables()["TableNames"]
+
+
+class _Watching:
+    """A writer that counts the requests in flight at once, and can fail the n-th."""
+
+    def __init__(self, inner: Any, *, fail_at: int | None = None) -> None:
+        self.inner, self.fail_at = inner, fail_at
+        self.lock = threading.Lock()
+        self.now = self.most = self.calls = 0
+
+    def write_batch(self, *, table: str, items: list[bytes]) -> Any:
+        with self.lock:
+            self.calls += 1
+            self.now += 1
+            self.most = max(self.most, self.now)
+            fail = self.calls == self.fail_at
+        try:
+            if fail:
+                raise AwsError("BatchWriteItem: ValidationException: injected")
+            time.sleep(0.005)  # a request's round trip, so that requests overlap
+            return self.inner.write_batch(table=table, items=items)
+        finally:
+            with self.lock:
+                self.now -= 1
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_one_file_is_loaded_by_several_requests_at_once(dynalite: Server, tmp_path: Path) -> None:
+    db = db_for(dynalite)
+    items = [order_item(i) for i in range(400)]
+    source = _backup(db, db.table(items=items, key=ORDER_KEY), tmp_path / "repo", segments=1)
+    assert len(source.files) == 1
+    target = db.table(key=ORDER_KEY)
+
+    def load(writer: Any) -> list[Any]:
+        done: list[Any] = []
+        load_files(
+            source,
+            source.files,
+            writer=writer,
+            settings=LoadSettings(table=target, workers=4),
+            bucket=TokenBucket(rate=1e9),
+            emit=lambda e: None,
+            on_file_done=done.append,
+            stop=threading.Event(),
+        )
+        return done
+
+    watching = _Watching(dynamodb_write.open_writer(db.conn, pool=4))
+    assert load(watching) == source.files
+    assert watching.most > 1 and watching.calls == 16
+    assert same_items(db.stock_items(target), items)
+
+    failing = _Watching(dynamodb_write.open_writer(db.conn, pool=4), fail_at=3)
+    with pytest.raises(AwsError, match="injected"):
+        load(failing)
+    assert failing.calls < 16  # the rest of the file was not sent

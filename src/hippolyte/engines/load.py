@@ -14,6 +14,7 @@ import functools
 import random
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from hippolyte.adapters import dynamodb_write
@@ -53,6 +54,7 @@ def load_files(
         bucket=bucket,
         limit=limit,
         emit=emit,
+        senders=-(-settings.workers // max(1, len(files))),  # fewer files than workers
     )
     run_all(
         functools.partial(_then, load_one, done=on_file_done),
@@ -84,13 +86,41 @@ def _load_file(
     bucket: TokenBucket,
     limit: AdaptiveLimit,
     emit: Emit,
+    senders: int,
     stop: threading.Event,
 ) -> None:
     send = functools.partial(
         _send, writer=writer, settings=settings, bucket=bucket, limit=limit, emit=emit, stop=stop
     )
-    for batch in _batches(read_items(source, f)):
-        send(batch)
+    batches = _batches(read_items(source, f))
+    if senders <= 1:
+        for batch in batches:
+            send(batch)
+        return
+    # Several requests of this file in flight (the limit still caps the load's total); the
+    # reader stays at most two batches per sender ahead. The file is done when all are; the
+    # first failure stops the group (what run_all would do next anyway).
+    ahead = threading.BoundedSemaphore(2 * senders)
+
+    def finished(future: Future[None]) -> None:
+        if future.exception() is not None:
+            stop.set()
+        ahead.release()
+
+    futures: list[Future[None]] = []
+    with ThreadPoolExecutor(max_workers=senders, thread_name_prefix="hippolyte-send") as pool:
+        for batch in batches:
+            ahead.acquire()
+            if stop.is_set():
+                ahead.release()
+                break
+            futures.append(pool.submit(send, batch))
+            futures[-1].add_done_callback(finished)
+    errors = [e for f in futures if (e := f.exception()) is not None]
+    if errors:
+        raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])
+    if stop.is_set():
+        raise Interrupted(f"{settings.table}: load stopped")
 
 
 def _batches(items: Iterable[bytes]) -> Iterator[list[bytes]]:
