@@ -215,10 +215,11 @@ PROCESS_MIN_ITEMS = 20_000
 def check_files(
     source: Source, files: list[SourceFile], *, schema: KeySchema, workers: int
 ) -> list[FileCheck]:
-    """Check and digest every file: over processes (one per core) for a large backup."""
+    """Check and digest every file: for a large backup over processes, one per core up to
+    ``workers`` (each holds an interpreter of its own, ~50 MB)."""
     counts = [f.item_count for f in files]
     large = None in counts or sum(c or 0 for c in counts) >= PROCESS_MIN_ITEMS
-    processes = min(cpus(), len(files)) if large else 1
+    processes = min(cpus(), len(files), workers) if large else 1
     check = functools.partial(check_file, source, schema=schema, digest=True)
     with cpu_pool(processes, threads=workers) as pool:
         return list(pool.map(check, files))
