@@ -89,6 +89,15 @@ def restore(
     state = _state(params, source=source.location, target=target)
     # Every file is read and checked (and digested for the proof) before anything is written;
     # on resume the finished files too, as the proof needs all of them.
+    known = sum(f.item_count or 0 for f in source.files)
+    emit(
+        Note(
+            text=f"checking {len(source.files)} files"
+            + (f" ({known:,} items)" if known else "")
+            + " before writing anything",
+            table=table,
+        )
+    )
     checks = dict(
         zip(
             source.files,
