@@ -116,7 +116,7 @@ def _load_file(
                 break
             futures.append(pool.submit(send, batch))
             futures[-1].add_done_callback(finished)
-    errors = [e for f in futures if (e := f.exception()) is not None]
+    errors = [e for done in futures if (e := done.exception()) is not None]
     if errors:
         raise next((e for e in errors if not isinstance(e, Interrupted)), errors[0])
     if stop.is_set():
