@@ -89,8 +89,8 @@ def raw_scan_client(conn: aws.Connection, *, pool: int, max_attempts: int = 10) 
     return client
 
 
-def control_client(conn: aws.Connection, *, max_attempts: int = 10) -> Any:
-    return aws.client(conn, "dynamodb", pool=4, max_attempts=max_attempts)
+def control_client(conn: aws.Connection, *, max_attempts: int = 10, pool: int = 4) -> Any:
+    return aws.client(conn, "dynamodb", pool=pool, max_attempts=max_attempts)
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -26,7 +26,7 @@ from hippolyte.events import Emit, Note
 from hippolyte.journal import RUNS, Journal
 from hippolyte.model import BackupRef, Connection, TableResult
 from hippolyte.ops import capacity
-from hippolyte.ops.backup import BackupParams, backup_tables
+from hippolyte.ops.backup import BackupParams, Clients, backup_tables
 from hippolyte.render import to_plain
 
 
@@ -79,6 +79,7 @@ def run_plan(
         )
     stop = stop or threading.Event()
     emit(Note(text=f"run {run_id}: {len(plan.pipelines)} pipelines, {pipelines_at_once} at a time"))
+    clients = Clients.build(conn, params, tables_at_once=max(1, pipelines_at_once))
 
     def one(p: planning.Pipeline) -> tuple[list[TableResult], list[capacity.Outcome]]:
         results, outcomes = [], []
@@ -86,7 +87,14 @@ def run_plan(
             if stop.is_set():
                 break
             r, o = _table(
-                t, conn=conn, storage=storage, params=params, journal=journal, emit=emit, stop=stop
+                t,
+                conn=conn,
+                clients=clients,
+                storage=storage,
+                params=params,
+                journal=journal,
+                emit=emit,
+                stop=stop,
             )
             results.append(r)
             outcomes += o
@@ -103,6 +111,7 @@ def run_plan(
                 emit=emit,
                 stop=stop,
                 params=replace(params, engine="export"),
+                clients=clients,
             ), []
         except Interrupted:
             raise
@@ -170,6 +179,7 @@ def _table(
     t: planning.PlannedTable,
     *,
     conn: Connection,
+    clients: Clients,
     storage: Storage,
     params: BackupParams,
     journal: Journal,
@@ -193,6 +203,7 @@ def _table(
             params=replace(params, read_percent=share),
             emit=emit,
             stop=stop,
+            clients=clients,
         )
         return result, outcomes
     except Interrupted:
