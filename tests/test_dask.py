@@ -15,6 +15,7 @@ import orjson
 import pytest
 
 from hippolyte.adapters.storage import open_storage
+from hippolyte.engines import dask_engine
 from hippolyte.ops.backup import BackupParams, backup_tables
 from hippolyte.ops.demo import order_item
 from hippolyte.ops.verify import verify
@@ -33,6 +34,7 @@ def cluster() -> Iterator[Any]:
         n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0", host="127.0.0.1"
     ) as c:
         yield c
+        dask_engine.close_clients()  # before the cluster: no reconnect attempts at exit
 
 
 def test_cli_backup_on_dask_is_exact(

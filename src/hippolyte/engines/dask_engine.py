@@ -108,8 +108,12 @@ def connect(scheduler: str) -> Any:
 
 
 @atexit.register
-def _close_clients() -> None:
-    for client in _clients.values():
+def close_clients() -> None:
+    """Close this process's Dask clients (at exit, or before their cluster goes away)."""
+    with _lock:
+        clients = list(_clients.values())
+        _clients.clear()
+    for client in clients:
         with contextlib.suppress(Exception):
             client.close(timeout=5)
 

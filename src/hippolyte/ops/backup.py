@@ -87,12 +87,13 @@ def backup_tables(
     fails the command before anything is written. ``clients``: a run's, shared."""
     clients = clients or Clients.build(conn, params)
     control = clients.control
-    infos = [dynamodb.describe(control, name) for name in tables]
+    infos = [(dynamodb.describe(control, name), time.monotonic()) for name in tables]
     storage.check_writable()
     runner = _runner(params, conn=conn, storage=storage, emit=emit, scanner=clients.scanner)
     return [
         backup_one(
-            info,
+            info if time.monotonic() - described < FRESH_S else None,
+            name=info.name,
             control=control,
             runner=runner,
             conn=conn,
@@ -102,7 +103,7 @@ def backup_tables(
             stop=stop,
             clock=clock,
         )
-        for info in infos
+        for info, described in infos
     ]
 
 
@@ -151,9 +152,13 @@ def _runner(
     )
 
 
+FRESH_S = 30.0  # a table described this recently is not described again before its backup
+
+
 def backup_one(
-    info: TableInfo,
+    info: TableInfo | None,
     *,
+    name: str,
     control: Any,
     runner: SegmentRunner,
     conn: aws.Connection,
@@ -163,7 +168,8 @@ def backup_one(
     stop: threading.Event | None,
     clock: Callable[[], dt.datetime],
 ) -> TableResult:
-    info = dynamodb.describe(control, info.name)  # fresh: the run may be hours old
+    if info is None:  # described long ago (the run may be hours old): again, fresh
+        info = dynamodb.describe(control, name)
     start = clock()
     ref = _allocate(storage, table=info.name, at=start)
     began = time.monotonic()
