@@ -97,7 +97,8 @@ def test_errors_are_ours(dynalite: Server) -> None:
 
 
 @pytest.mark.parametrize(
-    ("fault", "error"), [("throttle", Throttled), ("503", Transient), ("crc", Transient)]
+    ("fault", "error"),
+    [("throttle", Throttled), ("503", Transient), ("crc", Transient), ("garbage", Transient)],
 )
 def test_direct_writer_faults_are_retryable(dynalite: Server, fault: str, error: type) -> None:
     db = db_for(dynalite)

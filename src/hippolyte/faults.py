@@ -8,7 +8,8 @@ local server and it throttles, fails, drops or corrupts chosen requests on a fix
 Faults: ``throttle`` (400 ProvisionedThroughputExceededException), ``throttling`` (400
 ThrottlingException), ``500`` (InternalServerError), ``503`` (ServiceUnavailable), ``drop``
 (connection closed, no response), ``crc`` (a 200 whose body lost its last item but keeps the
-original x-amz-crc32: botocore must notice and retry), ``unprocessed`` (BatchWriteItem: only
+original x-amz-crc32: botocore must notice and retry), ``garbage`` (a 200 whose body is not
+JSON, as a captive proxy answers), ``unprocessed`` (BatchWriteItem: only
 half the items are written, the rest come back as UnprocessedItems), ``ok`` (forward).
 """
 
@@ -99,6 +100,9 @@ class FaultProxy:
                         b'{"__type":"com.amazonaws.dynamodb.v20120810#%s","message":"%s"}'
                         % (code.encode(), message),
                     )
+                    return
+                if fault == "garbage":
+                    self._reply(200, {}, b"<html>please sign in</html>")
                     return
                 if fault == "unprocessed":
                     self._reply(200, {}, proxy._half_processed(self.path, dict(self.headers), body))

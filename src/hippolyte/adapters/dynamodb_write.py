@@ -171,7 +171,13 @@ class DirectWriter:
             raise Transient(f"BatchWriteItem into {table!r}: the answer failed its CRC32 check")
         if status != 200:
             _raise_error(status, data, table=table)
-        answer = _answer.decode(data)
+        try:
+            answer = _answer.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise Transient(
+                f"BatchWriteItem into {table!r}: an answer that is not DynamoDB's ({exc}): "
+                f"{data[:120]!r}"
+            ) from exc
         left = answer.UnprocessedItems.get(table) or []
         return WriteResult(
             unprocessed=[bytes(r.PutRequest.Item) for r in left if r.PutRequest is not None],
@@ -228,7 +234,8 @@ class DirectWriter:
             conn.close()
             self._local.conn = None
             with self._lock:
-                self._open.remove(conn)
+                if conn in self._open:
+                    self._open.remove(conn)
 
     def close(self) -> None:
         with self._lock:
