@@ -219,26 +219,21 @@ def iter_items(
     f: SourceFile,
     *,
     schema: KeySchema | None,
+    check: bool = True,
     on_chunk: Callable[[bytes], None] | None = None,
 ) -> Iterator[bytes]:
-    """Items of one file in wire JSON; raises BackupCorrupt naming the file and line."""
+    """Items of one file in wire JSON; raises BackupCorrupt naming the file and line.
+    ``check=False`` for a file ``check_file`` already checked: each line is only turned into
+    wire JSON (the load)."""
+    to_wire = source.to_wire
     for n, line in iter_lines(source, f, on_chunk=on_chunk):
         try:
-            item = source.to_wire(line)
-            check_item(item, schema)
+            item = to_wire(line)
+            if check:
+                check_item(item, schema)
         except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise BackupCorrupt(f"{_where(source, f)} line {n}: {exc}") from exc
         yield item
-
-
-def read_items(source: Source, f: SourceFile) -> Iterator[bytes]:
-    """Items of a file ``check_file`` already checked: each line only turned into wire JSON."""
-    to_wire = source.to_wire
-    for n, line in iter_lines(source, f):
-        try:
-            yield to_wire(line)
-        except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
-            raise BackupCorrupt(f"{_where(source, f)} line {n}: {exc}") from exc
 
 
 @dataclass

@@ -93,8 +93,10 @@ def open_writer(conn: aws.Connection, *, pool: int, max_attempts: int = 10) -> W
 
 
 def _environment_proxy(url: str) -> bool:
-    scheme, host = urlsplit(url).scheme, urlsplit(url).hostname or ""
-    return scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(host)
+    parts = urlsplit(url)
+    return parts.scheme in urllib.request.getproxies() and not urllib.request.proxy_bypass(
+        parts.hostname or ""
+    )
 
 
 # --- the direct writer ---------------------------------------------------------------------------

@@ -23,7 +23,7 @@ from hippolyte.errors import Interrupted, Throttled
 from hippolyte.events import Emit, ItemsWritten
 from hippolyte.pacing import AdaptiveLimit, TokenBucket, write_units
 from hippolyte.retry import retrying
-from hippolyte.sources import Source, SourceFile, read_items
+from hippolyte.sources import Source, SourceFile, iter_items
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -92,7 +92,7 @@ def _load_file(
     send = functools.partial(
         _send, writer=writer, settings=settings, bucket=bucket, limit=limit, emit=emit, stop=stop
     )
-    batches = _batches(read_items(source, f))
+    batches = _batches(iter_items(source, f, schema=None, check=False))
     if senders <= 1:
         for batch in batches:
             send(batch)
