@@ -12,12 +12,9 @@ import dataclasses
 import gc
 import http.client
 import itertools
-import os
 import resource
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -51,7 +48,6 @@ import bench_dynalite  # noqa: E402
 import items  # noqa: E402
 import load  # noqa: E402
 from common import (  # noqa: E402
-    BENCH,
     HIPPOLYTE,
     MB,
     REGION,
@@ -63,6 +59,7 @@ from common import (  # noqa: E402
     machine,
     metric,
     run_measured,
+    script_server,
 )
 from rawscan import _Signer, parallel_scan  # noqa: E402
 
@@ -243,25 +240,8 @@ class WriteServer:
 @contextmanager
 def write_server() -> Iterator[WriteServer]:
     """bench/write_server.py in its own process on 127.0.0.1; stopped by its pid."""
-    proc = subprocess.Popen([sys.executable, str(BENCH / "write_server.py")],
-                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            start_new_session=True)
-    try:
-        assert proc.stdout is not None
-        line = proc.stdout.readline()
-        if not line.strip().isdigit():
-            raise RuntimeError(f"write server did not start (said {line!r})")
-        port = int(line)
-        yield WriteServer(pid=proc.pid, endpoint_url=f"http://127.0.0.1:{port}", port=port)
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
+    with script_server("write_server.py") as (pid, port):
+        yield WriteServer(pid=pid, endpoint_url=f"http://127.0.0.1:{port}", port=port)
 
 
 def _stock_client(endpoint_url: str, *, validation: bool) -> Any:

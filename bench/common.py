@@ -265,18 +265,24 @@ class Canned:
 @contextmanager
 def canned_server(*, extras: bool = True) -> Iterator[Canned]:
     """bench/canned_server.py in its own process on 127.0.0.1; stopped by its pid."""
-    command = [sys.executable, str(BENCH / "canned_server.py")]
-    if not extras:
-        command.append("--no-extras")
-    proc = subprocess.Popen(command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+    args = [] if extras else ["--no-extras"]
+    with script_server("canned_server.py", *args) as (pid, port):
+        yield Canned(pid=pid, endpoint_url=f"http://127.0.0.1:{port}", port=port)
+
+
+@contextmanager
+def script_server(script: str, *args: str) -> Iterator[tuple[int, int]]:
+    """A bench/ server script in its own process: it prints its port on its first line;
+    yields (pid, port); stopped by its pid (SIGTERM, then SIGKILL after 10 s)."""
+    proc = subprocess.Popen([sys.executable, str(BENCH / script), *args],
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             start_new_session=True)
     try:
         assert proc.stdout is not None
         line = proc.stdout.readline()
         if not line.strip().isdigit():
-            raise RuntimeError(f"canned server did not start (said {line!r})")
-        port = int(line)
-        yield Canned(pid=proc.pid, endpoint_url=f"http://127.0.0.1:{port}", port=port)
+            raise RuntimeError(f"{script} did not start (said {line!r})")
+        yield proc.pid, int(line)
     finally:
         os.kill(proc.pid, signal.SIGTERM)
         try:
