@@ -18,10 +18,9 @@ from pathlib import Path
 
 import orjson
 
-from hippolyte import testing
-
 import bench_dynalite
 import load
+import servers as testing
 from common import (
     HIPPOLYTE,
     REGION,

@@ -13,10 +13,9 @@ from pathlib import Path
 
 import orjson
 
-from hippolyte import testing
-
 import items
 import load
+import servers as testing
 from common import (
     BENCH,
     CACHE,

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from hippolyte import testing
-
 import items
 import load
+import servers as testing
 from common import MB, Report, hippolyte_backup, metric
 
 NAME = "pacing"

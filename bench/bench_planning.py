@@ -25,8 +25,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from hippolyte.model import TableInfo
-from hippolyte.planning import Plan, PlanSettings, estimate, original_greedy, plan
+from hippolyte.core.model import TableInfo
+from hippolyte.core.planning import Plan, PlanSettings, estimate, original_greedy, plan
 
 RCUS = (5, 10, 25, 50, 100, 500, 1000, 5000, 10000)
 ON_DEMAND_SHARE = 0.2

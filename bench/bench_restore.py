@@ -30,17 +30,20 @@ import boto3
 import orjson
 from botocore.config import Config
 
-from hippolyte import manifest, testing
 from hippolyte.adapters import dynamodb, dynamodb_admin, dynamodb_write
 from hippolyte.adapters.storage import open_storage
+from hippolyte.core.events import Event, ItemsWritten
+from hippolyte.core.model import Connection, TableInfo
+from hippolyte.core.pacing import TokenBucket
+from hippolyte.core.proof import Digest, item_hash
+from hippolyte.core.restore_plan import create_table_request
 from hippolyte.engines.load import LoadSettings, load_files
-from hippolyte.events import Event, ItemsWritten
-from hippolyte.model import Connection, TableInfo
+from hippolyte.formats.base import Source, SourceFile, iter_items, iter_lines
+from hippolyte.formats.open import open_source
 from hippolyte.ops.restore import check_files, table_digest
-from hippolyte.pacing import TokenBucket
-from hippolyte.proof import Digest, item_hash
-from hippolyte.restore_plan import create_table_request
-from hippolyte.sources import Source, SourceFile, iter_items, iter_lines, open_source
+from hippolyte.repo import manifest
+
+import servers as testing
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 

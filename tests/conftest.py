@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from hippolyte import testing
 from hippolyte.adapters import aws
-from hippolyte.testing import Server
+from tests.support import servers as testing
+from tests.support.servers import Server
 
 _AWS_VARS_TO_DROP = (
     "AWS_PROFILE",

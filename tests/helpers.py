@@ -12,13 +12,13 @@ from typing import Any
 import orjson
 import pytest
 
-from hippolyte import cli
 from hippolyte.adapters import aws, dynamodb
 from hippolyte.adapters.storage import Storage
-from hippolyte.model import BackupRef
-from hippolyte.ops.catalog import load_descriptor
+from hippolyte.cli import commands as cli
+from hippolyte.core.model import BackupRef
 from hippolyte.ops.demo import fill
-from hippolyte.testing import Server
+from hippolyte.repo.catalog import load_descriptor
+from tests.support.servers import Server
 
 _names = itertools.count()
 

@@ -15,15 +15,15 @@ from hypothesis import strategies as st
 
 from hippolyte.adapters import aws, dynamodb
 from hippolyte.adapters.storage import open_storage
-from hippolyte.errors import Interrupted
-from hippolyte.events import PageDone
-from hippolyte.faults import FaultProxy
+from hippolyte.core.errors import Interrupted
+from hippolyte.core.events import PageDone
 from hippolyte.ops.backup import BackupParams, backup_tables
-from hippolyte.ops.catalog import list_backups
 from hippolyte.ops.demo import order_item
-from hippolyte.testing import Server
+from hippolyte.repo.catalog import list_backups
 from tests.corpus import attributes, nasty_items, same_items
 from tests.helpers import Db, backup_items, backup_lines, db_for, run
+from tests.support.faults import FaultProxy
+from tests.support.servers import Server
 
 pytestmark = pytest.mark.servers
 ORDER_KEY = (("customer", "S"), ("order", "N"))

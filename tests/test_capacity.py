@@ -10,13 +10,13 @@ import pytest
 
 from hippolyte.adapters import autoscaling, capacity, dynamodb
 from hippolyte.adapters.storage import open_storage
-from hippolyte.errors import AwsError
-from hippolyte.faults import FaultProxy
-from hippolyte.journal import Journal
-from hippolyte.model import Connection
-from hippolyte.ops.capacity import boost, entry_key, revert
-from hippolyte.testing import Server
+from hippolyte.core.errors import AwsError
+from hippolyte.core.model import Connection
+from hippolyte.engines.capacity import boost, entry_key, revert
+from hippolyte.repo.journal import Journal
 from tests.helpers import db_for
+from tests.support.faults import FaultProxy
+from tests.support.servers import Server
 
 pytestmark = pytest.mark.servers
 

@@ -18,10 +18,10 @@ from hippolyte.adapters.storage import open_storage
 from hippolyte.engines import dask_engine
 from hippolyte.ops.backup import BackupParams, backup_tables
 from hippolyte.ops.demo import order_item
-from hippolyte.ops.verify import verify
-from hippolyte.testing import Server
+from hippolyte.repo.verify import verify
 from tests.corpus import same_items
 from tests.helpers import backup_lines, db_for, run
+from tests.support.servers import Server
 
 distributed = pytest.importorskip("distributed")
 pytestmark = pytest.mark.servers
@@ -65,7 +65,7 @@ def test_cli_backup_on_dask_is_exact(
     result = orjson.loads(out)["results"][0]
     assert result["item_count"] == 300
     storage = open_storage(str(repo))
-    from hippolyte.model import BackupRef
+    from hippolyte.core.model import BackupRef
 
     ref = BackupRef(repo=str(repo), table=table, backup_id=result["ref"]["backup_id"])
     assert verify(storage, ref).ok
@@ -108,7 +108,7 @@ def _worker_killed(dynalite: Server, cluster: Any, tmp_path: Path) -> None:
     assert len(lines) == len(set(lines)) == len(items)
     assert same_items([orjson.loads(x)["Item"] for x in lines], items)
     assert not [k for k in storage.list(result.ref.prefix) if "_checkpoints" in k]
-    from hippolyte.ops.catalog import load_descriptor
+    from hippolyte.repo.catalog import load_descriptor
 
     attempts: dict[str, set[str]] = {}
     for f in load_descriptor(storage, result.ref)["files"]:

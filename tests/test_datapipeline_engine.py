@@ -23,16 +23,16 @@ import botocore.exceptions
 import orjson
 import pytest
 
-from hippolyte import datapipeline
 from hippolyte.adapters import aws
 from hippolyte.adapters import datapipeline as dp_api
 from hippolyte.adapters.storage import Storage, open_storage
-from hippolyte.errors import DataPipelineUnavailable
+from hippolyte.core import pipeline_defs as datapipeline
+from hippolyte.core.errors import DataPipelineUnavailable
 from hippolyte.ops.demo import order_item
 from hippolyte.ops.monitor import monitor, window_closes
-from hippolyte.testing import Server
 from tests.format_fixtures import write_datapipeline_export
 from tests.helpers import db_for, run
+from tests.support.servers import Server
 
 ORDER_KEY = (("customer", "S"), ("order", "N"))
 ORDERS = [order_item(i) for i in range(200)]

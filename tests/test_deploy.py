@@ -16,11 +16,15 @@ import pytest
 import yaml
 from cfnlint.api import ManualArgs, lint
 
-from hippolyte import aws_lambda, config, deploy, iam, planning
+from hippolyte import aws_lambda
 from hippolyte.adapters import aws
-from hippolyte.errors import ConfigError
-from hippolyte.model import TableInfo
-from hippolyte.testing import Server
+from hippolyte.core import config, planning
+from hippolyte.core.errors import ConfigError
+from hippolyte.core.model import TableInfo
+from hippolyte.deploy import iam
+from hippolyte.deploy import template as deploy
+from hippolyte.ops import context
+from tests.support.servers import Server
 
 ACCOUNT = "123456789012"
 WRITES = {
@@ -198,8 +202,8 @@ def test_resources_are_narrowed_by_the_settings() -> None:
 
 def test_the_baked_config_reaches_the_function(monkeypatch: pytest.MonkeyPatch) -> None:
     env = _doc(settings=RICH)["Resources"]["Function"]["Properties"]["Environment"]["Variables"]
-    monkeypatch.setenv(aws_lambda.ENV_CONFIG_JSON, env[aws_lambda.ENV_CONFIG_JSON])
-    monkeypatch.setenv(aws_lambda.ENV_REPOSITORY, "s3://stack-bucket")
+    monkeypatch.setenv(context.ENV_CONFIG_JSON, env[context.ENV_CONFIG_JSON])
+    monkeypatch.setenv(context.ENV_REPOSITORY, "s3://stack-bucket")
     settings = aws_lambda.settings_for(_Context(remaining_s=900))
     assert settings.repository == "s3://stack-bucket"  # the stack's bucket, not the file's
     assert settings.selection == RICH.selection and settings.targets == RICH.targets
@@ -276,11 +280,11 @@ def stack(moto_server: Server, monkeypatch: pytest.MonkeyPatch) -> _Stack:
         Bucket=stack.bucket, CreateBucketConfiguration={"LocationConstraint": stack.region}
     )
     topic = stack.client("sns").create_topic(Name=f"hippolyte-{name}")["TopicArn"]
-    monkeypatch.setenv(aws_lambda.ENV_REPOSITORY, f"s3://{stack.bucket}")
-    monkeypatch.setenv(aws_lambda.ENV_TOPIC, topic)
+    monkeypatch.setenv(context.ENV_REPOSITORY, f"s3://{stack.bucket}")
+    monkeypatch.setenv(context.ENV_TOPIC, topic)
     monkeypatch.delenv("HIPPOLYTE_CONFIG", raising=False)
     monkeypatch.setenv(
-        aws_lambda.ENV_CONFIG_JSON, json.dumps({"selection": {"include": [stack.prefix]}})
+        context.ENV_CONFIG_JSON, json.dumps({"selection": {"include": [stack.prefix]}})
     )
     return stack
 
@@ -314,7 +318,7 @@ def test_a_table_too_big_for_the_time_left_fails_with_the_reason(
 ) -> None:
     monkeypatch.setenv(aws_lambda.ENV_MARGIN, "0")
     monkeypatch.setenv(
-        aws_lambda.ENV_CONFIG_JSON,
+        context.ENV_CONFIG_JSON,
         json.dumps({"selection": {"include": [stack.prefix]}, "planning": {"table_start_s": 0}}),
     )
     small = stack.table("small", rcu=100, items=3)  # ~3 KB at 50 RCU/s: well under a second
@@ -339,7 +343,7 @@ def test_a_table_too_big_for_the_time_left_fails_with_the_reason(
 
 
 def test_explicit_action_with_no_config(stack: _Stack, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv(aws_lambda.ENV_CONFIG_JSON)
+    monkeypatch.delenv(context.ENV_CONFIG_JSON)
     ctx = _Context(remaining_s=890, region="ap-northeast-3")  # a region of its own: all tables
     summary = aws_lambda.handler({"action": "monitor"}, ctx)
     assert summary["action"] == "monitor" and not summary["ok"]

@@ -10,11 +10,12 @@ import orjson
 import pytest
 
 from hippolyte.adapters.storage import open_storage
+from hippolyte.formats.base import iter_items
+from hippolyte.formats.open import open_source
 from hippolyte.ops.demo import order_item
-from hippolyte.sources import iter_items, open_source
-from hippolyte.testing import Server
 from tests.corpus import same_items
 from tests.helpers import db_for, run
+from tests.support.servers import Server
 
 pytestmark = pytest.mark.servers
 ORDER_KEY = (("customer", "S"), ("order", "N"))

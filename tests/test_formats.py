@@ -13,12 +13,16 @@ from typing import Any
 import orjson
 import pytest
 
-from hippolyte import formats_datapipeline, formats_native, manifest, sources
 from hippolyte.adapters.storage import Storage, open_storage
-from hippolyte.errors import BackupCorrupt, ConfigError
+from hippolyte.core.errors import BackupCorrupt, ConfigError
+from hippolyte.formats import base as sources
+from hippolyte.formats import datapipeline as formats_datapipeline
+from hippolyte.formats import native as formats_native
+from hippolyte.formats.base import KeySchema, Source
+from hippolyte.formats.open import open_source
 from hippolyte.ops.convert import convert, schema_from_key
-from hippolyte.ops.verify import verify
-from hippolyte.sources import KeySchema, Source
+from hippolyte.repo import manifest
+from hippolyte.repo.verify import verify
 from tests.conftest import S3Bucket
 from tests.corpus import Item, same_items
 from tests.format_fixtures import (
@@ -128,7 +132,7 @@ def test_native_export_with_manifests(local: Storage, items: list[Item]) -> None
 def test_native_export_found_from_its_parent(local: Storage, items: list[Item]) -> None:
     folder = write_native_export(local, "exports/", items)
     for prefix in ("exports/", "exports/AWSDynamoDB/"):
-        source = sources.open_source(local, prefix, location=f"loc/{prefix}")
+        source = open_source(local, prefix, location=f"loc/{prefix}")
         assert source.kind == "native-export"
         assert source.files[0].key.startswith(folder)
         assert source.location == "loc/" + folder.rstrip("/")
@@ -136,7 +140,7 @@ def test_native_export_found_from_its_parent(local: Storage, items: list[Item]) 
 
 def test_native_export_folder_itself_via_open_source(local: Storage, items: list[Item]) -> None:
     folder = write_native_export(local, "exports/", items)
-    assert sources.open_source(local, folder, location="x").kind == "native-export"
+    assert open_source(local, folder, location="x").kind == "native-export"
 
 
 def test_export_copied_elsewhere_resolves_data_keys(local: Storage, items: list[Item]) -> None:
@@ -160,7 +164,7 @@ def test_several_exports_must_be_chosen(local: Storage, items: list[Item]) -> No
     a = write_native_export(local, "e/", items[:2], export_id="01111111111111-aaaaaaaa")
     b = write_native_export(local, "e/", items[2:], export_id="02222222222222-bbbbbbbb")
     with pytest.raises(ConfigError, match="holds 2 DynamoDB exports") as exc:
-        sources.open_source(local, "e/", location="s3://b/e")
+        open_source(local, "e/", location="s3://b/e")
     assert "s3://b/e/AWSDynamoDB/01111111111111-aaaaaaaa" in str(exc.value)
     assert "s3://b/e/AWSDynamoDB/02222222222222-bbbbbbbb" in str(exc.value)
     assert formats_native.detect(local, a, location="a") is not None
@@ -179,14 +183,14 @@ def test_unsupported_native_exports(
 ) -> None:
     write_native_export(local, "e/", items, **kw)
     with pytest.raises(ConfigError, match=message):
-        sources.open_source(local, "e/", location="e")
+        open_source(local, "e/", location="e")
 
 
 def test_unfinished_native_export(local: Storage, items: list[Item]) -> None:
     folder = write_native_export(local, "e/", items)
     local.delete(folder + "manifest-summary.json")
     with pytest.raises(BackupCorrupt, match="did not finish"):
-        sources.open_source(local, "e/", location="e")
+        open_source(local, "e/", location="e")
 
 
 def test_native_manifest_naming_a_missing_file(local: Storage, items: list[Item]) -> None:
@@ -199,7 +203,7 @@ def test_native_manifest_naming_a_missing_file(local: Storage, items: list[Item]
 def test_datapipeline_with_manifest(local: Storage, items: list[Item]) -> None:
     keys = write_datapipeline_export(local, DP_FOLDER, items, items_per_file=7)
     local.put_bytes(DP_FOLDER + "unlisted", b"{}\n")  # the manifest decides
-    source = sources.open_source(local, DP_FOLDER, location="dp")
+    source = open_source(local, DP_FOLDER, location="dp")
     assert source.kind == "datapipeline" and source.item_count is None
     assert sorted(f.key for f in source.files) == sorted(keys)
     assert source.extras == {"exportTime": "2017-06-01T00:10:00.000Z"}
@@ -217,14 +221,14 @@ def test_datapipeline_without_manifest(local: Storage, items: list[Item]) -> Non
 def test_datapipeline_without_success_is_refused(local: Storage, items: list[Item]) -> None:
     write_datapipeline_export(local, DP_FOLDER, items, with_success=False)
     with pytest.raises(BackupCorrupt, match="incomplete.*_SUCCESS"):
-        sources.open_source(local, DP_FOLDER, location="dp")
+        open_source(local, DP_FOLDER, location="dp")
 
 
 def test_datapipeline_manifest_naming_a_missing_file(local: Storage, items: list[Item]) -> None:
     keys = write_datapipeline_export(local, DP_FOLDER, items, items_per_file=10)
     local.delete(keys[1])
     with pytest.raises(BackupCorrupt, match="manifest: entry 2 .* is missing"):
-        sources.open_source(local, DP_FOLDER, location="dp")
+        open_source(local, DP_FOLDER, location="dp")
 
 
 def test_unrelated_folders_are_not_claimed(local: Storage) -> None:
@@ -242,14 +246,14 @@ def test_every_format_reads_back_from_s3(s3_bucket: S3Bucket, items: list[Item])
     write_native_export(storage, "moto/", items, with_manifests=False)
     write_datapipeline_export(storage, DP_FOLDER, items, items_per_file=10)
     for prefix, kind in [("native/", "native-export"), ("moto/", "native-export")]:
-        source = sources.open_source(storage, prefix, location=prefix)
+        source = open_source(storage, prefix, location=prefix)
         assert source.kind == kind and same_items(read_all(source), items)
-    source = sources.open_source(storage, DP_FOLDER, location="dp")
+    source = open_source(storage, DP_FOLDER, location="dp")
     assert source.kind == "datapipeline" and same_items(read_all(source), items)
     dest = open_storage(s3_bucket.url + "/repo")
     ref = convert(source, dest=dest, table_name="orders", schema_description=_schema())
     assert verify(dest, ref).ok
-    back = sources.open_source(dest, ref.prefix, location=str(ref))
+    back = open_source(dest, ref.prefix, location=str(ref))
     assert same_items(read_all(back), items)
 
 
@@ -301,7 +305,7 @@ def test_bad_native_lines_name_file_and_line(local: Storage, bad: bytes, message
 
 def test_bad_datapipeline_line_names_file_and_line(local: Storage) -> None:
     (key,) = write_datapipeline_export(local, "x/", [{"pk": {"S": "a"}}, {"id": {"S": "b"}}])
-    source = sources.open_source(local, "x/", location="x")
+    source = open_source(local, "x/", location="x")
     with pytest.raises(BackupCorrupt, match=f"{key} line 2: key attribute 'pk' is missing"):
         sources.check_file(source, source.files[0], schema=PK)
     local.put_bytes(key, b'{"pk":{"s":"a"}}\n{"pk":{"q":"b"}}\n')
@@ -336,10 +340,10 @@ def test_schema_from_key() -> None:
 def test_convert_round_trip(local: Storage, tmp_path: Path, items: list[Item], layout: str) -> None:
     if layout == "datapipeline":
         write_datapipeline_export(local, DP_FOLDER, items, items_per_file=10)
-        source = sources.open_source(local, DP_FOLDER, location="dp")
+        source = open_source(local, DP_FOLDER, location="dp")
     else:
         write_native_export(local, "e/", items, with_manifests=layout == "native", files=3)
-        source = sources.open_source(local, "e/", location="e")
+        source = open_source(local, "e/", location="e")
     dest = open_storage(str(tmp_path / "repo"))
     now = dt.datetime(2030, 1, 2, 3, 4, 5, tzinfo=dt.UTC)
     ref = convert(
@@ -350,7 +354,7 @@ def test_convert_round_trip(local: Storage, tmp_path: Path, items: list[Item], l
     report = verify(dest, ref)
     assert report.ok, report.problems
     assert report.items == len(items)
-    back = sources.open_source(dest, ref.prefix, location=str(ref))
+    back = open_source(dest, ref.prefix, location=str(ref))
     assert back.kind == "hippolyte" and back.description == _schema()
     assert back.item_count == len(items)
     assert same_items(read_all(back), items)
@@ -371,7 +375,7 @@ def test_convert_round_trip(local: Storage, tmp_path: Path, items: list[Item], l
 def test_convert_stops_on_a_bad_file_and_leaves_nothing(local: Storage, tmp_path: Path) -> None:
     good = [{"pk": {"S": f"k{i}"}} for i in range(20)]
     write_datapipeline_export(local, "x/", good + [{"nopk": {"S": "x"}}], items_per_file=10)
-    source = sources.open_source(local, "x/", location="x")
+    source = open_source(local, "x/", location="x")
     dest = open_storage(str(tmp_path / "repo"))
     with pytest.raises(BackupCorrupt, match="line 1: key attribute 'pk' is missing"):
         convert(source, dest=dest, table_name="orders", schema_description=_schema())
@@ -380,7 +384,7 @@ def test_convert_stops_on_a_bad_file_and_leaves_nothing(local: Storage, tmp_path
 
 def test_convert_needs_a_key_schema(local: Storage, items: list[Item], tmp_path: Path) -> None:
     write_native_export(local, "e/", items)
-    source = sources.open_source(local, "e/", location="e")
+    source = open_source(local, "e/", location="e")
     dest = open_storage(str(tmp_path / "repo"))
     with pytest.raises(ConfigError, match="KeySchema"):
         convert(source, dest=dest, table_name="orders", schema_description={"TableName": "x"})

@@ -12,8 +12,8 @@ import pytest
 
 from hippolyte.adapters.storage import open_storage
 from hippolyte.ops.monitor import expected_since, monitor
-from hippolyte.testing import Server
 from tests.helpers import db_for, run
+from tests.support.servers import Server
 
 pytestmark = pytest.mark.servers
 

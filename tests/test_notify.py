@@ -25,7 +25,6 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, Envelope, LoginPassword
 from pydantic import ValidationError
 
-from hippolyte import messages
 from hippolyte.adapters.notify import (
     EmailChannel,
     SnsChannel,
@@ -33,9 +32,10 @@ from hippolyte.adapters.notify import (
     parse_channels,
     send_all,
 )
-from hippolyte.messages import Message
-from hippolyte.model import MonitorReport, TableCheck
-from hippolyte.testing import Server, free_port
+from hippolyte.core import messages
+from hippolyte.core.messages import Message
+from hippolyte.core.model import MonitorReport, TableCheck
+from tests.support.servers import Server, free_port
 
 RUN = "2026-11-22-00-10-00"
 TARGET = "123456789012/eu-west-1"
@@ -61,6 +61,7 @@ def _report(**over: Any) -> MonitorReport:
         "checked_at": NOW,
         "ran": True,
         "repository": "s3://backups",
+        "logs": f"s3://backups/@runs/{RUN}/",
         "tables": checks,
         "capacity": ["orders: read capacity 400 -> 100 refused (daily decrease limit); will retry"],
     }

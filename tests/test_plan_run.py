@@ -15,8 +15,8 @@ import orjson
 import pytest
 
 from hippolyte.ops.demo import fill, order_item
-from hippolyte.testing import Server
 from tests.helpers import db_for, run
+from tests.support.servers import Server
 
 pytestmark = pytest.mark.servers
 ORDER_KEY = (("customer", "S"), ("order", "N"))

@@ -13,12 +13,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hippolyte import config, manifest, proof
 from hippolyte.adapters.dynamodb import encode_item
-from hippolyte.errors import ConfigError
-from hippolyte.model import TableInfo
-from hippolyte.pacing import PageSizer, TokenBucket, read_budget, segments_for
-from hippolyte.selection import Rules, decide
+from hippolyte.core import config, proof
+from hippolyte.core.errors import ConfigError
+from hippolyte.core.model import TableInfo
+from hippolyte.core.pacing import PageSizer, TokenBucket, read_budget, segments_for
+from hippolyte.core.selection import Rules, decide
+from hippolyte.repo import manifest
 from tests.corpus import Item, attributes
 
 
@@ -214,8 +215,8 @@ def test_two_targets_cannot_share_a_repository(tmp_path) -> None:  # type: ignor
 
 
 def test_a_failing_group_does_not_stop_its_caller() -> None:
+    from hippolyte.core.errors import Interrupted
     from hippolyte.engines.pool import run_all
-    from hippolyte.errors import Interrupted
 
     outer = threading.Event()
     seen: list[bool] = []

@@ -19,19 +19,19 @@ from hypothesis import strategies as st
 
 from hippolyte.adapters import aws, dynamodb_write
 from hippolyte.adapters.storage import open_storage
+from hippolyte.core.errors import AwsError, BackupCorrupt, ConfigError
+from hippolyte.core.pacing import TokenBucket
 from hippolyte.engines.load import LoadSettings, load_files
 from hippolyte.engines.pool import cpu_pool
-from hippolyte.errors import AwsError, BackupCorrupt, ConfigError
-from hippolyte.faults import FaultProxy
+from hippolyte.formats.open import open_source
 from hippolyte.ops import restore as restore_ops
 from hippolyte.ops.backup import BackupParams, backup_tables
 from hippolyte.ops.demo import order_item
 from hippolyte.ops.restore import RestoreParams, RestoreRefused, restore
-from hippolyte.pacing import TokenBucket
-from hippolyte.sources import open_source
-from hippolyte.testing import Server
 from tests.corpus import attributes, nasty_items, same_items
 from tests.helpers import Db, db_for, run
+from tests.support.faults import FaultProxy
+from tests.support.servers import Server
 
 pytestmark = pytest.mark.servers
 ORDER_KEY = (("customer", "S"), ("order", "N"))

@@ -17,9 +17,9 @@ import orjson
 import pytest
 
 from hippolyte.adapters.storage import open_storage
-from hippolyte.lock import KEY, RepoLock
-from hippolyte.testing import Server
+from hippolyte.repo.lock import KEY, RepoLock
 from tests.helpers import db_for
+from tests.support.servers import Server
 
 
 def _dead_pid() -> int:

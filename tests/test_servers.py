@@ -9,8 +9,8 @@ from pathlib import Path
 import boto3
 import pytest
 
-from hippolyte import testing
-from hippolyte.testing import Server
+from tests.support import servers as testing
+from tests.support.servers import Server
 
 pytestmark = pytest.mark.servers
 

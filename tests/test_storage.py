@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 from conftest import S3_SERVERS, S3Bucket
 
-from hippolyte import testing
 from hippolyte.adapters.storage import LocalStorage, S3Storage, Storage, open_storage
-from hippolyte.errors import ConfigError, CredentialsError, NotFound, RepositoryError
-from hippolyte.testing import Server
+from hippolyte.core.errors import ConfigError, CredentialsError, NotFound, RepositoryError
+from tests.support import servers as testing
+from tests.support.servers import Server
 
 MB = 1024 * 1024
 

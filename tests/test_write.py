@@ -23,11 +23,11 @@ from cryptography.x509.oid import NameOID
 from hippolyte.adapters import aws, dynamodb_write
 from hippolyte.adapters.dynamodb import encode_item
 from hippolyte.adapters.dynamodb_write import BotocoreWriter, DirectWriter, SigV4
-from hippolyte.errors import AwsError, TableNotFound, Throttled, Transient
-from hippolyte.faults import FaultProxy
-from hippolyte.testing import Server
+from hippolyte.core.errors import AwsError, TableNotFound, Throttled, Transient
 from tests.corpus import nasty_items, same_items
 from tests.helpers import Db, db_for
+from tests.support.faults import FaultProxy
+from tests.support.servers import Server
 
 pytestmark = pytest.mark.servers
 

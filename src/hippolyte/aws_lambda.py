@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import json
 import logging
 import os
 import threading
@@ -29,22 +28,22 @@ from typing import Any
 
 import orjson
 
-from hippolyte import config, manifest, planning
 from hippolyte.adapters.storage import Storage
-from hippolyte.config import Settings, Target
-from hippolyte.errors import ConfigError, HippolyteError, Interrupted
-from hippolyte.events import Event, TableDone
-from hippolyte.journal import RUNS
-from hippolyte.lock import RepoLock
+from hippolyte.core import planning
+from hippolyte.core.config import Settings, Target
+from hippolyte.core.errors import ConfigError, HippolyteError, Interrupted
+from hippolyte.core.events import Event, TableDone
+from hippolyte.core.model import to_plain
+from hippolyte.ops import context as context_mod
 from hippolyte.ops import jobs
+from hippolyte.ops.logs import json_logging
 from hippolyte.ops.plan import plan_target
 from hippolyte.ops.run import run_plan
-from hippolyte.render import json_logging, to_plain
+from hippolyte.repo import manifest
+from hippolyte.repo.journal import RUNS
+from hippolyte.repo.lock import RepoLock
 
 ACTIONS = ("backup", "monitor")
-ENV_CONFIG_JSON = "HIPPOLYTE_CONFIG_JSON"
-ENV_REPOSITORY = "HIPPOLYTE_REPOSITORY"
-ENV_TOPIC = "HIPPOLYTE_SNS_TOPIC_ARN"
 ENV_MARGIN = "HIPPOLYTE_LAMBDA_MARGIN_S"
 MARGIN_S = 60.0  # kept free of scans: planning is done, but the record and reverts remain
 MARGIN_RATIO = 0.2  # estimates are estimates
@@ -108,36 +107,13 @@ def function_location(context: Any) -> tuple[str | None, str | None]:
 
 
 def settings_for(context: Any) -> Settings:
-    data, source = _config_data()
     region, account = function_location(context)
-    if not data.get("repository") and os.environ.get(ENV_REPOSITORY):
-        data["repository"] = os.environ[ENV_REPOSITORY]
-    if not data.get("targets"):
-        data["targets"] = [{"account": account, "region": region}]
-    topic = os.environ.get(ENV_TOPIC)
-    channels = data.setdefault("notifications", [])
-    if topic and all(c.get("topic_arn") != topic for c in channels):
-        channels.append({"type": "sns", "topic_arn": topic, "name": "stack topic"})
-    return config.validate(data, source=source)
-
-
-def _config_data() -> tuple[dict[str, Any], str]:
-    raw = os.environ.get(ENV_CONFIG_JSON)
-    if raw:
-        try:
-            data = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"${ENV_CONFIG_JSON} is not valid JSON: {exc}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"${ENV_CONFIG_JSON} must hold a JSON object")
-        return data, f"${ENV_CONFIG_JSON}"
-    path = config.config_path(None)
-    return config.load().model_dump(mode="json"), str(path) if path else "the defaults"
+    return context_mod.lambda_settings(region=region, account=account)
 
 
 def _locked(settings: Settings, job: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
     """One run at a time, with the same lock in the repository as ``hippolyte serve``."""
-    storage = jobs.storage_for(settings, settings.effective_targets()[0])
+    storage = context_mod.storage_for(settings, settings.effective_targets()[0])
     lock = RepoLock(storage=storage, lease_s=settings.serve.lock_lease_s, purpose=job)
     if not lock.acquire():
         raise HippolyteError(f"{job} skipped: another run holds the lock in {storage.url}")
@@ -202,7 +178,7 @@ def backup(settings: Settings, *, context: Any) -> dict[str, Any]:
 
 
 def _backup_target(settings: Settings, target: Target, *, context: Any) -> dict[str, Any]:
-    storage = jobs.storage_for(settings, target)
+    storage = context_mod.storage_for(settings, target)
     storage.check_writable()
     full, _ = plan_target(settings, target, storage=storage, at=None)
     remaining = remaining_s(context)
@@ -244,7 +220,7 @@ def _run(
                 plan,
                 conn=target.connection(),
                 storage=storage,
-                params=jobs.backup_params(settings),
+                params=context_mod.backup_params(settings),
                 pipelines_at_once=settings.workers,
                 emit=_log_event,
                 stop=stop,

@@ -8,7 +8,7 @@ from typing import Any
 import botocore.exceptions
 
 from hippolyte.adapters import aws
-from hippolyte.model import Json
+from hippolyte.core.model import Json
 
 NAMESPACE = "dynamodb"
 READ_DIMENSION = "dynamodb:table:ReadCapacityUnits"

@@ -15,9 +15,9 @@ import boto3
 import botocore.config
 import botocore.exceptions
 
-from hippolyte import __version__
-from hippolyte.errors import AwsError, CredentialsError, Throttled, Transient
-from hippolyte.model import Connection
+from hippolyte.core.errors import AwsError, CredentialsError, Throttled, Transient
+from hippolyte.core.model import Connection
+from hippolyte.core.version import __version__
 
 THROTTLING = {
     "ProvisionedThroughputExceededException",
@@ -87,7 +87,7 @@ def client(
 ) -> Any:
     sess = session(conn)
     if sess.region_name is None:
-        from hippolyte.errors import ConfigError
+        from hippolyte.core.errors import ConfigError
 
         raise ConfigError(
             "no AWS region: pass --region, set it in the config's target, or set AWS_REGION"

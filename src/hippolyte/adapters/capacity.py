@@ -9,7 +9,7 @@ import botocore.exceptions
 
 from hippolyte.adapters import aws
 from hippolyte.adapters.dynamodb import unsupported
-from hippolyte.errors import AwsError, TableNotFound
+from hippolyte.core.errors import AwsError, TableNotFound
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -16,8 +16,8 @@ from typing import Any
 import botocore.exceptions
 
 from hippolyte.adapters import aws
-from hippolyte.errors import AwsError, DataPipelineUnavailable
-from hippolyte.model import Connection
+from hippolyte.core.errors import AwsError, DataPipelineUnavailable
+from hippolyte.core.model import Connection
 
 CLOSED = (
     "AWS closed Data Pipeline to new customers on 2024-07-25 and offers it in a few regions "

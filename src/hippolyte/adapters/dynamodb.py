@@ -25,8 +25,8 @@ import msgspec
 import orjson
 
 from hippolyte.adapters import aws
-from hippolyte.errors import TableNotFound, Transient
-from hippolyte.model import Json, TableInfo
+from hippolyte.core.errors import TableNotFound, Transient
+from hippolyte.core.model import Json, TableInfo
 
 log = logging.getLogger(__name__)
 

@@ -9,9 +9,9 @@ import botocore.exceptions
 
 from hippolyte.adapters import aws
 from hippolyte.adapters.dynamodb import unsupported
-from hippolyte.errors import AwsError, HippolyteError, TableNotFound
-from hippolyte.model import Json
-from hippolyte.restore_plan import Step
+from hippolyte.core.errors import AwsError, HippolyteError, TableNotFound
+from hippolyte.core.model import Json
+from hippolyte.core.restore_plan import Step
 
 
 class TableExists(HippolyteError):

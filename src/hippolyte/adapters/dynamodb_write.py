@@ -41,7 +41,7 @@ import orjson
 
 from hippolyte.adapters import aws
 from hippolyte.adapters.dynamodb import encode_item, table_errors
-from hippolyte.errors import AwsError, CredentialsError, Transient
+from hippolyte.core.errors import AwsError, CredentialsError, Transient
 
 MAX_ITEMS = 25
 MAX_BYTES = 16 * 1024 * 1024

@@ -29,7 +29,7 @@ import botocore.exceptions
 import orjson
 
 from hippolyte.adapters import aws
-from hippolyte.channels import (  # noqa: F401 (re-exported)
+from hippolyte.core.channels import (  # noqa: F401 (re-exported)
     Channel,
     EmailChannel,
     SnsChannel,
@@ -37,9 +37,9 @@ from hippolyte.channels import (  # noqa: F401 (re-exported)
     parse_channels,
     redacted,
 )
-from hippolyte.errors import HippolyteError
-from hippolyte.messages import Message
-from hippolyte.model import Connection
+from hippolyte.core.errors import HippolyteError
+from hippolyte.core.messages import Message
+from hippolyte.core.model import Connection
 
 SNS_MAX_BYTES = 262_144  # SNS message size limit
 DETAIL_MAX = 300

@@ -24,7 +24,7 @@ from urllib.parse import unquote, urlsplit
 import botocore.exceptions
 
 from hippolyte.adapters.aws import Connection, client, translate
-from hippolyte.errors import (
+from hippolyte.core.errors import (
     ConfigError,
     CredentialsError,
     HippolyteError,
@@ -39,6 +39,8 @@ ACCEPTED = "a folder path, file:///absolute/path or s3://bucket[/prefix]"
 
 class Storage(Protocol):
     url: str  # the repository URL, normalized: an absolute path or s3://bucket[/prefix]
+    bucket: str | None  # the S3 bucket, None for a local folder
+    prefix: str  # the S3 key prefix without slashes ("" for a local folder)
 
     def open_write(self, key: str) -> AbstractContextManager[BinaryIO]:
         """The object appears under ``key`` only if the with-block exits without error."""
@@ -121,6 +123,8 @@ class LocalStorage:
     def __init__(self, root: Path) -> None:
         self.root = Path(os.path.abspath(root.expanduser()))
         self.url = str(self.root)
+        self.bucket: str | None = None
+        self.prefix = ""
 
     def __repr__(self) -> str:
         return f"LocalStorage({self.url!r})"
@@ -282,7 +286,7 @@ class S3Storage:
     ) -> None:
         from boto3.s3.transfer import TransferConfig
 
-        self.bucket = bucket
+        self.bucket: str | None = bucket
         self.prefix = prefix.strip("/")
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self._conn, self._endpoint_url = conn, endpoint_url

@@ -25,11 +25,11 @@ from typing import Any
 
 from hippolyte.adapters import dynamodb
 from hippolyte.adapters.storage import Storage, open_storage
+from hippolyte.core.errors import ConfigError, Interrupted
+from hippolyte.core.events import Emit, Note, PageDone
+from hippolyte.core.model import Connection, FileEntry
+from hippolyte.core.pacing import TokenBucket
 from hippolyte.engines.segment import SegmentJob, scan_segment
-from hippolyte.errors import ConfigError, Interrupted
-from hippolyte.events import Emit, Note, PageDone
-from hippolyte.model import Connection, FileEntry
-from hippolyte.pacing import TokenBucket
 
 TASK_RETRIES = 3
 

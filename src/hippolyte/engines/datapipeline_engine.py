@@ -22,21 +22,22 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from hippolyte import datapipeline, planning
 from hippolyte.adapters import aws
 from hippolyte.adapters import datapipeline as dp_api
-from hippolyte.adapters.storage import S3Storage, Storage
-from hippolyte.errors import (
+from hippolyte.adapters.storage import Storage
+from hippolyte.core import pipeline_defs as datapipeline
+from hippolyte.core import planning
+from hippolyte.core.errors import (
     BackupFailed,
     ConfigError,
     CredentialsError,
     DataPipelineUnavailable,
     HippolyteError,
 )
-from hippolyte.events import Emit, Note
-from hippolyte.journal import PIPELINES, RUNS, Journal
-from hippolyte.model import Connection, Json
-from hippolyte.ops import capacity
+from hippolyte.core.events import Emit, Note
+from hippolyte.core.model import Connection, Json
+from hippolyte.engines import capacity
+from hippolyte.repo.journal import PIPELINES, RUNS, Journal
 
 DONE_STATES = frozenset(
     {
@@ -57,7 +58,7 @@ FATAL = (DataPipelineUnavailable, CredentialsError)  # no other pipeline would f
 
 def location(storage: Storage) -> tuple[str, str]:
     """The repository's bucket and prefix: EMR writes the exports straight to S3."""
-    if not isinstance(storage, S3Storage):
+    if storage.bucket is None:
         raise ConfigError(
             f"--engine datapipeline needs an s3:// repository (EMR writes the exports to S3), "
             f"not {storage.url}"

@@ -22,9 +22,9 @@ import botocore.exceptions
 
 from hippolyte.adapters import aws
 from hippolyte.adapters.storage import Storage
-from hippolyte.errors import ConfigError, HippolyteError, Interrupted
-from hippolyte.model import BackupRef, FileEntry, TableInfo
-from hippolyte.sources import SourceFile, iter_lines
+from hippolyte.core.errors import ConfigError, HippolyteError, Interrupted
+from hippolyte.core.model import BackupRef, FileEntry, TableInfo
+from hippolyte.formats.base import SourceFile, iter_lines
 
 POLL_S = 10.0
 TIMEOUT_S = 24 * 3600.0
@@ -109,7 +109,7 @@ def _wait(
 
 
 def _files(storage: Storage, ref: BackupRef) -> list[FileEntry]:
-    from hippolyte import formats_native
+    from hippolyte.formats import native as formats_native
 
     source = formats_native.detect(storage, ref.prefix, location=str(ref))
     if source is None:

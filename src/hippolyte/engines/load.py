@@ -18,12 +18,12 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from hippolyte.adapters import dynamodb_write
+from hippolyte.core.errors import Interrupted, Throttled
+from hippolyte.core.events import Emit, ItemsWritten
+from hippolyte.core.pacing import AdaptiveLimit, TokenBucket, write_units
+from hippolyte.core.retry import retrying
 from hippolyte.engines.pool import run_all
-from hippolyte.errors import Interrupted, Throttled
-from hippolyte.events import Emit, ItemsWritten
-from hippolyte.pacing import AdaptiveLimit, TokenBucket, write_units
-from hippolyte.retry import retrying
-from hippolyte.sources import Source, SourceFile, iter_items
+from hippolyte.formats.base import Source, SourceFile, iter_items
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -11,11 +11,11 @@ import threading
 from typing import Any
 
 from hippolyte.adapters.storage import Storage
+from hippolyte.core.events import Emit
+from hippolyte.core.model import FileEntry
+from hippolyte.core.pacing import TokenBucket
 from hippolyte.engines.pool import run_all
 from hippolyte.engines.segment import SegmentJob, scan_segment
-from hippolyte.events import Emit
-from hippolyte.model import FileEntry
-from hippolyte.pacing import TokenBucket
 
 
 def run_segments(

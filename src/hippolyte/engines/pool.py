@@ -20,7 +20,7 @@ from concurrent.futures import (
 )
 from typing import TypeVar
 
-from hippolyte.errors import Interrupted
+from hippolyte.core.errors import Interrupted
 
 T = TypeVar("T")
 R = TypeVar("R")

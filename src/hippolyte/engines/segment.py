@@ -17,14 +17,14 @@ from typing import Any, BinaryIO
 
 import orjson
 
-from hippolyte import manifest
 from hippolyte.adapters import dynamodb
 from hippolyte.adapters.storage import Storage
-from hippolyte.errors import Interrupted, NotFound
-from hippolyte.events import Emit, PageDone
-from hippolyte.model import FileEntry, Json
-from hippolyte.pacing import PageSizer, TokenBucket
-from hippolyte.retry import retrying
+from hippolyte.core.errors import Interrupted, NotFound
+from hippolyte.core.events import Emit, PageDone
+from hippolyte.core.model import FileEntry, Json
+from hippolyte.core.pacing import PageSizer, TokenBucket
+from hippolyte.core.retry import retrying
+from hippolyte.repo import manifest
 
 try:  # ISA-L: ~4x zlib's speed at the same ratio, writes ordinary gzip
     from isal import isal_zlib as _zlib

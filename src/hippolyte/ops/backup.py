@@ -16,18 +16,17 @@ from typing import Any
 
 import orjson
 
-from hippolyte import __version__, manifest
 from hippolyte.adapters import aws, dynamodb
 from hippolyte.adapters.storage import Storage
-from hippolyte.datapipeline import PipelineOptions
+from hippolyte.core.errors import ConfigError, HippolyteError, Interrupted
+from hippolyte.core.events import Emit, Note, TableDone, TableStarted
+from hippolyte.core.model import BackupRef, FileEntry, TableInfo, TableResult
+from hippolyte.core.pacing import TokenBucket, read_budget, segments_for
+from hippolyte.core.pipeline_defs import PipelineOptions
 from hippolyte.engines.local import run_segments
 from hippolyte.engines.segment import FILE_MAX_RAW_BYTES, SegmentJob
-from hippolyte.errors import BackupFailed, ConfigError, HippolyteError, Interrupted
-from hippolyte.events import Emit, Note, TableDone, TableStarted
-from hippolyte.model import BackupRef, FileEntry, Json, TableInfo, TableResult
-from hippolyte.pacing import TokenBucket, read_budget, segments_for
-
-SCAN_CONSISTENCY = "eventually consistent parallel Scan; not a point-in-time snapshot"
+from hippolyte.repo import manifest, writer
+from hippolyte.repo.writer import SCAN_CONSISTENCY
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -171,7 +170,7 @@ def backup_one(
     if info is None:  # described long ago (the run may be hours old): again, fresh
         info = dynamodb.describe(control, name)
     start = clock()
-    ref = _allocate(storage, table=info.name, at=start)
+    ref = writer.allocate(storage, table=info.name, at=start)
     began = time.monotonic()
     budget = read_budget(
         on_demand=info.on_demand,
@@ -218,9 +217,9 @@ def backup_one(
         )
         if files is None:
             files = runner(jobs, budget, consumed.wrap(emit), stop)
-            _tidy(storage, ref=ref, files=files)
+            writer.tidy(storage, ref=ref, files=files)
         end = clock()
-        _commit(
+        writer.commit(
             storage,
             ref=ref,
             info=info,
@@ -267,7 +266,7 @@ class _Counter:
         self._lock = threading.Lock()
 
     def wrap(self, emit: Emit) -> Emit:
-        from hippolyte.events import PageDone
+        from hippolyte.core.events import PageDone
 
         def counted(event: Any) -> None:
             if isinstance(event, PageDone):
@@ -304,82 +303,3 @@ def _exported(
         emit(Note(text=f"{exc}: scanning instead", table=info.name))
         return None, SCAN_CONSISTENCY
     return files, f"point-in-time export as of {when} (ExportTableToPointInTime)"
-
-
-def _tidy(storage: Storage, *, ref: BackupRef, files: list[FileEntry]) -> None:
-    """Before the manifests: drop data files no finishing attempt returned (a distributed
-    unit that died or was duplicated) and the segments' checkpoints."""
-    keep = {ref.prefix + f.key for f in files}
-    for key in list(storage.list(ref.prefix + manifest.DATA_DIR)):
-        if key not in keep:
-            storage.delete(key)
-    for key in list(storage.list(ref.prefix + manifest.CHECKPOINTS)):
-        storage.delete(key)
-
-
-def _allocate(storage: Storage, *, table: str, at: dt.datetime) -> BackupRef:
-    """A backup id not used yet for this table (two backups in one second get the next)."""
-    for offset in range(60):
-        bid = manifest.backup_id(at + dt.timedelta(seconds=offset))
-        ref = BackupRef(repo=storage.url, table=table, backup_id=bid)
-        if not any(True for _ in storage.list(ref.prefix)):
-            return ref
-    raise BackupFailed(f"{table}: no free backup id near {manifest.backup_id(at)}")
-
-
-def _commit(
-    storage: Storage,
-    *,
-    ref: BackupRef,
-    info: TableInfo,
-    extras: Json,
-    files: list[FileEntry],
-    start: dt.datetime,
-    end: dt.datetime,
-    run: Json,
-    consumed: float,
-    source: Json,
-    consistency: str = SCAN_CONSISTENCY,
-) -> None:
-    items = sum(f.item_count for f in files)
-    bucket = storage.url[5:].split("/", 1)[0] if storage.url.startswith("s3://") else None
-    storage.put_bytes(
-        ref.prefix + manifest.MANIFEST_FILES, manifest.manifest_files_lines(ref.prefix, files)
-    )
-    storage.put_bytes(
-        ref.prefix + manifest.MANIFEST_SUMMARY,
-        manifest.manifest_summary(
-            table_arn=info.arn,
-            table_id=str(info.description.get("TableId", "")),
-            start=start,
-            end=end,
-            item_count=items,
-            billed_size_bytes=info.size_bytes,
-            prefix=ref.prefix,
-            s3_bucket=bucket,
-        ),
-    )
-    table_doc = {
-        "name": info.name,
-        "description": manifest.to_json_value(info.description),
-        **extras,
-    }
-    backup_doc = {
-        "id": ref.backup_id,
-        "startTime": manifest.iso(start),
-        "endTime": manifest.iso(end),
-        "durationSeconds": round((end - start).total_seconds(), 3),
-        "itemCount": items,
-        "rawBytes": sum(f.raw_bytes for f in files),
-        "storedBytes": sum(f.size for f in files),
-        "consumedReadUnits": round(consumed, 1),
-        "parameters": run,
-        "source": source,
-        "hippolyteVersion": __version__,
-        "consistency": consistency,
-    }
-    storage.put_bytes(
-        ref.prefix + manifest.DESCRIPTOR,
-        manifest.descriptor(table=table_doc, backup=backup_doc, files=files),
-    )
-    storage.put_bytes(ref.prefix + manifest.SUCCESS, b"")

@@ -17,14 +17,13 @@ from collections.abc import Callable
 
 import orjson
 
-from hippolyte import manifest
 from hippolyte.adapters.storage import Storage
+from hippolyte.core.errors import ConfigError, HippolyteError
+from hippolyte.core.events import Emit, PageDone, TableDone, TableStarted, discard
+from hippolyte.core.model import BackupRef, FileEntry, Json, TableInfo, TableResult
 from hippolyte.engines.segment import FILE_MAX_RAW_BYTES, DataFileWriter
-from hippolyte.errors import ConfigError, HippolyteError
-from hippolyte.events import Emit, PageDone, TableDone, TableStarted, discard
-from hippolyte.model import BackupRef, FileEntry, Json, TableInfo, TableResult
-from hippolyte.ops.backup import _allocate, _commit
-from hippolyte.sources import KeySchema, Source, SourceFile, check_file, iter_items
+from hippolyte.formats.base import KeySchema, Source, SourceFile, check_file, iter_items
+from hippolyte.repo import manifest, writer
 
 BATCH_ITEMS = 1000
 CONSISTENCY = {
@@ -78,7 +77,7 @@ def convert(
     exported, ended = _export_times(source)
     start = exported or clock()
     dest.check_writable()
-    ref = _allocate(dest, table=table_name, at=start)
+    ref = writer.allocate(dest, table=table_name, at=start)
     run = {
         "convertedFrom": {"kind": source.kind, "location": source.location},
         "convertedAt": manifest.iso(clock()),
@@ -102,7 +101,7 @@ def convert(
     try:
         files = _rewrite_all(source, dest=dest, ref=ref, schema=schema, emit=emit, out=written)
         info = _table_info(source, table_name=table_name, desc=schema_description, files=files)
-        _commit(
+        writer.commit(
             dest,
             ref=ref,
             info=info,

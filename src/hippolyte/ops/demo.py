@@ -20,17 +20,17 @@ import orjson
 
 from hippolyte.adapters import aws, dynamodb
 from hippolyte.adapters.storage import open_storage
-from hippolyte.channels import WebhookChannel
-from hippolyte.config import Selection, Settings, Target
-from hippolyte.events import Emit
+from hippolyte.core.channels import WebhookChannel
+from hippolyte.core.config import Selection, Settings, Target
+from hippolyte.core.events import Emit
 from hippolyte.ops import jobs
-from hippolyte.ops.verify import verify
+from hippolyte.repo.verify import verify
 
 ORDERS, SESSIONS, EMPTY = "demo-orders", "demo-sessions", "demo-empty"
 
 
 def run_demo(*, workdir: str, items: int, emit: Emit, say: Callable[[str], None]) -> dict[str, Any]:
-    from hippolyte.testing import start_dynamodb_local
+    from hippolyte.adapters.local_servers import start_dynamodb_local
 
     for var, value in (("AWS_ACCESS_KEY_ID", "demo"), ("AWS_SECRET_ACCESS_KEY", "demo")):
         os.environ.setdefault(var, value)
@@ -164,9 +164,9 @@ class _Webhook:
 
 def write_plan(settings: Settings, *, storage: Any, html: Path) -> list[str]:
     """Plan the sample tables as tonight's run will, and write the HTML chart."""
+    from hippolyte.core.plan_html import render
+    from hippolyte.core.planning import to_json
     from hippolyte.ops.plan import plan_target
-    from hippolyte.plan_html import render
-    from hippolyte.planning import to_json
 
     planned, _ = plan_target(settings, settings.effective_targets()[0], storage=storage, at=None)
     doc = to_json(planned)
@@ -199,8 +199,8 @@ def restore_all(
     say: Callable[[str], None],
 ) -> list[dict[str, Any]]:
     """Restore every sample backup into a new table and prove it."""
+    from hippolyte.formats.open import open_source
     from hippolyte.ops.restore import RestoreParams, restore
-    from hippolyte.sources import open_source
 
     proofs = []
     for r in results:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from hippolyte.adapters import aws, dynamodb
-from hippolyte.errors import TableNotFound
-from hippolyte.model import Selected, TableInfo
-from hippolyte.selection import Rules, select
+from hippolyte.core.errors import TableNotFound
+from hippolyte.core.model import Selected, TableInfo
+from hippolyte.core.selection import Rules, select
 
 
 def discover(*, conn: aws.Connection, rules: Rules, max_attempts: int = 10) -> list[Selected]:

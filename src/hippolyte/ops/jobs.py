@@ -9,36 +9,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from hippolyte.adapters.storage import Storage, open_storage
-from hippolyte.config import Settings, Target
-from hippolyte.datapipeline import PipelineOptions
-from hippolyte.errors import ConfigError
-from hippolyte.events import Emit, discard
-from hippolyte.model import MonitorReport
-from hippolyte.ops.backup import BackupParams
+from hippolyte.core.config import Settings, Target
+from hippolyte.core.events import Emit, discard
+from hippolyte.core.model import MonitorReport
+from hippolyte.ops.context import backup_params, storage_for
 from hippolyte.ops.monitor import monitor
 from hippolyte.ops.plan import plan_target
 from hippolyte.ops.run import RunResult, run_plan
-
-
-def storage_for(settings: Settings, target: Target) -> Storage:
-    repo = settings.repository_for(target)
-    if not repo:
-        raise ConfigError("no repository: pass --repo or set `repository` in the config")
-    return open_storage(repo, conn=target.connection())
-
-
-def backup_params(settings: Settings) -> BackupParams:
-    return BackupParams(
-        read_percent=settings.read_percent,
-        on_demand_read_units=settings.on_demand_read_units,
-        segments=settings.segments,
-        workers=settings.workers,
-        max_attempts=settings.max_attempts,
-        engine=settings.engine,
-        scheduler=settings.scheduler,
-        datapipeline=PipelineOptions(**settings.datapipeline.model_dump()),
-    )
 
 
 def nightly_backup(
@@ -105,8 +82,8 @@ def nightly_monitor(
 def send_reports(
     settings: Settings, reports: Sequence[MonitorReport], *, now: dt.datetime | None
 ) -> list[Any]:
-    from hippolyte import messages
     from hippolyte.adapters.notify import send_all
+    from hippolyte.core import messages
 
     results = []
     for report in reports:

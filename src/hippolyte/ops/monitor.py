@@ -22,15 +22,14 @@ from collections.abc import Iterable
 import orjson
 from croniter import croniter
 
-from hippolyte import formats_datapipeline, manifest
 from hippolyte.adapters.storage import Storage
-from hippolyte.engines import datapipeline_engine
-from hippolyte.errors import HippolyteError, NotFound
-from hippolyte.journal import RUNS, Journal, run_ids
-from hippolyte.model import BackupRef, Json, MonitorReport, TableCheck
-from hippolyte.ops import capacity, catalog
-from hippolyte.ops.verify import verify
-from hippolyte.render import to_plain
+from hippolyte.core.errors import HippolyteError, NotFound
+from hippolyte.core.model import BackupRef, Json, MonitorReport, TableCheck, to_plain
+from hippolyte.engines import capacity, datapipeline_engine
+from hippolyte.formats import datapipeline as formats_datapipeline
+from hippolyte.repo import catalog, manifest
+from hippolyte.repo.journal import RUNS, Journal, run_ids
+from hippolyte.repo.verify import verify
 
 GRACE = dt.timedelta(hours=1)  # a run may start a little before its scheduled minute
 

@@ -11,15 +11,15 @@ from typing import Any
 
 import orjson
 
-from hippolyte import planning
 from hippolyte.adapters import capacity, dynamodb
 from hippolyte.adapters.storage import Storage
-from hippolyte.config import Settings, Target
-from hippolyte.errors import ConfigError, HippolyteError
-from hippolyte.model import TableInfo
-from hippolyte.ops import catalog
+from hippolyte.core import planning
+from hippolyte.core.config import Settings, Target
+from hippolyte.core.errors import ConfigError, HippolyteError
+from hippolyte.core.model import TableInfo
+from hippolyte.core.selection import select
 from hippolyte.ops.discover import discover
-from hippolyte.selection import select
+from hippolyte.repo import catalog
 
 
 def _clock(text: str) -> dt.time:

@@ -18,22 +18,22 @@ from pathlib import Path
 from typing import Any
 
 from hippolyte.adapters import aws, dynamodb, dynamodb_admin, dynamodb_write
-from hippolyte.engines.load import LoadSettings, load_files
-from hippolyte.engines.pool import cpu_pool, cpus
-from hippolyte.engines.segment import paced_pages
-from hippolyte.errors import ConfigError, HippolyteError
-from hippolyte.events import Emit, LoadStarted, Note
-from hippolyte.model import Json, TableInfo
-from hippolyte.pacing import TokenBucket
-from hippolyte.proof import Digest, digest_of
-from hippolyte.restore_plan import (
+from hippolyte.core.errors import ConfigError, HippolyteError
+from hippolyte.core.events import Emit, LoadStarted, Note
+from hippolyte.core.model import Json, TableInfo
+from hippolyte.core.pacing import TokenBucket
+from hippolyte.core.proof import Digest, digest_of
+from hippolyte.core.restore_plan import (
     capacity_step,
     create_table_request,
     schema_differences,
     settings_steps,
 )
-from hippolyte.restore_state import RestoreState, default_dir
-from hippolyte.sources import FileCheck, KeySchema, Source, SourceFile, check_file
+from hippolyte.engines.load import LoadSettings, load_files
+from hippolyte.engines.pool import cpu_pool, cpus
+from hippolyte.engines.segment import paced_pages
+from hippolyte.formats.base import FileCheck, KeySchema, Source, SourceFile, check_file
+from hippolyte.ops.restore_state import RestoreState, default_dir
 
 
 class RestoreRefused(HippolyteError):

@@ -18,16 +18,15 @@ from dataclasses import dataclass, replace
 
 import orjson
 
-from hippolyte import manifest, planning
 from hippolyte.adapters.storage import Storage
-from hippolyte.engines import datapipeline_engine
-from hippolyte.errors import HippolyteError, Interrupted
-from hippolyte.events import Emit, Note
-from hippolyte.journal import RUNS, Journal
-from hippolyte.model import BackupRef, Connection, TableResult
-from hippolyte.ops import capacity
+from hippolyte.core import planning
+from hippolyte.core.errors import HippolyteError, Interrupted
+from hippolyte.core.events import Emit, Note
+from hippolyte.core.model import BackupRef, Connection, TableResult, to_plain
+from hippolyte.engines import capacity, datapipeline_engine
 from hippolyte.ops.backup import BackupParams, Clients, backup_tables
-from hippolyte.render import to_plain
+from hippolyte.repo import manifest
+from hippolyte.repo.journal import RUNS, Journal
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -9,12 +9,11 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from hippolyte import manifest
 from hippolyte.adapters.storage import Storage
-from hippolyte.errors import HippolyteError, NotFound
-from hippolyte.journal import RUNS, run_ids
-from hippolyte.model import Selected
-from hippolyte.ops import catalog
+from hippolyte.core.errors import HippolyteError, NotFound
+from hippolyte.core.model import Selected
+from hippolyte.repo import catalog, manifest
+from hippolyte.repo.journal import RUNS, run_ids
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -1,0 +1,218 @@
+"""The config file (hippolyte.toml) -> validated, frozen settings. No AWS calls.
+
+Every CLI option can also come from here; the CLI's value wins when both are given.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from hippolyte.core.channels import Channel
+from hippolyte.core.errors import ConfigError
+from hippolyte.core.model import Connection
+from hippolyte.core.selection import Rules
+
+ENV_CONFIG = "HIPPOLYTE_CONFIG"
+DEFAULT_NAME = "hippolyte.toml"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Target(_Strict):
+    """One account and region to back up."""
+
+    account: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://")
+    repository: str | None = None  # overrides the top-level repository for this target
+
+    def connection(self) -> Connection:
+        return Connection(
+            account=self.account,
+            region=self.region,
+            profile=self.profile,
+            role_arn=self.role_arn,
+            endpoint_url=self.endpoint_url,
+        )
+
+    @property
+    def label(self) -> str:
+        return "/".join(x for x in (self.account, self.region) if x) or "default"
+
+
+class Selection(_Strict):
+    include: list[str] = []
+    exclude: list[str] = []
+    always_backup: list[str] = []
+    required_tags: dict[str, str] = {}
+
+    @field_validator("include", "exclude")
+    @classmethod
+    def _regexes(cls, patterns: list[str]) -> list[str]:
+        import re
+
+        for p in patterns:
+            try:
+                re.compile(p)
+            except re.error as exc:
+                raise ValueError(f"{p!r} is not a valid regular expression: {exc}") from exc
+        return patterns
+
+    def rules(self) -> Rules:
+        return Rules(
+            include=tuple(self.include),
+            exclude=tuple(self.exclude),
+            always_backup=tuple(self.always_backup),
+            required_tags=dict(self.required_tags),
+        )
+
+
+class Planning(_Strict):
+    """The nightly window and the cost model (see planning.PlanSettings)."""
+
+    window_start: str = Field(default="00:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    window_end: str = Field(default="07:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    bytes_per_rcu: Literal[4096, 8192] = 8192  # 8192: eventually consistent scans (ours)
+    table_start_s: float = Field(default=60, ge=0)
+    pipeline_start_s: float = Field(default=600, ge=0)
+    max_tables_per_pipeline: int = Field(default=32, ge=1, le=32)
+
+
+def _cron(expr: str) -> str:
+    from croniter import croniter
+
+    if not croniter.is_valid(expr):
+        raise ValueError(f"{expr!r} is not a cron expression (minute hour day month weekday)")
+    return expr
+
+
+class Schedule(_Strict):
+    """When `serve` runs each job (cron, UTC); the original's defaults."""
+
+    backup: str = "10 0 * * *"
+    monitor: str = "15 1-10 * * *"
+
+    @field_validator("backup", "monitor")
+    @classmethod
+    def _valid(cls, expr: str) -> str:
+        return _cron(expr)
+
+
+class DataPipeline(_Strict):
+    """engine = "datapipeline": where the pipelines run and as whom (see datapipeline.py)."""
+
+    region: str | None = None  # where the pipelines are created; default: the target's
+    subnet_id: str | None = Field(default=None, pattern=r"^subnet-[0-9a-f]+$")
+    log_uri: str | None = Field(default=None, pattern=r"^s3://")  # default: the run's folder
+    role: str = "DataPipelineDefaultRole"
+    resource_role: str = "DataPipelineDefaultResourceRole"
+
+
+class Serve(_Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(default=9464, ge=0, le=65535)  # /metrics and /healthz
+    lock_lease_s: float = Field(default=900, gt=0)  # a lock older than this, holder gone: stale
+
+
+class Settings(_Strict):
+    repository: str | None = None
+    read_percent: float = Field(default=0.5, gt=0, le=1)
+    on_demand_read_units: float = Field(default=1000, gt=0)  # request units/s for on-demand tables
+    segments: int | None = Field(default=None, ge=1, le=1_000_000)  # None: from table size
+    workers: int = Field(default=4, ge=1, le=256)
+    max_attempts: int = Field(default=10, ge=1, le=100)  # botocore standard-mode attempts per call
+    # where backups run: threads here, Dask, DynamoDB's export, per table, or Data Pipeline
+    engine: Literal["local", "dask", "export", "auto", "datapipeline"] = "local"
+    scheduler: str | None = Field(default=None, pattern=r"^(tcp|tls|inproc|ws|wss)://")
+    targets: list[Target] = []
+    selection: Selection = Selection()
+    planning: Planning = Planning()
+    schedule: Schedule = Schedule()
+    serve: Serve = Serve()
+    datapipeline: DataPipeline = DataPipeline()
+    rpo_hours: float = Field(default=24, gt=0)  # status fails when a backup is older
+    notifications: list[Channel] = []  # SNS topics, SMTP e-mail, webhooks
+    notify_on_success: bool = False  # the monitor also reports a night with no failure
+
+    def effective_targets(self) -> list[Target]:
+        return self.targets or [Target()]
+
+    def repository_for(self, target: Target) -> str | None:
+        return target.repository or self.repository
+
+    def with_overrides(self, **values: Any) -> Settings:
+        """CLI values (None = not given) over the file's."""
+        given = {k: v for k, v in values.items() if v is not None}
+        target_keys = {"region", "profile", "endpoint_url", "role_arn"}
+        target_over = {k: given.pop(k) for k in list(given) if k in target_keys}
+        data = self.model_dump()
+        data.update(given)
+        if target_over:
+            data["targets"] = [{**t, **target_over} for t in (data["targets"] or [{}])]
+        return validate(data, source="command line")
+
+
+def validate(data: dict[str, Any], *, source: str) -> Settings:
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(f"{source}: {_first_error(exc)}") from None
+    _check_repositories(settings, source=source)
+    return settings
+
+
+def _check_repositories(settings: Settings, *, source: str) -> None:
+    seen: dict[str, str] = {}
+    for t in settings.targets:
+        repo = settings.repository_for(t)
+        if repo is None:
+            continue
+        if repo in seen and len(settings.targets) > 1:
+            raise ConfigError(
+                f"{source}: targets {seen[repo]!r} and {t.label!r} would write into the same "
+                f"repository {repo!r}; give each target its own `repository`"
+            )
+        seen[repo] = t.label
+
+
+def _first_error(exc: ValidationError) -> str:
+    err = exc.errors()[0]
+    where = ".".join(str(x) for x in err["loc"]) or "(top level)"
+    if err["type"] == "extra_forbidden":
+        return f"unknown key {where!r}"
+    msg = err["msg"].removeprefix("Value error, ")
+    return f"{where}: {msg} (got {err.get('input')!r})"
+
+
+def config_path(explicit: str | None) -> Path | None:
+    """--config, else $HIPPOLYTE_CONFIG, else ./hippolyte.toml if present."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(ENV_CONFIG):
+        return Path(os.environ[ENV_CONFIG])
+    local = Path(DEFAULT_NAME)
+    return local if local.is_file() else None
+
+
+def load(explicit: str | None = None) -> Settings:
+    path = config_path(explicit)
+    if path is None:
+        return Settings()
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file {str(path)!r} does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {str(path)!r} cannot be read: {exc.strerror}") from None
+    return validate(data, source=str(path))

@@ -1,0 +1,374 @@
+"""Least-privilege IAM: the AWS calls the code makes, read from the source itself (ast), and
+policy statements that allow exactly those (plus ``NECESSITIES``) on the narrowest resources.
+
+Every boto3 client method called on a DynamoDB, S3, SNS or Application Auto Scaling client,
+checked against botocore's service models: ``x.scan(...)``, ``get_paginator("list_tables")``,
+``get_waiter("table_exists")``, s3transfer's ``upload_fileobj`` (a multipart upload), and
+``operation="update_table"`` values that the code dispatches later through ``getattr``. Calls
+on names bound by imports are our own wrappers and skipped (their bodies are read instead).
+
+``calls_in_code(entry)`` keeps only the calls reachable from one function, following names,
+module attributes and (over-approximating) any class with a method of the called name, so the
+Lambda's role can leave out what only a restore calls.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import re
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import botocore
+import botocore.exceptions
+import botocore.session
+
+from hippolyte.core.config import Settings
+
+SERVICES = (
+    "dynamodb",
+    "s3",
+    "sns",
+    "application-autoscaling",
+    "datapipeline",
+)  # also their IAM prefixes
+PACKAGE = Path(__file__).resolve().parents[1]
+# Modules that only ever talk to the local servers they start (tests, the demo).
+LOCAL_ONLY = frozenset({"hippolyte.adapters.local_servers", "hippolyte.ops.demo"})
+# s3transfer's upload_fileobj: one PutObject, or a multipart upload (aborted on failure).
+_TRANSFER = {
+    "upload_fileobj": (
+        "PutObject",
+        "CreateMultipartUpload",
+        "UploadPart",
+        "CompleteMultipartUpload",
+        "AbortMultipartUpload",
+    )
+}
+# Where IAM names an operation's permission differently from the operation.
+_IAM_NAME = {
+    "s3:ListObjectsV2": "s3:ListBucket",
+    "s3:ListObjects": "s3:ListBucket",
+    "s3:HeadBucket": "s3:ListBucket",
+    "s3:HeadObject": "s3:GetObject",
+    "s3:CreateMultipartUpload": "s3:PutObject",
+    "s3:UploadPart": "s3:PutObject",
+    "s3:CompleteMultipartUpload": "s3:PutObject",
+    "s3:DeleteObjects": "s3:DeleteObject",
+}
+
+
+_AAS = "Application Auto Scaling on DynamoDB (AWS docs: permissions on target services)"
+NECESSITIES = {  # what AWS requires beyond the calls, and why
+    "cloudwatch:DescribeAlarms": _AAS,
+    "cloudwatch:GetMetricData": _AAS,
+    "cloudwatch:PutMetricAlarm": _AAS,
+    "cloudwatch:DeleteAlarms": _AAS,
+    "logs:CreateLogStream": "the Lambda function writes its own logs",
+    "logs:PutLogEvents": "the Lambda function writes its own logs",
+    "sts:AssumeRole": "targets with role_arn (botocore assumes them, no client call)",
+    "iam:PassRole": "Data Pipeline runs as its pipeline and resource roles (engine datapipeline)",
+}
+ACCOUNT_WIDE = {"dynamodb:ListTables", "dynamodb:DescribeLimits"}  # AWS requires Resource "*"
+
+
+# -- the calls in the code -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Call:
+    unit: str  # where: hippolyte.adapters.storage:S3Storage, hippolyte.ops.plan:plan_target
+    line: int
+    service: str  # botocore's name: dynamodb, s3, sns, application-autoscaling
+    operation: str  # the API's: DescribeTable, ListObjectsV2, ...
+
+    @property
+    def action(self) -> str:
+        name = f"{self.service}:{self.operation}"
+        return _IAM_NAME.get(name, name)
+
+
+@functools.cache
+def _methods() -> dict[str, dict[str, str]]:
+    """service -> {client method or "waiter:name": operation}, from botocore's models."""
+    session = botocore.session.get_session()
+    out: dict[str, dict[str, str]] = {}
+    for svc in SERVICES:
+        ops = {botocore.xform_name(op): op for op in session.get_service_model(svc).operation_names}
+        out[svc] = ops
+        try:
+            waiters = session.get_waiter_model(svc)
+        except botocore.exceptions.DataNotFoundError:
+            continue
+        for name in waiters.waiter_names:
+            ops[f"waiter:{botocore.xform_name(name)}"] = waiters.get_waiter(name).operation
+    return out
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Module:
+    name: str
+    units: dict[str, ast.AST]  # top-level functions and classes, and methods as "Class.name"
+    bound: dict[str, str]  # imported name -> "module" or "module:name"
+    hints: set[str]  # services it builds clients for: client(conn, "s3")
+
+
+@functools.cache
+def _modules() -> dict[str, _Module]:
+    out = {}
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        units: dict[str, ast.AST] = {
+            n.name: n
+            for n in tree.body
+            if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
+        }
+        for cls in [n for n in tree.body if isinstance(n, ast.ClassDef)]:
+            units |= {
+                f"{cls.name}.{fn.name}": fn
+                for fn in cls.body
+                if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef)
+            }
+        for n in tree.body:  # module-level values: dispatch tables may hold functions
+            if isinstance(n, ast.Assign | ast.AnnAssign):
+                targets = n.targets if isinstance(n, ast.Assign) else [n.target]
+                units |= {t.id: n for t in targets if isinstance(t, ast.Name)}
+        out[name] = _Module(name=name, units=units, bound=_bound(tree), hints=_hints(tree))
+    return out
+
+
+def _bound(tree: ast.Module) -> dict[str, str]:
+    bound: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:  # import a.b binds a; import a.b as c binds c to a.b
+                top = a.name.split(".")[0]
+                bound[a.asname or top] = a.name if a.asname else top
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            bound |= {a.asname or a.name: f"{node.module}:{a.name}" for a in node.names}
+    return bound
+
+
+def _hints(tree: ast.Module) -> set[str]:
+    calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call) and _name(n.func) == "client"]
+    literals = {str(a.value) for c in calls for a in c.args if isinstance(a, ast.Constant)}
+    return literals & set(SERVICES)
+
+
+def _name(func: ast.expr) -> str | None:
+    return func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", None)
+
+
+def _target(ref: str) -> str:
+    """``pkg.mod:name`` where ``name`` is itself a module -> ``pkg.mod.name``."""
+    module, _, name = ref.partition(":")
+    return f"{module}.{name}" if f"{module}.{name}" in _modules() else ref
+
+
+def _refs(module: _Module, unit: ast.AST, methods: dict[str, set[str]]) -> set[str]:
+    """Units that ``unit`` may call: by name, through a module, or as a method of any class."""
+    out: set[str] = set()
+    for node in ast.walk(unit):
+        if isinstance(node, ast.Name) and node.id in module.units:
+            out.add(f"{module.name}:{node.id}")
+        elif isinstance(node, ast.Name) and node.id in module.bound:
+            out.add(_target(module.bound[node.id]))
+        elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            base = _target(module.bound.get(node.value.id, ""))
+            out |= {f"{base}:{node.attr}"} if base in _modules() else methods.get(node.attr, set())
+        elif isinstance(node, ast.Attribute):
+            out |= methods.get(node.attr, set())
+    return out
+
+
+def reached(entry: str) -> set[str]:
+    """The units (``module:function``, ``module:Class``, ``module:Class.method``) that
+    ``entry`` may call. A class named in the code is reached whole; ``x.name(...)`` reaches the
+    method ``name`` of every class that has one, not the rest of those classes."""
+    modules = _modules()
+    methods: dict[str, set[str]] = {}
+    for m in modules.values():
+        for unit in (u for u in m.units if "." in u):
+            methods.setdefault(unit.partition(".")[2], set()).add(f"{m.name}:{unit}")
+    seen, todo = set(), [entry]
+    while todo:
+        unit = todo.pop()
+        module, _, name = unit.partition(":")
+        if unit in seen or name not in getattr(modules.get(module), "units", {}):
+            continue
+        seen.add(unit)
+        todo += _refs(modules[module], modules[module].units[name], methods)
+    return seen
+
+
+def _candidates(node: ast.AST, bound: dict[str, str]) -> Iterator[str]:
+    """Method names that may be client calls: ``x.scan(...)``, ``get_paginator("op")``,
+    ``get_waiter("w")``, and ``operation="op"`` (dispatched later by ``getattr``)."""
+    if isinstance(node, ast.keyword) and node.arg == "operation":
+        if isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            yield node.value.value
+    if not isinstance(node, ast.Call):
+        return
+    for arg in node.args:  # a client method handed to a wrapper: _call(dp.create_pipeline, ...)
+        if isinstance(arg, ast.Attribute) and isinstance(arg.value, ast.Name):
+            if arg.value.id not in bound:
+                yield arg.attr
+    if not isinstance(node.func, ast.Attribute):
+        return
+    method, receiver = node.func.attr, node.func.value
+    first = node.args[0].value if node.args and isinstance(node.args[0], ast.Constant) else None
+    if method == "get_paginator" and isinstance(first, str):
+        yield first
+    elif method == "get_waiter" and isinstance(first, str):
+        yield f"waiter:{first}"
+    elif not (isinstance(receiver, ast.Name) and receiver.id in bound):  # not our wrappers
+        yield method
+
+
+def _service(method: str, hints: set[str], *, where: str) -> str | None:
+    having = ["s3"] if method in _TRANSFER else [s for s in SERVICES if method in _methods()[s]]
+    hinted = [s for s in having if s in hints]
+    if len(having) == 1 or len(hinted) == 1:
+        return (hinted or having)[0]
+    if "dynamodb" in having:  # clients handed in without a name are DynamoDB's in this code
+        return "dynamodb"
+    if having:
+        raise ValueError(f"{where}: cannot tell which service {method}() belongs to: {having}")
+    return None
+
+
+def _unit_calls(module: _Module, name: str) -> Iterator[Call]:
+    for node in ast.walk(module.units[name]):
+        line = getattr(node, "lineno", 0)
+        for method in _candidates(node, module.bound):
+            svc = _service(method, module.hints, where=f"{module.name}:{line}")
+            for op in _TRANSFER.get(method) or ((_methods()[svc][method],) if svc else ()):
+                yield Call(unit=f"{module.name}:{name}", line=line, service=svc or "", operation=op)
+
+
+@functools.cache
+def calls_in_code(entry: str | None = None) -> tuple[Call, ...]:
+    """Every AWS call in the package; with ``entry`` (``module:function``), those it reaches."""
+    modules = _modules()
+    units = (
+        reached(entry)
+        if entry
+        else {f"{m}:{u}" for m in modules for u in modules[m].units if "." not in u}
+    )
+    return tuple(
+        call
+        for unit in sorted(units)
+        if unit.partition(":")[0] not in LOCAL_ONLY
+        for call in _unit_calls(modules[unit.partition(":")[0]], unit.partition(":")[2])
+    )
+
+
+def api_calls_in_code(entry: str | None = None) -> set[str]:
+    """The IAM actions of the AWS calls the code makes, e.g. ``dynamodb:DescribeTable``."""
+    return {c.action for c in calls_in_code(entry)}
+
+
+# -- policies ------------------------------------------------------------------------------------
+
+Resource = str | dict[str, Any]
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def table_patterns(settings: Settings) -> list[str]:
+    """Table names for IAM: a selection of plain names (``include`` matches from the start of
+    a name) gives ``orders*``; a regex, or no ``include``, gives ``*``."""
+    sel = settings.selection
+    if not sel.include or not all(_PLAIN_NAME.fullmatch(p) for p in sel.include):
+        return ["*"]
+    return sorted({f"{p}*" for p in sel.include} | set(sel.always_backup))
+
+
+def s3_repositories(settings: Settings) -> list[tuple[str, str]]:
+    """(bucket, prefix) of every s3:// repository the settings name."""
+    urls = [settings.repository, *(t.repository for t in settings.targets)]
+    pairs = {u[5:].partition("/")[::2] for u in urls if u and u.startswith("s3://")}
+    return sorted((b, p.strip("/")) for b, p in pairs)
+
+
+def objects_arn(bucket: str, prefix: str, *, partition: str = "aws") -> str:
+    return f"arn:{partition}:s3:::{bucket}/{prefix + '/' if prefix else ''}*"
+
+
+def target_places(settings: Settings, *, region: str, account: str) -> list[tuple[str, str]]:
+    """(region, account) of each target; ``region``/``account`` where the settings are silent."""
+    out = set()
+    for t in settings.effective_targets():
+        acct = t.account if t.account and re.fullmatch(r"\d{12}", t.account) else None
+        if acct is None and t.role_arn:
+            acct = t.role_arn.split(":")[4]
+        out.add((t.region or region, acct or account))
+    return sorted(out)
+
+
+@dataclass(frozen=True, kw_only=True)
+class Scope:
+    """The resources a policy's statements act on."""
+
+    tables: list[Resource]
+    restore_tables: list[Resource]
+    objects: list[Resource]
+    buckets: list[tuple[Resource, str]]  # (bucket ARN, repository prefix or "")
+    topics: list[Resource]
+    alarms: list[Resource]
+    logs: Sequence[Resource] = ()
+    roles: Sequence[str] = ()
+    pipeline_roles: Sequence[Resource] = ()  # passed to Data Pipeline (engine datapipeline)
+
+
+def statements(actions: set[str], restore: set[str], scope: Scope) -> list[dict[str, Any]]:
+    """``actions`` grouped by the resources they act on; ``restore``: the actions of a restore,
+    whose target may be a table of any name."""
+    ddb = {a for a in actions if a.startswith("dynamodb:")} - ACCOUNT_WIDE
+    s3 = {a for a in actions if a.startswith("s3:")}
+    aas = {a for a in actions if a.startswith("application-autoscaling:")}
+    changes_scaling = any(":Describe" not in a for a in aas)  # AAS then manages alarms too
+    alarms = {a for a in NECESSITIES if a.startswith("cloudwatch:") and changes_scaling}
+    alarm_reads = {a for a in alarms if a.startswith(("cloudwatch:Describe", "cloudwatch:Get"))}
+    dp = {a for a in actions if a.startswith("datapipeline:")}
+    found = [
+        ("AccountWideDynamoDB", actions & ACCOUNT_WIDE, ["*"], None),
+        ("Tables", ddb - restore, scope.tables, None),
+        ("RestoreTargets", ddb & restore, scope.restore_tables, None),
+        ("RepositoryObjects", s3 - {"s3:ListBucket"}, scope.objects, None),
+        *[
+            (f"RepositoryList{i}", s3 & {"s3:ListBucket"}, [arn], _prefix(prefix))
+            for i, (arn, prefix) in enumerate(scope.buckets)
+        ],
+        ("Notify", {a for a in actions if a.startswith("sns:")}, scope.topics, None),
+        ("Autoscaling", aas, ["*"], None),  # Application Auto Scaling has no resource ARNs
+        ("AutoscalingAlarmsRead", alarm_reads, ["*"], None),
+        ("AutoscalingAlarms", alarms - alarm_reads, scope.alarms, None),
+        ("Logs", {"logs:CreateLogStream", "logs:PutLogEvents"}, list(scope.logs), None),
+        ("AssumeTargetRoles", {"sts:AssumeRole"}, list(scope.roles), None),
+        ("DataPipeline", dp, ["*"], None),  # pipelines are made per run: no ARN known ahead
+        (
+            "PassPipelineRoles",
+            {"iam:PassRole"} if dp else set(),
+            list(scope.pipeline_roles),
+            {"StringEquals": {"iam:PassedToService": "datapipeline.amazonaws.com"}},
+        ),
+    ]
+    return [
+        {"Sid": sid, "Effect": "Allow", "Action": sorted(acts), "Resource": res}
+        | ({"Condition": cond} if cond else {})
+        for sid, acts, res, cond in found
+        if acts and res
+    ]
+
+
+def _prefix(prefix: str) -> dict[str, Any] | None:
+    return {"StringLike": {"s3:prefix": [f"{prefix}/*"]}} if prefix else None
+
+
+def topics(settings: Settings) -> list[str]:
+    return sorted({c.topic_arn for c in settings.notifications if c.type == "sns"})

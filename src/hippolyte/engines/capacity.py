@@ -1,0 +1,125 @@
+"""Boost a table's read capacity for its backup and put it back, always through the journal.
+
+``boost`` writes the table's state (RCU, WCU, read autoscaling) to the journal before
+changing anything; ``revert`` restores every table of a run whose entry is not final. A
+refused decrease stays ``revert-pending`` and is retried by the next ``revert``/``monitor``;
+a table deleted since is reported ``gone``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Container
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from hippolyte.adapters import autoscaling, capacity, dynamodb, dynamodb_admin
+from hippolyte.adapters.capacity import DecreaseRefused
+from hippolyte.core.errors import TableNotFound
+from hippolyte.core.model import Connection, Json
+from hippolyte.repo.journal import Journal
+
+MAX_DECREASES_PER_DAY = 27
+
+
+@dataclass(frozen=True, kw_only=True)
+class Outcome:
+    table: str
+    status: str  # boosted | not-boosted | reverted | revert-pending | gone | still-running
+    note: str = ""
+
+
+def entry_key(conn: Connection, table: str) -> str:
+    return f"{conn.account or '-'}/{conn.region or '-'}/{table}"
+
+
+def boost(
+    *, conn: Connection, journal: Journal, table: str, new_rcu: int, min_decreases_left: int = 1
+) -> Outcome:
+    control = dynamodb.control_client(conn)
+    desc = dynamodb_admin.describe_raw(control, table)
+    if desc is None:
+        raise TableNotFound(f"table {table!r} does not exist")
+    pt = desc.get("ProvisionedThroughput") or {}
+    old, write = int(pt.get("ReadCapacityUnits") or 0), int(pt.get("WriteCapacityUnits") or 0)
+    key = entry_key(conn, table)
+    left = MAX_DECREASES_PER_DAY - int(pt.get("NumberOfDecreasesToday") or 0)
+    if old == 0 or new_rcu <= old or left < min_decreases_left:
+        why = (
+            "on-demand: no RCU to raise"
+            if old == 0
+            else f"{new_rcu} RCU is not above the current {old}"
+            if new_rcu <= old
+            else f"only {left} capacity decreases left today: the revert could not happen"
+        )
+        journal.record(key, table=table, target=_plain(conn), status="not-boosted", note=why)
+        return Outcome(table=table, status="not-boosted", note=why)
+    aas = autoscaling.client(conn)
+    scaling = autoscaling.read_scaling(aas, table)
+    journal.record(
+        key,
+        table=table,
+        target=_plain(conn),
+        status="boosting",
+        before={"read": old, "write": write, "autoscaling": scaling},
+        boost={"read": new_rcu},
+    )
+    if scaling is not None:
+        autoscaling.remove(aas, table)
+    capacity.set_read_capacity(control, table=table, read=new_rcu, write=write)
+    dynamodb_admin.wait_active(control, table)
+    journal.record(key, status="boosted")
+    return Outcome(table=table, status="boosted", note=f"{old} -> {new_rcu} RCU")
+
+
+def revert(journal: Journal, *, tables: Container[str] | None = None) -> list[Outcome]:
+    """Put back every table of the run that is not final (only ``tables``, if given: those
+    whose backup has ended). Idempotent."""
+    return [
+        revert_entry(journal, key, entry)
+        for key, entry in journal.open_entries().items()
+        if tables is None or entry.get("table") in tables
+    ]
+
+
+def revert_entry(journal: Journal, key: str, entry: Json) -> Outcome:
+    table = entry["table"]
+    conn = Connection(**entry["target"])
+    before = entry.get("before")
+    if before is None:  # recorded as not boosted
+        journal.record(key, status="not-boosted")
+        return Outcome(table=table, status="not-boosted")
+    control = dynamodb.control_client(conn)
+    desc = dynamodb_admin.describe_raw(control, table)
+    if desc is None:
+        journal.record(key, status="gone", note="table deleted since the boost")
+        return Outcome(table=table, status="gone", note="table deleted since the boost")
+    current = int((desc.get("ProvisionedThroughput") or {}).get("ReadCapacityUnits") or 0)
+    try:
+        if current != before["read"]:
+            capacity.set_read_capacity(
+                _updater(conn),
+                table=table,
+                read=before["read"],
+                write=int(desc["ProvisionedThroughput"]["WriteCapacityUnits"]),
+            )
+            dynamodb_admin.wait_active(control, table)
+    except DecreaseRefused as exc:
+        journal.record(key, status="revert-pending", note=str(exc))
+        return Outcome(table=table, status="revert-pending", note=str(exc))
+    except TableNotFound:
+        journal.record(key, status="gone", note="table deleted during the revert")
+        return Outcome(table=table, status="gone", note="table deleted during the revert")
+    if before.get("autoscaling"):
+        autoscaling.put_back(autoscaling.client(conn), table, before["autoscaling"])
+    journal.record(key, status="reverted")
+    return Outcome(table=table, status="reverted", note=f"{current} -> {before['read']} RCU")
+
+
+def _updater(conn: Connection) -> Any:
+    """botocore counts LimitExceededException as throttling and would retry a refused
+    decrease for a minute; a refusal lasts hours, so ask few times and mark it pending."""
+    return dynamodb.control_client(conn, max_attempts=3)
+
+
+def _plain(conn: Connection) -> Json:
+    return asdict(conn)

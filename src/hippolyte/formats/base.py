@@ -1,0 +1,250 @@
+"""Backups to read from: the ``Source`` every format is read through, and the reading they share.
+
+A ``Source`` is a list of data files plus what is known about them (counts, checksums, the
+table's schema when the format records it) and a way to turn each line into one item in
+DynamoDB's wire JSON. Formats:
+
+- ``hippolyte``: our own repository format (docs/design.md); trusted only with ``_SUCCESS``.
+- ``native-export``: DynamoDB's Export to S3 (see ``formats.native``).
+- ``datapipeline``: the Data Pipeline / EMR connector export the original Hippolyte wrote
+  (see ``formats.datapipeline``).
+
+``formats.open.open_source`` tells them apart; this module holds what they share.
+
+Reading never trusts a file blindly: ``check_file`` streams it once, verifying its checksum
+and that every line is an item whose top level is valid DynamoDB JSON and whose key matches
+the schema, so that a restore can refuse a file before writing any of it.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import cast
+
+import msgspec
+
+from hippolyte.adapters.storage import Storage
+from hippolyte.core.errors import BackupCorrupt, ConfigError
+from hippolyte.core.model import BackupRef, Json
+from hippolyte.core.proof import Digest
+
+try:
+    from isal import isal_zlib as _zlib
+except ImportError:  # pragma: no cover
+    import zlib as _zlib  # type: ignore[no-redef]
+
+_GZIP_ERRORS = cast(tuple[type[Exception], ...], (_zlib.error, EOFError))
+READ_CHUNK = 1 << 20
+TYPE_TAGS = frozenset({"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"})
+
+ToWire = Callable[[bytes], bytes]  # one data line -> one item's DynamoDB JSON
+
+
+@dataclass(frozen=True, kw_only=True)
+class SourceFile:
+    key: str  # storage key, from the storage's root
+    item_count: int | None = None
+    sha256: str | None = None  # hex
+    md5: str | None = None  # base64
+
+
+@dataclass(frozen=True, kw_only=True)
+class KeySchema:
+    """The key attributes: [(name, type)] with the hash key first."""
+
+    attributes: tuple[tuple[str, str], ...]
+
+    @classmethod
+    def parse(cls, text: str) -> KeySchema:
+        """``pk:S[,sk:N]`` as given to ``--key``."""
+        attrs = []
+        for part in text.split(","):
+            name, _, kind = part.strip().rpartition(":")
+            if not name or kind not in {"S", "N", "B"}:
+                raise ConfigError(
+                    f"--key {text!r}: expected NAME:TYPE[,NAME:TYPE], TYPE one of S, N, B"
+                )
+            attrs.append((name, kind))
+        if not 1 <= len(attrs) <= 2:
+            raise ConfigError(f"--key {text!r}: give a partition key and at most one sort key")
+        return cls(attributes=tuple(attrs))
+
+    @classmethod
+    def from_description(cls, desc: Json) -> KeySchema:
+        types = {a["AttributeName"]: a["AttributeType"] for a in desc["AttributeDefinitions"]}
+        ordered = sorted(desc["KeySchema"], key=lambda k: k["KeyType"] != "HASH")
+        return cls(
+            attributes=tuple((k["AttributeName"], types[k["AttributeName"]]) for k in ordered)
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class Source:
+    kind: str  # hippolyte | native-export | datapipeline
+    storage: Storage
+    location: str  # for messages: where the backup is
+    files: list[SourceFile]
+    to_wire: ToWire
+    description: Json | None = None  # DescribeTable's Table, if the format records it
+    extras: Json = field(default_factory=dict)  # timeToLive, tags, pointInTimeRecovery
+    item_count: int | None = None
+    ref: BackupRef | None = None
+
+    def schema(self) -> KeySchema | None:
+        return KeySchema.from_description(self.description) if self.description else None
+
+
+def item_of_export_line(line: bytes) -> bytes:
+    """``{"Item": {...}}`` -> ``{...}``, the item's bytes untouched."""
+    line = line.strip()
+    if line.startswith(b'{"Item":') and line.endswith(b"}"):
+        return line[8:-1]
+    doc = msgspec.json.decode(line)  # other spacing: decode to find the item
+    if not isinstance(doc, dict) or set(doc) != {"Item"}:
+        raise ValueError('not an {"Item": {...}} line')
+    return msgspec.json.encode(doc["Item"])
+
+
+# --- reading and checking files --------------------------------------------------------------
+
+_item_shape = msgspec.json.Decoder(dict[str, dict[str, msgspec.Raw]])
+
+
+def check_item(item: bytes, schema: KeySchema | None) -> dict[str, dict[str, msgspec.Raw]]:
+    """Top-level DynamoDB JSON: every attribute one known type tag; key attributes present
+    with the schema's types. Nested values are checked by DynamoDB itself."""
+    attrs = _item_shape.decode(item)
+    for name, value in attrs.items():
+        if len(value) != 1 or next(iter(value)) not in TYPE_TAGS:
+            raise ValueError(f"attribute {name!r} is not a DynamoDB value: {sorted(value)}")
+    if schema is not None:
+        for name, kind in schema.attributes:
+            key_value = attrs.get(name)
+            if key_value is None:
+                raise ValueError(f"key attribute {name!r} is missing")
+            if kind not in key_value:
+                raise ValueError(
+                    f"key attribute {name!r} is {next(iter(key_value))}, the schema says {kind}"
+                )
+    return attrs
+
+
+def iter_lines(
+    source: Source, f: SourceFile, *, on_chunk: Callable[[bytes], None] | None = None
+) -> Iterator[tuple[int, bytes]]:
+    """(line number, raw line) of a data file, gzip or plain (detected by its magic bytes);
+    ``on_chunk`` sees the file's bytes as read (to checksum them on the same pass)."""
+    with source.storage.open_read(f.key) as src:
+        first = src.read(READ_CHUNK)
+        gz = _zlib.decompressobj(31) if first[:2] == b"\x1f\x8b" else None
+        tail = b""
+        n = 0
+        chunk = first
+        while chunk:
+            if on_chunk is not None:
+                on_chunk(chunk)
+            try:
+                text = tail + (gz.decompress(chunk) if gz else chunk)
+            except _GZIP_ERRORS as exc:
+                raise BackupCorrupt(f"{_where(source, f)}: not a valid gzip file ({exc})") from exc
+            *lines, tail = text.split(b"\n")
+            for line in lines:
+                n += 1
+                if line.strip():
+                    yield n, line
+            chunk = src.read(READ_CHUNK)
+        if gz is not None:
+            try:
+                tail += gz.flush()
+            except _GZIP_ERRORS as exc:
+                raise BackupCorrupt(f"{_where(source, f)}: not a valid gzip file ({exc})") from exc
+            if not gz.eof:
+                raise BackupCorrupt(f"{_where(source, f)}: truncated gzip stream")
+        if tail.strip():
+            yield n + 1, tail
+
+
+def iter_items(
+    source: Source,
+    f: SourceFile,
+    *,
+    schema: KeySchema | None,
+    check: bool = True,
+    on_chunk: Callable[[bytes], None] | None = None,
+) -> Iterator[bytes]:
+    """Items of one file in wire JSON; raises BackupCorrupt naming the file and line.
+    ``check=False`` for a file ``check_file`` already checked: each line is only turned into
+    wire JSON (the load)."""
+    to_wire = source.to_wire
+    for n, line in iter_lines(source, f, on_chunk=on_chunk):
+        try:
+            item = to_wire(line)
+            if check:
+                check_item(item, schema)
+        except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
+            raise BackupCorrupt(f"{_where(source, f)} line {n}: {exc}") from exc
+        yield item
+
+
+@dataclass
+class FileCheck:
+    items: int = 0
+    raw_bytes: int = 0
+    digest: Digest | None = None  # of the file's items, when asked for
+
+
+def check_file(
+    source: Source, f: SourceFile, *, schema: KeySchema | None, digest: bool = False
+) -> FileCheck:
+    """Read a whole file before any of it is written, in one pass: checksums, lines, keys,
+    count, and (``digest``) the proof's digest of its items."""
+    sums = _Sums(f)
+    result = FileCheck(digest=Digest() if digest else None)
+    try:
+        for item in iter_items(source, f, schema=schema, on_chunk=sums.update):
+            result.items += 1
+            result.raw_bytes += len(item)
+            if result.digest is not None:
+                result.digest.add(item)
+    except BackupCorrupt:
+        # A file that changed since the backup says so, rather than what broke in it.
+        whole = _Sums(f)
+        with source.storage.open_read(f.key) as src:
+            while chunk := src.read(READ_CHUNK):
+                whole.update(chunk)
+        whole.check(_where(source, f))
+        raise
+    sums.check(_where(source, f))
+    if f.item_count is not None and result.items != f.item_count:
+        raise BackupCorrupt(
+            f"{_where(source, f)}: {result.items} items, the manifest says {f.item_count}"
+        )
+    return result
+
+
+class _Sums:
+    """The checksums a manifest records for a file, computed over the bytes read."""
+
+    def __init__(self, f: SourceFile):
+        self.f = f
+        self.sha = hashlib.sha256() if f.sha256 else None
+        self.md5 = hashlib.md5(usedforsecurity=False) if f.md5 else None
+
+    def update(self, chunk: bytes) -> None:
+        if self.sha is not None:
+            self.sha.update(chunk)
+        if self.md5 is not None:
+            self.md5.update(chunk)
+
+    def check(self, where: str) -> None:
+        if self.sha is not None and self.sha.hexdigest() != self.f.sha256:
+            raise BackupCorrupt(f"{where}: sha256 mismatch (the file changed since the backup)")
+        if self.md5 is not None and base64.b64encode(self.md5.digest()).decode() != self.f.md5:
+            raise BackupCorrupt(f"{where}: md5 mismatch (the file changed since the backup)")
+
+
+def _where(source: Source, f: SourceFile) -> str:
+    return f.key if "://" in f.key else f"{source.storage.url.rstrip('/')}/{f.key}"

@@ -1,0 +1,71 @@
+"""The one place that assembles what an operation needs from the settings: the targets'
+connections, the repository's storage, the backup parameters, and the settings themselves
+for the Lambda function. The CLI, `serve` and the Lambda handler all build through here."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from hippolyte.adapters.storage import Storage, open_storage
+from hippolyte.core import config
+from hippolyte.core.config import Settings, Target
+from hippolyte.core.errors import ConfigError
+from hippolyte.core.pipeline_defs import PipelineOptions
+from hippolyte.ops.backup import BackupParams
+
+# The Lambda function's environment (set by the CloudFormation template).
+ENV_CONFIG_JSON = "HIPPOLYTE_CONFIG_JSON"
+ENV_REPOSITORY = "HIPPOLYTE_REPOSITORY"
+ENV_TOPIC = "HIPPOLYTE_SNS_TOPIC_ARN"
+
+
+def storage_for(settings: Settings, target: Target) -> Storage:
+    repo = settings.repository_for(target)
+    if not repo:
+        raise ConfigError("no repository: pass --repo or set `repository` in the config")
+    return open_storage(repo, conn=target.connection())
+
+
+def backup_params(settings: Settings) -> BackupParams:
+    return BackupParams(
+        read_percent=settings.read_percent,
+        on_demand_read_units=settings.on_demand_read_units,
+        segments=settings.segments,
+        workers=settings.workers,
+        max_attempts=settings.max_attempts,
+        engine=settings.engine,
+        scheduler=settings.scheduler,
+        datapipeline=PipelineOptions(**settings.datapipeline.model_dump()),
+    )
+
+
+def lambda_settings(*, region: str | None, account: str | None) -> Settings:
+    """The Lambda function's settings: ``$HIPPOLYTE_CONFIG_JSON``, else the config file, else
+    the defaults; the stack's bucket and topic from its environment; without targets, the
+    function's own account and region."""
+    data, source = _config_data()
+    if not data.get("repository") and os.environ.get(ENV_REPOSITORY):
+        data["repository"] = os.environ[ENV_REPOSITORY]
+    if not data.get("targets"):
+        data["targets"] = [{"account": account, "region": region}]
+    topic = os.environ.get(ENV_TOPIC)
+    channels = data.setdefault("notifications", [])
+    if topic and all(c.get("topic_arn") != topic for c in channels):
+        channels.append({"type": "sns", "topic_arn": topic, "name": "stack topic"})
+    return config.validate(data, source=source)
+
+
+def _config_data() -> tuple[dict[str, Any], str]:
+    raw = os.environ.get(ENV_CONFIG_JSON)
+    if raw:
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"${ENV_CONFIG_JSON} is not valid JSON: {exc}") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"${ENV_CONFIG_JSON} must hold a JSON object")
+        return data, f"${ENV_CONFIG_JSON}"
+    path = config.config_path(None)
+    return config.load().model_dump(mode="json"), str(path) if path else "the defaults"

@@ -1,0 +1,99 @@
+"""What `serve` exposes: Prometheus metrics and a health check, on 127.0.0.1 by default."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import orjson
+from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+
+from hippolyte.core.model import TableResult
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        labels = ["target", "table"]
+        self.last_success = Gauge(
+            "hippolyte_last_success_timestamp_seconds",
+            "When the table's last backup committed (Unix time)",
+            labels,
+            registry=self.registry,
+        )
+        self.items = Gauge(
+            "hippolyte_backup_items", "Items in the last backup", labels, registry=self.registry
+        )
+        self.bytes = Gauge(
+            "hippolyte_backup_bytes",
+            "Bytes of item data in the last backup",
+            labels,
+            registry=self.registry,
+        )
+        self.duration = Gauge(
+            "hippolyte_backup_duration_seconds",
+            "Duration of the last backup",
+            labels,
+            registry=self.registry,
+        )
+        self.failures = Counter(
+            "hippolyte_backup_failures", "Table backups that failed", labels, registry=self.registry
+        )
+        self.runs = Counter(
+            "hippolyte_runs",
+            "Jobs run, by job and result",
+            ["job", "result"],
+            registry=self.registry,
+        )
+        self.boosts = Gauge(
+            "hippolyte_boosts_outstanding",
+            "Capacity boosts not yet reverted",
+            registry=self.registry,
+        )
+
+    def table(self, target: str, result: TableResult, *, at: float) -> None:
+        if result.started_in:  # runs remotely: the monitor learns its outcome
+            return
+        if not result.ok:
+            self.failures.labels(target, result.table).inc()
+            return
+        self.last_success.labels(target, result.table).set(at)
+        self.items.labels(target, result.table).set(result.item_count)
+        self.bytes.labels(target, result.table).set(result.raw_bytes)
+        self.duration.labels(target, result.table).set(result.duration_s)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+def start_http(
+    metrics: Metrics, *, host: str, port: int, health: Callable[[], dict[str, Any]]
+) -> ThreadingHTTPServer:
+    """Serve /metrics and /healthz in a background thread; returns the server (shutdown())."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def log_message(self, *args: object) -> None:
+            return None
+
+        def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+            if self.path == "/metrics":
+                self._send(200, CONTENT_TYPE_LATEST, metrics.render())
+            elif self.path == "/healthz":
+                self._send(200, "application/json", orjson.dumps(health(), default=str))
+            else:
+                self._send(404, "text/plain", b"not found\n")
+
+        def _send(self, status: int, ctype: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+    server = ThreadingHTTPServer((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True, name="hippolyte-http").start()
+    return server
