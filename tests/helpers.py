@@ -14,7 +14,7 @@ import pytest
 
 from hippolyte.adapters import aws, dynamodb
 from hippolyte.adapters.storage import Storage
-from hippolyte.cli import commands as cli
+from hippolyte import cli
 from hippolyte.core.model import BackupRef
 from hippolyte.ops.demo import fill
 from hippolyte.repo.catalog import load_descriptor

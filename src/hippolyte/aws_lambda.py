@@ -28,7 +28,6 @@ from typing import Any
 
 import orjson
 
-from hippolyte.adapters.storage import Storage
 from hippolyte.core import planning
 from hippolyte.core.config import Settings, Target
 from hippolyte.core.errors import ConfigError, HippolyteError, Interrupted
@@ -37,8 +36,6 @@ from hippolyte.core.model import to_plain
 from hippolyte.ops import context as context_mod
 from hippolyte.ops import jobs
 from hippolyte.ops.logs import json_logging
-from hippolyte.ops.plan import plan_target
-from hippolyte.ops.run import run_plan
 from hippolyte.repo import manifest
 from hippolyte.repo.journal import RUNS
 from hippolyte.repo.lock import RepoLock
@@ -178,14 +175,29 @@ def backup(settings: Settings, *, context: Any) -> dict[str, Any]:
 
 
 def _backup_target(settings: Settings, target: Target, *, context: Any) -> dict[str, Any]:
-    storage = context_mod.storage_for(settings, target)
-    storage.check_writable()
-    full, _ = plan_target(settings, target, storage=storage, at=None)
-    remaining = remaining_s(context)
-    cut, deferred = fit(full, remaining_s=remaining, lanes=settings.workers, margin_s=_margin())
+    remaining, margin = remaining_s(context), _margin()
+    deferred: list[Deferred] = []
+    planned: list[planning.Plan] = []  # the whole plan, known even if the run is stopped
+
+    def cut(full: planning.Plan) -> planning.Plan:
+        planned.append(full)
+        kept, left_out = fit(full, remaining_s=remaining, lanes=settings.workers, margin_s=margin)
+        deferred.extend(left_out)
+        return kept
+
     now = dt.datetime.now(dt.UTC)
     run_id = manifest.backup_id(now)
-    results, error = _run(cut, settings, target, storage=storage, now=now, budget_s=remaining)
+    results: list[dict[str, Any]] = []
+    error = None
+    with _deadline(remaining - STOP_BEFORE_S) as stop:  # scans still running are stopped
+        try:
+            _, run = jobs.run_target(
+                settings, target, emit=_log_event, stop=stop, now=now, fit=cut
+            )
+            results = [to_plain(r) for r in run.results]
+        except Interrupted as exc:
+            error = f"stopped {STOP_BEFORE_S:.0f} s before the Lambda's time limit: {exc}"
+    full = planned[0] if planned else None
     failures = [{"table": d.table, "reason": d.reason} for d in deferred]
     failures += [{"table": r["table"], "reason": r["error"]} for r in results if not r["ok"]]
     record = {
@@ -195,40 +207,14 @@ def _backup_target(settings: Settings, target: Target, *, context: Any) -> dict[
         "remaining_s": round(remaining, 1),
         "backed_up": [r for r in results if r["ok"]],
         "failures": failures,
-        "skipped": [{"table": s.table, "reason": s.reason} for s in full.skipped],
+        "skipped": [{"table": s.table, "reason": s.reason} for s in full.skipped] if full else [],
         "error": error,
     }
-    # The plan with every table, so the monitor checks the deferred ones too.
-    storage.put_bytes(f"{RUNS}{run_id}/plan.json", orjson.dumps(planning.to_json(full)))
+    storage = context_mod.storage_for(settings, target)
+    if full is not None:  # the plan with every table, so the monitor checks the deferred too
+        storage.put_bytes(f"{RUNS}{run_id}/plan.json", orjson.dumps(planning.to_json(full)))
     storage.put_bytes(f"{RUNS}{run_id}/lambda.json", orjson.dumps(record, default=str))
     return record
-
-
-def _run(
-    plan: planning.Plan,
-    settings: Settings,
-    target: Target,
-    *,
-    storage: Storage,
-    now: dt.datetime,
-    budget_s: float,
-) -> tuple[list[dict[str, Any]], str | None]:
-    """Run the cut plan; scans still running ``STOP_BEFORE_S`` before the limit are stopped."""
-    with _deadline(budget_s - STOP_BEFORE_S) as stop:
-        try:
-            run = run_plan(
-                plan,
-                conn=target.connection(),
-                storage=storage,
-                params=context_mod.backup_params(settings),
-                pipelines_at_once=settings.workers,
-                emit=_log_event,
-                stop=stop,
-                now=now,
-            )
-        except Interrupted as exc:
-            return [], f"stopped {STOP_BEFORE_S:.0f} s before the Lambda's time limit: {exc}"
-    return [to_plain(r) for r in run.results], None
 
 
 def _margin() -> float:

@@ -74,6 +74,18 @@ def open_storage(
         return LocalStorage(Path(url))
     if parts.scheme == "file" and parts.netloc in ("", "localhost") and parts.path.startswith("/"):
         return LocalStorage(Path(unquote(parts.path)))
+    s3 = s3_location(url)
+    if s3 is not None:
+        bucket, prefix = s3
+        return S3Storage(
+            bucket=bucket, prefix=prefix, conn=conn or Connection(), endpoint_url=s3_endpoint_url
+        )
+    raise ConfigError(f"unsupported repository URL {url!r}: expected {ACCEPTED}")
+
+
+def s3_location(url: str | None) -> tuple[str, str] | None:
+    """(bucket, prefix without slashes) of a valid ``s3://bucket[/prefix]`` URL, else None."""
+    parts = urlsplit(url or "")
     prefix = parts.path.strip("/")
     if (
         parts.scheme == "s3"
@@ -81,13 +93,8 @@ def open_storage(
         and _valid_prefix(prefix)
         and not (parts.query or parts.fragment)
     ):
-        return S3Storage(
-            bucket=parts.netloc,
-            prefix=prefix,
-            conn=conn or Connection(),
-            endpoint_url=s3_endpoint_url,
-        )
-    raise ConfigError(f"unsupported repository URL {url!r}: expected {ACCEPTED}")
+        return parts.netloc, prefix
+    return None
 
 
 def _valid_bucket(name: str) -> bool:

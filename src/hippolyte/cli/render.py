@@ -17,6 +17,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich.table import Table
 
 from hippolyte.core.events import (
     Event,
@@ -133,3 +134,67 @@ class Bars:
 
     def close(self) -> None:
         self.progress.stop()
+
+
+def print_results(results: list[Any]) -> None:
+    table = Table("table", "backup", "items", "data", "stored", "RCU used", "time", "status")
+    for r in results:
+        backup = str(r.ref.backup_id if r.ref else "-")
+        if r.started_in:  # runs remotely: nothing measured here
+            table.add_row(r.table, backup, *["-"] * 5, f"[yellow]started in {r.started_in}")
+            continue
+        table.add_row(
+            r.table,
+            backup,
+            f"{r.item_count:,}",
+            human_bytes(r.raw_bytes),
+            human_bytes(r.stored_bytes),
+            f"{r.consumed_read_units:,.0f}",
+            f"{r.duration_s:.1f}s",
+            "[green]complete" if r.ok else f"[red]failed: {r.error}",
+        )
+    Console().print(table)
+
+
+def print_show(doc: dict[str, Any]) -> None:
+    con = Console()
+    con.print(f"[bold]{doc['ref']}[/bold]  {doc['status']}")
+    if doc["status"] != "complete":
+        return
+    b, t = doc["backup"], doc["table"]["description"]
+    keys = ", ".join(f"{k['AttributeName']} ({k['KeyType']})" for k in t.get("KeySchema", []))
+    con.print(f"  time      {b['startTime']} -> {b['endTime']} ({b['durationSeconds']} s)")
+    con.print(
+        f"  items     {b['itemCount']:,}   data {human_bytes(b['rawBytes'])}   "
+        f"stored {human_bytes(b['storedBytes'])}   RCU used {b['consumedReadUnits']:,}"
+    )
+    con.print(f"  keys      {keys}")
+    billing = (t.get("BillingModeSummary") or {}).get("BillingMode", "PROVISIONED")
+    con.print(f"  billing   {billing}")
+    for kind in ("GlobalSecondaryIndexes", "LocalSecondaryIndexes"):
+        for idx in t.get(kind, []):
+            con.print(f"  {kind[:-7].lower()} {idx['IndexName']}")
+    con.print(f"  files     {len(doc['files'])}")
+
+
+def print_plan(doc: dict[str, Any]) -> None:
+    con = Console()
+    out = Table("pipeline", "table", "starts", "ends", "estimate", "boost", "why")
+    for p in doc["pipelines"]:
+        for t in p["tables"]:
+            b = t["boost"]
+            boost = f"{b['old_rcu']} -> {b['new_rcu']} RCU" if b else ""
+            out.add_row(
+                str(p["index"]),
+                t["table"],
+                t["starts_at"],
+                t["ends_at"],
+                f"{t['estimate']['seconds']:,.0f} s",
+                boost,
+                t["estimate"]["why"],
+            )
+    con.print(out)
+    for s in doc["skipped"]:
+        con.print(f"skipped {s['table']}: {s['reason']}", highlight=False)
+    for d in doc["decisions"]:
+        con.print(d, highlight=False)

@@ -26,6 +26,7 @@ import botocore
 import botocore.exceptions
 import botocore.session
 
+from hippolyte.adapters.storage import s3_location
 from hippolyte.core.config import Settings
 
 SERVICES = (
@@ -291,8 +292,7 @@ def table_patterns(settings: Settings) -> list[str]:
 def s3_repositories(settings: Settings) -> list[tuple[str, str]]:
     """(bucket, prefix) of every s3:// repository the settings name."""
     urls = [settings.repository, *(t.repository for t in settings.targets)]
-    pairs = {u[5:].partition("/")[::2] for u in urls if u and u.startswith("s3://")}
-    return sorted((b, p.strip("/")) for b, p in pairs)
+    return sorted({loc for u in urls if (loc := s3_location(u)) is not None})
 
 
 def objects_arn(bucket: str, prefix: str, *, partition: str = "aws") -> str:

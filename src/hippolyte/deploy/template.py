@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from hippolyte.adapters.storage import s3_location
 from hippolyte.core.config import Settings
 from hippolyte.core.errors import ConfigError
 from hippolyte.deploy.iam import (
@@ -323,7 +324,9 @@ def template(
 
 
 def _code_location(url: str | None) -> tuple[str, str] | None:
-    bucket, _, key = (url or "").removeprefix("s3://").partition("/")
-    if url is not None and not (url.startswith("s3://") and bucket and key):
+    if url is None:
+        return None
+    location = s3_location(url)  # (bucket, key)
+    if location is None or not location[1]:
         raise ConfigError(f"function code {url!r}: expected the package's s3://BUCKET/KEY.zip")
-    return (bucket, key) if url else None
+    return location

@@ -8,12 +8,17 @@ import json
 import os
 from typing import Any
 
+from hippolyte.adapters import aws
 from hippolyte.adapters.storage import Storage, open_storage
 from hippolyte.core import config
 from hippolyte.core.config import Settings, Target
 from hippolyte.core.errors import ConfigError
+from hippolyte.core.model import BackupRef
 from hippolyte.core.pipeline_defs import PipelineOptions
+from hippolyte.formats.base import Source
+from hippolyte.formats.open import open_source
 from hippolyte.ops.backup import BackupParams
+from hippolyte.repo import manifest
 
 # The Lambda function's environment (set by the CloudFormation template).
 ENV_CONFIG_JSON = "HIPPOLYTE_CONFIG_JSON"
@@ -21,11 +26,44 @@ ENV_REPOSITORY = "HIPPOLYTE_REPOSITORY"
 ENV_TOPIC = "HIPPOLYTE_SNS_TOPIC_ARN"
 
 
-def storage_for(settings: Settings, target: Target) -> Storage:
+def storage_for(settings: Settings, target: Target | None = None) -> Storage:
+    """The repository of ``target`` (default: the first target's)."""
+    target = target or settings.effective_targets()[0]
     repo = settings.repository_for(target)
     if not repo:
         raise ConfigError("no repository: pass --repo or set `repository` in the config")
     return open_storage(repo, conn=target.connection())
+
+
+def storage_if_any(settings: Settings, target: Target) -> Storage | None:
+    """The repository of ``target`` when one is configured (planning works without)."""
+    repo = settings.repository_for(target)
+    return open_storage(repo, conn=target.connection()) if repo else None
+
+
+def open_ref(settings: Settings, ref: str, *, repo: str | None) -> tuple[Storage, BackupRef]:
+    """TABLE/BACKUP_ID within ``repo``, or the path/URL of one of our backup folders."""
+    bref = manifest.parse_ref(ref, repo=repo or settings.repository)
+    storage = open_storage(bref.repo, conn=settings.effective_targets()[0].connection())
+    return storage, bref
+
+
+def open_backup(settings: Settings, ref: str, *, repo: str | None) -> Source:
+    """Any backup a restore reads: TABLE/BACKUP_ID within ``repo``, or the path/URL of a
+    backup folder in any format (ours, a DynamoDB export, a Data Pipeline export)."""
+    conn = settings.effective_targets()[0].connection()
+    try:
+        bref = manifest.parse_ref(ref, repo=repo)
+    except ConfigError:  # not shaped like ours: any folder (a native or Data Pipeline export)
+        folder = ref.rstrip("/")
+        return open_source(open_storage(folder, conn=conn), "", location=folder)
+    storage = open_storage(bref.repo, conn=conn)
+    return open_source(storage, bref.prefix, location=f"{bref.repo}/{bref}")
+
+
+def region_of(settings: Settings) -> str:
+    """The first target's region as the AWS CLI finds it (option, profile, environment)."""
+    return aws.session(settings.effective_targets()[0].connection()).region_name or "us-east-1"
 
 
 def backup_params(settings: Settings) -> BackupParams:

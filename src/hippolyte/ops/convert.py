@@ -17,7 +17,9 @@ from collections.abc import Callable
 
 import orjson
 
+from hippolyte.adapters import dynamodb
 from hippolyte.adapters.storage import Storage
+from hippolyte.core.config import Settings
 from hippolyte.core.errors import ConfigError, HippolyteError
 from hippolyte.core.events import Emit, PageDone, TableDone, TableStarted, discard
 from hippolyte.core.model import BackupRef, FileEntry, Json, TableInfo, TableResult
@@ -245,3 +247,17 @@ def _result(table: str, ref: BackupRef, files: list[FileEntry], began: float) ->
         stored_bytes=sum(f.size for f in files),
         duration_s=time.monotonic() - began,
     )
+
+
+def schema_for(
+    settings: Settings, *, schema_from: str | None, key_spec: str | None, table: str
+) -> Json | None:
+    """The table description a restore or conversion creates from: an existing table's
+    (``--schema-from``), one built from a key spec (``--key pk:S[,sk:N]``), or None (the
+    backup's own)."""
+    if schema_from:
+        client = dynamodb.control_client(settings.effective_targets()[0].connection())
+        return dynamodb.describe(client, schema_from).description
+    if key_spec:
+        return schema_from_key(table, KeySchema.parse(key_spec))
+    return None

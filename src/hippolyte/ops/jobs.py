@@ -1,47 +1,78 @@
 """The two scheduled jobs, shared by the CLI, the `serve` daemon and the Lambda handler:
-the nightly backup (plan and run it, per target) and the monitor (revert, check, notify)."""
+the nightly backup (plan and run it, per target) and the monitor (revert, check, notify).
+There is no other copy: the CLI's `backup --all`, `serve` and the Lambda all run these."""
 
 from __future__ import annotations
 
 import datetime as dt
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from hippolyte.core import planning
 from hippolyte.core.config import Settings, Target
 from hippolyte.core.events import Emit, discard
 from hippolyte.core.model import MonitorReport
-from hippolyte.ops.context import backup_params, storage_for
+from hippolyte.ops.backup import BackupParams
+from hippolyte.ops.context import backup_params, storage_for, storage_if_any
 from hippolyte.ops.monitor import monitor
 from hippolyte.ops.plan import plan_target
-from hippolyte.ops.run import RunResult, run_plan
+from hippolyte.ops.run import RunResult, actions, run_plan
+
+Fit = Callable[[planning.Plan], planning.Plan]  # the plan cut to what this runner has time for
+
+
+def run_target(
+    settings: Settings,
+    target: Target,
+    *,
+    params: BackupParams | None = None,
+    emit: Emit = discard,
+    stop: threading.Event | None = None,
+    now: dt.datetime | None = None,
+    fit: Fit | None = None,
+) -> tuple[planning.Plan, RunResult]:
+    """Tonight's plan for one target, run: (the whole plan, the run of what ``fit`` kept)."""
+    storage = storage_for(settings, target)
+    storage.check_writable()
+    planned, _ = plan_target(settings, target, storage=storage, at=None)
+    run = run_plan(
+        fit(planned) if fit else planned,
+        conn=target.connection(),
+        storage=storage,
+        params=params or backup_params(settings),
+        pipelines_at_once=settings.workers,
+        emit=emit,
+        stop=stop,
+        now=now,
+    )
+    return planned, run
 
 
 def nightly_backup(
     settings: Settings,
     *,
+    params: BackupParams | None = None,
     emit: Emit = discard,
     stop: threading.Event | None = None,
     targets: Sequence[Target] | None = None,
 ) -> list[RunResult]:
-    runs = []
-    for target in targets or settings.effective_targets():
-        storage = storage_for(settings, target)
-        storage.check_writable()
+    """Every target's plan, run one target after another; one RunResult per target."""
+    return [
+        run_target(settings, target, params=params, emit=emit, stop=stop)[1]
+        for target in targets or settings.effective_targets()
+    ]
+
+
+def planned_actions(settings: Settings) -> list[str]:
+    """``backup --dry-run``: what tonight's run would do, per target, changing nothing."""
+    lines = []
+    for target in settings.effective_targets():
+        storage = storage_if_any(settings, target)
         planned, _ = plan_target(settings, target, storage=storage, at=None)
-        runs.append(
-            run_plan(
-                planned,
-                conn=target.connection(),
-                storage=storage,
-                params=backup_params(settings),
-                pipelines_at_once=settings.workers,
-                emit=emit,
-                stop=stop,
-            )
-        )
-    return runs
+        lines += [f"{target.label}: {line}" for line in actions(planned)]
+    return lines
 
 
 @dataclass(kw_only=True)

@@ -12,14 +12,16 @@ from typing import Any
 import orjson
 
 from hippolyte.adapters import capacity, dynamodb
-from hippolyte.adapters.storage import Storage
+from hippolyte.adapters.storage import Storage, s3_location
 from hippolyte.core import planning
 from hippolyte.core.config import Settings, Target
 from hippolyte.core.errors import ConfigError, HippolyteError
-from hippolyte.core.model import TableInfo
+from hippolyte.core.model import Json, TableInfo
+from hippolyte.core.pipeline_defs import definitions
 from hippolyte.core.selection import select
+from hippolyte.ops import context
 from hippolyte.ops.discover import discover
-from hippolyte.repo import catalog
+from hippolyte.repo import catalog, manifest
 
 
 def _clock(text: str) -> dt.time:
@@ -152,3 +154,17 @@ def plan_from_descriptions(settings: Settings, path: Path, *, at: dt.time | None
     chosen = [s.table for s in select(tables, settings.selection.rules()) if s.selected]
     ps = plan_settings(settings, at=at, used_rcu=used_rcu(tables))
     return planning.plan(chosen, settings=ps, decreases_left=decreases_left(chosen, ps))
+
+
+def pipeline_definitions(settings: Settings, doc: Json, *, bucket: str | None) -> list[Json]:
+    """AWS Data Pipeline definitions of a plan (``plan --format datapipeline``): into
+    ``bucket``, else into the repository's bucket and prefix."""
+    prefix = ""
+    if not bucket:
+        bucket, prefix = s3_location(settings.repository) or (None, "")
+    if not bucket:
+        raise ConfigError("--format datapipeline needs --bucket or an s3:// repository")
+    stamp = manifest.backup_id(dt.datetime.now(dt.UTC))
+    return definitions(
+        doc, bucket=bucket, prefix=prefix, timestamp=stamp, region=context.region_of(settings)
+    )

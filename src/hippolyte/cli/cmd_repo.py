@@ -1,0 +1,151 @@
+"""Reading the repository: list, show, verify."""
+
+from __future__ import annotations
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from hippolyte.cli.main import cli
+from hippolyte.cli.options import (
+    json_option,
+    print_json,
+    repo_option,
+    settings_of,
+    wants_json,
+)
+from hippolyte.cli.render import (
+    human_bytes,
+    print_show,
+)
+from hippolyte.ops.context import open_ref, storage_for
+
+
+@cli.command(name="list")
+@click.argument("table", required=False)
+@repo_option
+@json_option
+@click.pass_context
+def list_cmd(ctx: click.Context, table: str | None, repo: str | None, as_json: bool) -> None:
+    """Backups in the repository: table, id, time, items, bytes, complete or incomplete."""
+    from hippolyte.repo.catalog import list_backups
+
+    settings = settings_of(ctx, repository=repo)
+    rows = list_backups(storage_for(settings), table)
+    if wants_json(as_json):
+        print_json(
+            [
+                {
+                    "table": s.ref.table,
+                    "id": s.ref.backup_id,
+                    "time": s.started,
+                    "status": "complete" if s.complete else "incomplete",
+                    "items": s.item_count,
+                    "bytes": s.raw_bytes,
+                    "storedBytes": s.stored_bytes,
+                    "durationSeconds": s.duration_s,
+                }
+                for s in rows
+            ]
+        )
+        return
+    out = Table("table", "backup id", "time (UTC)", "items", "data", "stored", "status")
+    for s in rows:
+        out.add_row(
+            s.ref.table,
+            s.ref.backup_id,
+            s.started.strftime("%Y-%m-%d %H:%M:%S") if s.started else "-",
+            f"{s.item_count:,}" if s.item_count is not None else "-",
+            human_bytes(s.raw_bytes),
+            human_bytes(s.stored_bytes),
+            "[green]complete" if s.complete else "[yellow]incomplete",
+        )
+    Console().print(out)
+
+
+@cli.command()
+@click.argument("ref")
+@repo_option
+@json_option
+@click.pass_context
+def show(ctx: click.Context, ref: str, repo: str | None, as_json: bool) -> None:
+    """Details of one backup: REF is TABLE/BACKUP_ID or the path/URL of a backup folder."""
+    from hippolyte.repo import catalog
+
+    storage, bref = open_ref(settings_of(ctx), ref, repo=repo)
+    catalog.require(storage, bref)
+    if not catalog.is_complete(storage, bref):
+        doc = {
+            "ref": str(bref),
+            "status": "incomplete",
+            "started": catalog.started_info(storage, bref),
+        }
+    else:
+        d = catalog.load_descriptor(storage, bref)
+        doc = {
+            "ref": str(bref),
+            "status": "complete",
+            "table": d["table"],
+            "backup": d["backup"],
+            "files": d["files"],
+        }
+    if wants_json(as_json):
+        print_json(doc)
+        return
+    print_show(doc)
+
+
+@cli.command()
+@click.argument("ref", required=False)
+@click.option("--all", "all_", is_flag=True, help="Verify every backup in the repository.")
+@repo_option
+@json_option
+@click.pass_context
+def verify(
+    ctx: click.Context, ref: str | None, all_: bool, repo: str | None, as_json: bool
+) -> None:
+    """Re-read every file and check checksums and counts against the manifests."""
+    from hippolyte.repo import catalog
+    from hippolyte.repo.verify import verify as run
+
+    if bool(ref) == all_:
+        raise click.UsageError("give either REF or --all")
+    if all_:
+        settings = settings_of(ctx, repository=repo)
+        storage = storage_for(settings)
+        refs = [r for r in catalog.refs(storage) if catalog.is_complete(storage, r)]
+    else:
+        storage, bref = open_ref(settings_of(ctx), ref or "", repo=repo)
+        refs = [bref]
+    reports = [run(storage, r, workers=settings_of(ctx).workers) for r in refs]
+    if wants_json(as_json):
+        print_json(
+            [
+                {
+                    "ref": str(r.ref),
+                    "ok": r.ok,
+                    "files": r.files,
+                    "items": r.items,
+                    "storedBytes": r.stored_bytes,
+                    "problems": r.problems,
+                }
+                for r in reports
+            ]
+        )
+    else:
+        for r in reports:
+            if r.ok:
+                Console().print(
+                    f"[green]ok[/green]  {r.ref}: {r.files} files, {r.items:,} items, "
+                    f"{human_bytes(r.stored_bytes)}"
+                )
+            else:
+                for p in r.problems:
+                    Console().print(f"[red]FAIL[/red] {p}", highlight=False)
+    bad = [r for r in reports if not r.ok]
+    if bad:
+        from hippolyte.core.errors import BackupCorrupt
+
+        raise BackupCorrupt(
+            f"{len(bad)} of {len(reports)} backups failed verification: " + bad[0].problems[0]
+        )

@@ -1,0 +1,191 @@
+"""Reading backups back: restore, convert."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+from rich.console import Console
+
+from hippolyte.cli.main import cli
+from hippolyte.cli.options import (
+    aws_options,
+    err_console,
+    json_option,
+    print_json,
+    repo_option,
+    settings_of,
+    stop_on_sigterm,
+    wants_json,
+)
+from hippolyte.cli.render import (
+    Bars,
+    JsonLines,
+)
+from hippolyte.core.errors import ConfigError
+from hippolyte.ops.context import open_backup, storage_for
+from hippolyte.ops.convert import schema_for
+
+
+@cli.command()
+@click.argument("ref")
+@click.option("--table", "table", required=True, help="Name of the table to restore into.")
+@repo_option
+@click.option(
+    "--write-percent",
+    type=click.FloatRange(0.01, 1.0),
+    default=0.9,
+    show_default=True,
+    help="Share of the target's write capacity to use.",
+)
+@click.option(
+    "--write-capacity",
+    type=click.IntRange(1, 40000),
+    default=1000,
+    show_default=True,
+    help="Temporary RCU/WCU of a provisioned target while loading and proving.",
+)
+@click.option("--workers", type=click.IntRange(1, 256), help="Parallel writers.")
+@click.option("--resume", is_flag=True, help="Continue an interrupted restore from its checkpoint.")
+@click.option(
+    "--into-existing",
+    is_flag=True,
+    help="Write into an existing table whose keys and indexes match the backup.",
+)
+@click.option("--schema-from", help="Take the key schema and indexes from this existing table.")
+@click.option("--key", "key_spec", help="Key schema for exports without one: pk:S[,sk:N].")
+@click.option("--state-dir", type=click.Path(file_okay=False), help="Where checkpoints are kept.")
+@aws_options
+@json_option
+@click.pass_context
+def restore(
+    ctx: click.Context,
+    ref: str,
+    table: str,
+    repo: str | None,
+    write_percent: float,
+    write_capacity: int,
+    workers: int | None,
+    resume: bool,
+    into_existing: bool,
+    schema_from: str | None,
+    key_spec: str | None,
+    state_dir: str | None,
+    as_json: bool,
+    **aws: Any,
+) -> None:
+    """Restore a backup (ours, a DynamoDB export, or a Data Pipeline export) into a new table,
+    then prove it: item count and digest of the new table against the backup."""
+    from pathlib import Path
+
+    from hippolyte.ops.restore import RestoreParams
+    from hippolyte.ops.restore import restore as run
+
+    if schema_from and key_spec:
+        raise click.UsageError("give --schema-from or --key, not both")
+    settings = settings_of(ctx, workers=workers, repository=repo, **aws)
+    target = settings.effective_targets()[0]
+    source = open_backup(settings, ref, repo=settings.repository)
+    description = schema_for(settings, schema_from=schema_from, key_spec=key_spec, table=table)
+    params = RestoreParams(
+        write_percent=write_percent,
+        write_capacity=write_capacity,
+        workers=settings.workers,
+        max_attempts=settings.max_attempts,
+        resume=resume,
+        into_existing=into_existing,
+        state_dir=Path(state_dir) if state_dir else None,
+    )
+    json_mode = wants_json(as_json)
+    renderer = JsonLines() if json_mode else Bars(err_console)
+    try:
+        with stop_on_sigterm() as stop:
+            report = run(
+                source,
+                conn=target.connection(),
+                table=table,
+                params=params,
+                description=description,
+                emit=renderer,
+                stop=stop,
+            )
+    finally:
+        renderer.close()
+    doc = {
+        "table": report.table,
+        "source": report.source,
+        "itemsWritten": report.items_written,
+        "proof": {
+            "ok": report.proven,
+            "backup": {"items": report.backup.count, "digest": report.backup.hex},
+            "table": {"items": report.restored.count, "digest": report.restored.hex},
+        },
+        "notes": report.notes,
+    }
+    if json_mode:
+        print_json(doc)
+    else:
+        con = Console()
+        con.print(f"restored {report.items_written:,} items from {report.source} into {table}")
+        con.print(f"  backup  {report.backup.count:,} items  digest {report.backup.hex[:16]}")
+        con.print(f"  table   {report.restored.count:,} items  digest {report.restored.hex[:16]}")
+        con.print("  proof   [green]identical" if report.proven else "  proof   [red]DIFFERENT")
+        for note in report.notes:
+            con.print(f"  note    {note}", highlight=False)
+    if not report.proven:
+        from hippolyte.core.errors import BackupFailed
+
+        raise BackupFailed(
+            f"the restored table {table!r} differs from the backup: "
+            f"{report.restored.count} items vs {report.backup.count}"
+        )
+
+
+@cli.command()
+@click.argument("src")
+@repo_option
+@click.option("--table-name", required=True, help="Table name the backup is filed under.")
+@click.option("--schema-from", help="Take the key schema and indexes from this existing table.")
+@click.option("--key", "key_spec", help="Key schema: pk:S[,sk:N].")
+@aws_options
+@json_option
+@click.pass_context
+def convert(
+    ctx: click.Context,
+    src: str,
+    repo: str | None,
+    table_name: str,
+    schema_from: str | None,
+    key_spec: str | None,
+    as_json: bool,
+    **aws: Any,
+) -> None:
+    """Rewrite a DynamoDB export or a Data Pipeline export (SRC: its folder's path or URL)
+    into a Hippolyte backup in the repository, with checksums."""
+    from hippolyte.ops.convert import convert as run
+
+    if bool(schema_from) == bool(key_spec):
+        raise click.UsageError("give exactly one of --schema-from TABLE or --key pk:S[,sk:N]")
+    settings = settings_of(ctx, repository=repo, **aws)
+    target = settings.effective_targets()[0]
+    source = open_backup(settings, src, repo=None)
+    if source.kind == "hippolyte":
+        raise ConfigError(f"{src} is already a Hippolyte backup")
+    description = schema_for(settings, schema_from=schema_from, key_spec=key_spec, table=table_name)
+    assert description is not None  # exactly one of --schema-from and --key (checked above)
+    json_mode = wants_json(as_json)
+    renderer = JsonLines() if json_mode else Bars(err_console)
+    try:
+        ref = run(
+            source,
+            dest=storage_for(settings, target),
+            table_name=table_name,
+            schema_description=description,
+            emit=renderer,
+        )
+    finally:
+        renderer.close()
+    if json_mode:
+        print_json({"ref": str(ref), "repository": ref.repo, "kind": source.kind})
+    else:
+        Console().print(f"converted {source.kind} export {src} into {ref.repo}/{ref}")
