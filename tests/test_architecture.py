@@ -169,3 +169,14 @@ def test_decisions_import_no_aws(module: str) -> None:
     mods = modules()
     names = imports_of(mods[module], mods)
     assert not {n for n in names if n.startswith(("boto3", "botocore", "click", "rich"))}
+
+
+def test_every_command_with_a_repository_reaches_it_as_the_aws_cli_would() -> None:
+    """An S3 repository may need a profile, a region or an endpoint: every command that takes
+    --repo also takes --region, --profile and --endpoint-url."""
+    assert isinstance(cli, click.Group)
+    for name, command in cli.commands.items():
+        options = {o for p in command.params for o in getattr(p, "opts", [])}
+        if "--repo" in options:
+            missing = {"--region", "--profile", "--endpoint-url"} - options
+            assert not missing, f"hippolyte {name} lacks {sorted(missing)}"

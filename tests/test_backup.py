@@ -323,3 +323,22 @@ def test_backup_into_s3(
     assert report["ok"] and report["items"] == 150
     storage = open_storage(repo)
     assert storage.exists(f"{table}/{report['ref'].split('/')[1]}/_SUCCESS")
+
+
+def test_verify_all_reports_an_incomplete_backup(
+    dynalite: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = db_for(dynalite)
+    table = db.table(items=[order_item(i) for i in range(20)], key=ORDER_KEY)
+    repo = str(tmp_path / "repo")
+    endpoint = dynalite.endpoint_url
+    code, _, err = run(capsys, "backup", table, "--repo", repo, "--endpoint-url", endpoint)
+    assert code == 0, err
+    # a run killed before its commit: a folder with _started and no _SUCCESS
+    open_storage(repo).put_bytes(f"{table}/2001-01-01-00-00-00/_started", b'{"table": "x"}')
+    code, out, err = run(capsys, "verify", "--all", "--repo", repo, "--json")
+    reports = {r["ref"]: r for r in orjson.loads(out)}
+    assert code == 4, err
+    assert not reports[f"{table}/2001-01-01-00-00-00"]["ok"]
+    assert "incomplete" in reports[f"{table}/2001-01-01-00-00-00"]["problems"][0]
+    assert sum(r["ok"] for r in reports.values()) == 1

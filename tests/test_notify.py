@@ -146,10 +146,14 @@ def test_subjects_follow_sns_rules() -> None:
         Message(subject="s", text="", slack_text="", data={"text": "clash"})
 
 
-def test_test_message() -> None:
-    msg = messages.test_message()
-    assert msg.data == {"kind": "test", "run_id": None, "ok": True, "ran": False}
-    assert "test" in msg.subject.lower() and "this channel works" in msg.text
+def a_message() -> Message:
+    """Any message: the channel tests check delivery, not wording."""
+    return Message(
+        subject="Hippolyte: channel check",
+        text="A message for the channel tests.",
+        slack_text="*Hippolyte*: channel check",
+        data={"kind": "check", "run_id": None, "ok": True, "ran": False},
+    )
 
 
 # -- local servers -------------------------------------------------------------------------------
@@ -346,7 +350,7 @@ def test_webhook_timeout_and_redirect_are_failures(webhook: Webhook) -> None:
             WebhookChannel(url=webhook.url("/slow"), timeout_s=0.2),
             WebhookChannel(url=webhook.url("/redirect")),
         ],
-        messages.test_message(),
+        a_message(),
     )
     assert not results[0].ok and results[0].detail.endswith("timed out"), results
     assert results[1].detail == f"{webhook.base}/... answered HTTP 302 Found: done"
@@ -357,15 +361,15 @@ def test_smtp_login_with_the_password_from_the_environment(
 ) -> None:
     port, inbox = smtp
     channel = _email_channel(port, username="ops", password_env="HIPPOLYTE_TEST_SMTP_PASSWORD")
-    (missing,) = send_all([channel], messages.test_message())
+    (missing,) = send_all([channel], a_message())
     assert missing.detail == "environment variable HIPPOLYTE_TEST_SMTP_PASSWORD is not set"
 
     monkeypatch.setenv("HIPPOLYTE_TEST_SMTP_PASSWORD", "wrong")
-    (refused,) = send_all([channel], messages.test_message())
+    (refused,) = send_all([channel], a_message())
     assert not refused.ok and refused.detail.startswith(f"127.0.0.1:{port} answered 535")
 
     monkeypatch.setenv("HIPPOLYTE_TEST_SMTP_PASSWORD", "s3cret")
-    (sent,) = send_all([channel], messages.test_message())
+    (sent,) = send_all([channel], a_message())
     assert sent.ok, sent
     assert [m["Subject"] for _, m in inbox.mails] == ["Hippolyte: test notification"]
 

@@ -300,17 +300,23 @@ def _is_empty(control: Any, table: str) -> bool:
     help="Also tables whose Data Pipeline export still runs (it then reads with less capacity).",
 )
 @repo_option
+@aws_options
 @json_option
 @click.pass_context
 def revert(
-    ctx: click.Context, run_id: str | None, force: bool, repo: str | None, as_json: bool
+    ctx: click.Context,
+    run_id: str | None,
+    force: bool,
+    repo: str | None,
+    as_json: bool,
+    **aws: Any,
 ) -> None:
     """Put back the read capacity and autoscaling of every table a run boosted. Idempotent.
     Tables still exported by a running Data Pipeline are left to `monitor` unless --force."""
     from hippolyte.ops.revert import revert_run
     from hippolyte.repo.journal import Journal, run_ids
 
-    settings = settings_of(ctx, repository=repo)
+    settings = settings_of(ctx, repository=repo, **aws)
     storage = storage_for(settings)
     runs = [run_id] if run_id else run_ids(storage)
     outcomes = []

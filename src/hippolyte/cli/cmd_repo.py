@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from rich.console import Console
 from rich.table import Table
 
 from hippolyte.cli.main import cli
 from hippolyte.cli.options import (
+    aws_options,
     json_option,
     print_json,
     repo_option,
@@ -24,13 +27,16 @@ from hippolyte.ops.context import open_ref, storage_for
 @cli.command(name="list")
 @click.argument("table", required=False)
 @repo_option
+@aws_options
 @json_option
 @click.pass_context
-def list_cmd(ctx: click.Context, table: str | None, repo: str | None, as_json: bool) -> None:
+def list_cmd(
+    ctx: click.Context, table: str | None, repo: str | None, as_json: bool, **aws: Any
+) -> None:
     """Backups in the repository: table, id, time, items, bytes, complete or incomplete."""
     from hippolyte.repo.catalog import list_backups
 
-    settings = settings_of(ctx, repository=repo)
+    settings = settings_of(ctx, repository=repo, **aws)
     rows = list_backups(storage_for(settings), table)
     if wants_json(as_json):
         print_json(
@@ -66,13 +72,14 @@ def list_cmd(ctx: click.Context, table: str | None, repo: str | None, as_json: b
 @cli.command()
 @click.argument("ref")
 @repo_option
+@aws_options
 @json_option
 @click.pass_context
-def show(ctx: click.Context, ref: str, repo: str | None, as_json: bool) -> None:
+def show(ctx: click.Context, ref: str, repo: str | None, as_json: bool, **aws: Any) -> None:
     """Details of one backup: REF is TABLE/BACKUP_ID or the path/URL of a backup folder."""
     from hippolyte.repo import catalog
 
-    storage, bref = open_ref(settings_of(ctx), ref, repo=repo)
+    storage, bref = open_ref(settings_of(ctx, **aws), ref, repo=repo)
     catalog.require(storage, bref)
     if not catalog.is_complete(storage, bref):
         doc = {
@@ -99,25 +106,24 @@ def show(ctx: click.Context, ref: str, repo: str | None, as_json: bool) -> None:
 @click.argument("ref", required=False)
 @click.option("--all", "all_", is_flag=True, help="Verify every backup in the repository.")
 @repo_option
+@aws_options
 @json_option
 @click.pass_context
 def verify(
-    ctx: click.Context, ref: str | None, all_: bool, repo: str | None, as_json: bool
+    ctx: click.Context, ref: str | None, all_: bool, repo: str | None, as_json: bool, **aws: Any
 ) -> None:
     """Re-read every file and check checksums and counts against the manifests."""
-    from hippolyte.repo import catalog
     from hippolyte.repo.verify import verify as run
+    from hippolyte.repo.verify import verify_all
 
     if bool(ref) == all_:
         raise click.UsageError("give either REF or --all")
+    settings = settings_of(ctx, repository=repo, **aws)
     if all_:
-        settings = settings_of(ctx, repository=repo)
-        storage = storage_for(settings)
-        refs = [r for r in catalog.refs(storage) if catalog.is_complete(storage, r)]
+        reports = verify_all(storage_for(settings), workers=settings.workers)
     else:
-        storage, bref = open_ref(settings_of(ctx), ref or "", repo=repo)
-        refs = [bref]
-    reports = [run(storage, r, workers=settings_of(ctx).workers) for r in refs]
+        storage, bref = open_ref(settings, ref or "", repo=repo)
+        reports = [run(storage, bref, workers=settings.workers)]
     if wants_json(as_json):
         print_json(
             [

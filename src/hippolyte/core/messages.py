@@ -102,27 +102,6 @@ def nothing_ran(*, expected_night: str, repository: str) -> Message:
     )
 
 
-def test_message() -> Message:
-    """What `notify --test` sends: proves each channel delivers, changes nothing."""
-    return Message(
-        subject="Hippolyte: test notification",
-        text="\n".join(
-            [
-                "This is a test notification from Hippolyte.",
-                "",
-                "If you can read it, this channel works: the monitor will use it to report",
-                "failed backups and nights when nothing ran. Nothing was backed up or changed.",
-                _FOOTER,
-            ]
-        ),
-        slack_text=":information_source: *Hippolyte*: test notification, this channel works",
-        data={"kind": "test", "run_id": None, "ok": True, "ran": False},
-    )
-
-
-test_message.__test__ = False  # type: ignore[attr-defined]  # tells pytest: not a test
-
-
 # -- a run's report -------------------------------------------------------------------------------
 
 _FOOTER = "\n-- \nSent by Hippolyte (DynamoDB backups)."

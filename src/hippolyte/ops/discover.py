@@ -17,11 +17,3 @@ def discover(*, conn: aws.Connection, rules: Rules, max_attempts: int = 10) -> l
         except TableNotFound:
             continue  # deleted between ListTables and DescribeTable
     return select(infos, rules)
-
-
-def selected_names(*, conn: aws.Connection, rules: Rules, max_attempts: int = 10) -> list[str]:
-    return [
-        s.table.name
-        for s in discover(conn=conn, rules=rules, max_attempts=max_attempts)
-        if s.selected
-    ]

@@ -45,6 +45,12 @@ class VerifyReport:
         return not self.problems
 
 
+def verify_all(storage: Storage, *, workers: int = 4) -> list[VerifyReport]:
+    """Every backup folder of the repository, the incomplete ones reported as failures (a
+    folder without ``_SUCCESS`` is never usable; a run still writing one shows it too)."""
+    return [verify(storage, ref, workers=workers) for ref in catalog.refs(storage)]
+
+
 def verify(storage: Storage, ref: BackupRef, *, workers: int = 4) -> VerifyReport:
     report = VerifyReport(ref=ref)
     catalog.require(storage, ref)
