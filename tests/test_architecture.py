@@ -21,7 +21,7 @@ LAYERS = ("core", "adapters", "repo", "formats", "engines", "ops")
 FRONT_ENDS = ("serve", "aws_lambda", "deploy")  # above ops, siblings: none imports another
 TOP = "cli"  # may import every layer and front-end; nothing imports it
 # The package's face: `from hippolyte import backup, ...` and `python -m hippolyte`.
-FACE = {"hippolyte": "hippolyte.api", "hippolyte.__main__": "hippolyte.cli"}
+FACE = {"hippolyte": "hippolyte.core.version", "hippolyte.__main__": "hippolyte.cli"}
 # core is pure: the standard library, plus validation (pydantic), cron syntax checked in the
 # config (croniter) and JSON encoding of values (orjson). No boto3, no click, no rich.
 CORE_THIRD_PARTY = {"pydantic", "croniter", "orjson"}
@@ -180,3 +180,12 @@ def test_every_command_with_a_repository_reaches_it_as_the_aws_cli_would() -> No
         if "--repo" in options:
             missing = {"--region", "--profile", "--endpoint-url"} - options
             assert not missing, f"hippolyte {name} lacks {sorted(missing)}"
+
+
+def test_the_public_api_resolves() -> None:
+    import hippolyte
+
+    for name in hippolyte.__all__:
+        assert getattr(hippolyte, name) is not None, name
+    with pytest.raises(AttributeError):
+        hippolyte.no_such_operation  # noqa: B018
