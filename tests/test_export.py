@@ -9,12 +9,16 @@ from typing import Any
 import orjson
 import pytest
 
+from hippolyte.adapters import aws, dynamodb
 from hippolyte.adapters.storage import open_storage
+from hippolyte.core.errors import AwsError, TableNotFound
+from hippolyte.engines.export import pitr_enabled
 from hippolyte.formats.base import iter_items
 from hippolyte.formats.open import open_source
 from hippolyte.ops.demo import order_item
 from tests.corpus import same_items
 from tests.helpers import db_for, run
+from tests.support.faults import FaultProxy
 from tests.support.servers import Server
 
 pytestmark = pytest.mark.servers
@@ -113,3 +117,63 @@ def test_auto_exports_pitr_tables_and_scans_the_rest(
     assert sorted(r["table"] for r in orjson.loads(out)["results"]) == sorted([exported, scanned])
     code, out, err = run(capsys, "--config", str(cfg), "monitor", "--json", "--no-notify")
     assert code == 0, err
+
+
+def test_pitr_is_off_only_when_dynamodb_says_so_or_lacks_the_api(
+    moto_server: Server, dynalite: Server
+) -> None:
+    on, _ = _table(moto_server, pitr=True, n=1)
+    off, _ = _table(moto_server, pitr=False, n=1)
+    client = db_for(moto_server).client
+    assert pitr_enabled(client, on) and not pitr_enabled(client, off)
+    local = db_for(dynalite)  # no DescribeContinuousBackups: UnknownOperationException
+    assert not pitr_enabled(local.client, local.table(prefix="exp"))
+    with pytest.raises(TableNotFound, match="exp-missing"):
+        pitr_enabled(client, "exp-missing")
+
+
+def test_a_refused_pitr_check_names_the_permission_instead_of_scanning(
+    moto_server: Server, on_moto: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Credentials whose policy lacks dynamodb:DescribeContinuousBackups get DynamoDB's 400
+    AccessDeniedException: plan and backup fail saying so, never "PITR off, scanning"."""
+    table, _ = _table(moto_server, pitr=True, n=10)
+    with FaultProxy(
+        upstream=moto_server.endpoint_url,
+        operation="DescribeContinuousBackups",
+        schedule=["denied"],
+    ) as proxy:
+        conn = aws.Connection(region="us-east-1", endpoint_url=proxy.endpoint_url)
+        with pytest.raises(AwsError, match=f"{table}.*grant dynamodb:DescribeContinuousBackups"):
+            pitr_enabled(dynamodb.control_client(conn), table)
+        cfg = tmp_path / "hippolyte.toml"
+        cfg.write_text(
+            f'repository = "{on_moto.url}/denied"\nengine = "auto"\n[[targets]]\n'
+            f'region = "us-east-1"\nendpoint_url = "{proxy.endpoint_url}"\n'
+            f'[selection]\ninclude = ["{table}$"]\n'
+        )
+        code, out, err = run(capsys, "--config", str(cfg), "plan", "--format", "json")
+        assert code == 7, out + err
+        assert table in err and "dynamodb:DescribeContinuousBackups" in err
+        assert "Traceback" not in err
+    # the table's own description passes (first call), the PITR check is refused (second)
+    with FaultProxy(
+        upstream=moto_server.endpoint_url,
+        operation="DescribeContinuousBackups",
+        schedule=["ok", "denied"],
+    ) as proxy:
+        code, out, err = run(
+            capsys,
+            "backup",
+            table,
+            "--repo",
+            f"{on_moto.url}/denied",
+            "--engine",
+            "export",
+            "--endpoint-url",
+            proxy.endpoint_url,
+            "--json",
+        )
+    assert code == 1, out + err
+    assert "dynamodb:DescribeContinuousBackups" in err
+    assert "scanning instead" not in err and "recovery is off" not in err

@@ -9,8 +9,9 @@ Faults: ``throttle`` (400 ProvisionedThroughputExceededException), ``throttling`
 ThrottlingException), ``500`` (InternalServerError), ``503`` (ServiceUnavailable), ``drop``
 (connection closed, no response), ``crc`` (a 200 whose body lost its last item but keeps the
 original x-amz-crc32: botocore must notice and retry), ``garbage`` (a 200 whose body is not
-JSON, as a captive proxy answers), ``unprocessed`` (BatchWriteItem: only
-half the items are written, the rest come back as UnprocessedItems), ``ok`` (forward).
+JSON, as a captive proxy answers), ``denied`` (400 AccessDeniedException, as DynamoDB answers
+credentials whose IAM policy does not allow the operation), ``unprocessed`` (BatchWriteItem:
+only half the items are written, the rest come back as UnprocessedItems), ``ok`` (forward).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ _ERRORS = {
     "500": (500, "InternalServerError"),
     "503": (503, "ServiceUnavailable"),
     "decrease-limit": (400, "LimitExceededException"),
+    "denied": (400, "AccessDeniedException"),
 }
 _MESSAGES = {
     "decrease-limit": b"Subscriber limit exceeded: Provisioned throughput decreases are limited "
@@ -75,6 +77,15 @@ class FaultProxy:
             self.counts[fault] += 1
             return fault
 
+    def _message(self, fault: str) -> bytes:
+        if fault == "denied":  # DynamoDB's wording, which names the permission
+            return (
+                b"User: arn:aws:iam::123456789012:user/hippolyte is not authorized to perform: "
+                b"dynamodb:%s because no identity-based policy allows the dynamodb:%s action"
+                % (self._operation.encode(), self._operation.encode())
+            )
+        return _MESSAGES.get(fault, b"injected by FaultProxy")
+
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         proxy = self
 
@@ -93,7 +104,7 @@ class FaultProxy:
                     return
                 if fault in _ERRORS:
                     status, code = _ERRORS[fault]
-                    message = _MESSAGES.get(fault, b"injected by FaultProxy")
+                    message = proxy._message(fault)
                     self._reply(
                         status,
                         {"x-amz-crc32": None},

@@ -20,14 +20,23 @@ from typing import Any
 
 import botocore.exceptions
 
-from hippolyte.adapters import aws
+from hippolyte.adapters import aws, dynamodb
 from hippolyte.adapters.storage import Storage
-from hippolyte.core.errors import ConfigError, HippolyteError, Interrupted
+from hippolyte.core.errors import (
+    AwsError,
+    ConfigError,
+    CredentialsError,
+    HippolyteError,
+    Interrupted,
+    TableNotFound,
+)
 from hippolyte.core.model import BackupRef, FileEntry, TableInfo
 from hippolyte.formats.base import SourceFile, iter_lines
 
 POLL_S = 10.0
 TIMEOUT_S = 24 * 3600.0
+DESCRIBE_PITR = "DescribeContinuousBackups"
+DENIED = {"AccessDeniedException", "AccessDenied"}  # the IAM policy refuses the call
 
 
 class ExportUnavailable(HippolyteError):
@@ -35,12 +44,38 @@ class ExportUnavailable(HippolyteError):
 
 
 def pitr_enabled(client: Any, table: str) -> bool:
+    """Whether the table has point-in-time recovery on. A server without the API (DynamoDB
+    Local, dynalite) has it off; any other failure is raised, so that a missing permission
+    does not pass for "PITR off" and quietly turn an export into a scan."""
     try:
         desc = client.describe_continuous_backups(TableName=table)["ContinuousBackupsDescription"]
-    except botocore.exceptions.ClientError:
-        return False
+    except botocore.exceptions.ClientError as exc:
+        error = _pitr_error(exc, table=table)
+        if error is None:
+            return False
+        raise error from exc
+    except botocore.exceptions.BotoCoreError as exc:
+        raise aws.translate(exc, what=f"point-in-time recovery state of {table!r}") from exc
     pitr = desc.get("PointInTimeRecoveryDescription") or {}
     return pitr.get("PointInTimeRecoveryStatus") == "ENABLED"
+
+
+def _pitr_error(exc: botocore.exceptions.ClientError, *, table: str) -> Exception | None:
+    """What a failed DescribeContinuousBackups means: None if the server lacks the API."""
+    error = exc.response.get("Error", {})
+    code = error.get("Code", "")
+    if code in DENIED:
+        return AwsError(
+            f"not allowed to read the point-in-time recovery state of table {table!r}: "
+            f"grant dynamodb:{DESCRIBE_PITR} (or back up with --engine local); "
+            f"AWS said: {error.get('Message') or code}"
+        )
+    if code in {"ResourceNotFoundException", "TableNotFoundException"}:
+        return TableNotFound(f"table {table!r} does not exist (was it deleted?)")
+    translated = aws.translate(exc, what=f"point-in-time recovery state of {table!r}")
+    if isinstance(translated, CredentialsError) or not dynamodb.unsupported(exc):
+        return translated
+    return None
 
 
 def s3_location(storage: Storage, ref: BackupRef) -> tuple[str, str]:
