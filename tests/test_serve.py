@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -17,9 +18,12 @@ import orjson
 import pytest
 
 from hippolyte.adapters.storage import open_storage
+from hippolyte.core import config
+from hippolyte.repo.journal import Journal
 from hippolyte.repo.lock import KEY, RepoLock
+from hippolyte.serve.daemon import Daemon, serve
 from tests.helpers import db_for
-from tests.support.servers import Server
+from tests.support.servers import Server, start_dynalite
 
 
 def _dead_pid() -> int:
@@ -107,3 +111,93 @@ def test_serve_runs_a_job_exposes_metrics_and_stops_on_sigterm(
     logs = [orjson.loads(x) for x in err.splitlines() if x.startswith("{")]
     assert {"job started", "job finished", "stopped"} <= {x["message"] for x in logs}
     assert not open_storage(str(tmp_path / "repo")).exists(KEY)
+
+
+@pytest.mark.servers
+def test_serve_with_two_targets_locks_both_repositories_and_labels_each_table(
+    dynalite: Server, moto_server: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two accounts on two endpoints, each with its own repository: a job runs only with
+    both repositories' locks, each table's metrics carry its own target's label, and the
+    boosts gauge counts open journal entries in both repositories."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING", moto_server.endpoint_url)
+    second = start_dynalite()
+    try:
+        first_table = db_for(dynalite).table(
+            prefix="served", items=[{"pk": {"S": str(i)}} for i in range(20)]
+        )
+        second_table = db_for(second).table(
+            prefix="served", items=[{"pk": {"S": str(i)}} for i in range(5)]
+        )
+        repos = [tmp_path / "repo-a", tmp_path / "repo-b"]
+        settings = config.validate(
+            {
+                "targets": [
+                    {
+                        "account": account,
+                        "region": "us-east-1",
+                        "endpoint_url": server.endpoint_url,
+                        "repository": str(repo),
+                    }
+                    for account, server, repo in zip(
+                        ("111111111111", "222222222222"), (dynalite, second), repos, strict=True
+                    )
+                ],
+                "selection": {"include": [f"{first_table}$", f"{second_table}$"]},
+                "serve": {"port": 0},
+            },
+            source="test",
+        )
+
+        held = RepoLock(storage=open_storage(str(repos[1])), lease_s=60)  # another run
+        assert held.acquire()
+        try:
+            daemon = Daemon(settings=settings, stop=threading.Event())
+            daemon.run_job("backup")
+        finally:
+            held.release()
+        metrics = daemon.metrics.render().decode()
+        assert 'hippolyte_runs_total{job="backup",result="skipped"} 1.0' in metrics
+        assert not (repos[0] / first_table).exists() and not (repos[1] / second_table).exists()
+        assert not open_storage(str(repos[0])).exists(KEY)  # the lock it did take, released
+
+        Journal.open(open_storage(str(repos[1])), "crashed-run", create=True).record(
+            "some-table", status="boosted"
+        )
+        metrics = _serve_backup_once(settings)
+        assert (
+            f'hippolyte_backup_items{{table="{first_table}",target="111111111111/us-east-1"}} 20.0'
+            in metrics
+        )
+        assert (
+            f'hippolyte_backup_items{{table="{second_table}",target="222222222222/us-east-1"}} 5.0'
+            in metrics
+        )
+        assert "hippolyte_boosts_outstanding 1.0" in metrics
+        assert (repos[0] / first_table).is_dir() and (repos[1] / second_table).is_dir()
+        assert not any(open_storage(str(r)).exists(KEY) for r in repos)
+    finally:
+        second.stop()
+
+
+def _serve_backup_once(settings: config.Settings) -> str:
+    """`serve --run-now backup` in a thread: /metrics once the backup has finished."""
+    stop, urls = threading.Event(), []
+    thread = threading.Thread(
+        target=serve,
+        args=(settings,),
+        kwargs={"stop": stop, "run_now": ["backup"], "on_listen": urls.append},
+    )
+    thread.start()
+    try:
+        health: dict[str, object] = {}
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and "backup" not in health.get("last", {}):  # type: ignore[operator]
+            if urls:
+                health = orjson.loads(urllib.request.urlopen(f"{urls[0]}/healthz").read())
+            time.sleep(0.2)
+        assert health["last"]["backup"]["result"] == "ok", health  # type: ignore[index]
+        return str(urllib.request.urlopen(f"{urls[0]}/metrics").read().decode())
+    finally:
+        stop.set()
+        thread.join(timeout=30)

@@ -1,7 +1,11 @@
 """`hippolyte serve`: run the schedule (cron, UTC), one job at a time through the repository
-lock, expose /metrics and /healthz, log as JSON. SIGTERM sets ``stop``: the job in progress
+locks, expose /metrics and /healthz, log as JSON. SIGTERM sets ``stop``: the job in progress
 stops between pages, reverts the capacity it boosted (run_plan reverts in a ``finally``),
-releases the lock, and the loop exits."""
+releases the locks, and the loop exits.
+
+Targets may each have their own repository: a job takes the lock of every distinct one it
+writes to (all of them, in the order of their URLs) or runs not at all, and each table's
+metrics carry the label of the target it belongs to."""
 
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from typing import Any
 
 from croniter import croniter
 
+from hippolyte.adapters.storage import Storage
 from hippolyte.core.config import Settings
 from hippolyte.core.errors import HippolyteError, Interrupted
 from hippolyte.ops import context, jobs
@@ -64,10 +69,13 @@ class Daemon:
             self.run_job(job)
 
     def run_job(self, job: str) -> None:
-        storage = context.storage_for(self.settings, self.settings.effective_targets()[0])
-        lock = RepoLock(storage=storage, lease_s=self.settings.serve.lock_lease_s, purpose=job)
-        if not lock.acquire():
-            log.warning("job skipped: another run holds the lock", extra={"job": job})
+        try:
+            locks = self._lock_all(job)
+        except HippolyteError as exc:
+            log.error("job failed", extra={"job": job, "error": str(exc)})
+            self.metrics.runs.labels(job, "error").inc()
+            return
+        if locks is None:
             self.metrics.runs.labels(job, "skipped").inc()
             return
         self.running = job
@@ -82,7 +90,7 @@ class Daemon:
             result = "error"
             log.error("job failed", extra={"job": job, "error": str(exc)})
         finally:
-            lock.release()
+            _release(locks)
             self.running = None
             self._count_boosts()
             self.metrics.runs.labels(job, result).inc()
@@ -93,14 +101,45 @@ class Daemon:
             }
             log.info("job finished", extra={"job": job, "result": result})
 
+    def _repositories(self) -> list[Storage]:
+        """Every distinct repository the targets write to, in the order of their URLs."""
+        storages: dict[str, Storage] = {}
+        for target in self.settings.effective_targets():
+            storage = context.storage_for(self.settings, target)
+            storages.setdefault(storage.url, storage)
+        return [storages[url] for url in sorted(storages)]
+
+    def _lock_all(self, job: str) -> list[RepoLock] | None:
+        """The lock of every repository, or None (and none kept) if another run holds one.
+        Taken in a stable order, two daemons sharing repositories contend for the same first
+        lock: one of them gets every lock, rather than each a part and both skipping."""
+        taken: list[RepoLock] = []
+        try:
+            for storage in self._repositories():
+                lock = RepoLock(
+                    storage=storage, lease_s=self.settings.serve.lock_lease_s, purpose=job
+                )
+                if not lock.acquire():
+                    log.warning(
+                        "job skipped: another run holds the lock",
+                        extra={"job": job, "repository": storage.url},
+                    )
+                    _release(taken)
+                    return None
+                taken.append(lock)
+        except BaseException:
+            _release(taken)
+            raise
+        return taken
+
     def _backup(self) -> str:
-        runs = jobs.nightly_backup(self.settings, stop=self.stop)
+        targets = self.settings.effective_targets()
+        runs = jobs.nightly_backup(self.settings, stop=self.stop, targets=targets)
         if self.stop.is_set():
             return "interrupted"
-        label = self.settings.effective_targets()[0].label
-        for run in runs:
+        for target, run in zip(targets, runs, strict=True):  # one run per target, in order
             for r in run.results:
-                self.metrics.table(label, r, at=time.time())
+                self.metrics.table(target.label, r, at=time.time())
         return "ok" if all(r.ok for run in runs for r in run.results) else "failed"
 
     def _monitor(self) -> str:
@@ -111,15 +150,29 @@ class Daemon:
         return "ok" if outcome.ok else "failed"
 
     def _count_boosts(self) -> None:
+        """Open journal entries across every repository; unchanged if one cannot be read
+        (a partial count would look like boosts reverted)."""
         try:
-            storage = context.storage_for(self.settings, self.settings.effective_targets()[0])
             open_entries = sum(
                 len(Journal.open(storage, rid, create=True).open_entries())
+                for storage in self._repositories()
                 for rid in run_ids(storage)
             )
-        except HippolyteError:
+        except HippolyteError as exc:
+            log.warning("cannot count open boosts", extra={"error": str(exc)})
             return
         self.metrics.boosts.set(open_entries)
+
+
+def _release(locks: list[RepoLock]) -> None:
+    """Release every lock, even if one repository cannot be reached (its lease then ends)."""
+    for lock in reversed(locks):
+        try:
+            lock.release()
+        except HippolyteError as exc:
+            log.warning(
+                "cannot release the lock", extra={"repository": lock.storage.url, "error": str(exc)}
+            )
 
 
 def serve(
