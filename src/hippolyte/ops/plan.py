@@ -15,7 +15,7 @@ from hippolyte.adapters import capacity, dynamodb
 from hippolyte.adapters.storage import Storage, s3_location
 from hippolyte.core import planning
 from hippolyte.core.config import Settings, Target
-from hippolyte.core.errors import ConfigError, HippolyteError
+from hippolyte.core.errors import ConfigError, HippolyteError, TableNotFound
 from hippolyte.core.model import Json, TableInfo
 from hippolyte.core.pipeline_defs import definitions
 from hippolyte.core.selection import select
@@ -132,10 +132,16 @@ def exports(settings: Settings, control: Any, tables: Sequence[TableInfo]) -> di
         return {}
     from hippolyte.engines.export import pitr_enabled
 
+    def exported(name: str) -> bool:
+        try:
+            return pitr_enabled(control, name)
+        except TableNotFound:  # deleted since it was listed: its own backup reports it
+            return False
+
     return {
         t.name: "point-in-time recovery is on: DynamoDB exports it, using no read capacity"
         for t in tables
-        if pitr_enabled(control, t.name)
+        if exported(t.name)
     }
 
 
