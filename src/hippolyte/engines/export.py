@@ -24,7 +24,6 @@ from hippolyte.adapters import aws, dynamodb
 from hippolyte.adapters.storage import Storage
 from hippolyte.core.errors import (
     AwsError,
-    ConfigError,
     CredentialsError,
     HippolyteError,
     Interrupted,
@@ -178,8 +177,3 @@ def _entry(source: Any, f: SourceFile, *, ref: BackupRef) -> FileEntry:
 
 def manifest_time(value: dt.datetime) -> str:
     return value.astimezone(dt.UTC).isoformat()
-
-
-def check_engine_args(*, engine: str, at: dt.datetime | None) -> None:
-    if at is not None and engine not in ("export", "auto"):
-        raise ConfigError("--at needs --engine export (or auto)")
