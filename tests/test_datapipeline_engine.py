@@ -122,13 +122,13 @@ def test_pipelines_started_monitored_and_restored(
     assert all(e["status"] == "activated" for e in pipelines.values())
     by_table = {e["tables"][0]: e for e in pipelines.values()}
     assert by_table[slow]["folders"] == {slow: f"{repo}/{slow}/{run_id}/"}
-    assert results[slow]["started_in"] == f"Data Pipeline {by_table[slow]['pipeline_id']}"
+    assert results[slow]["started_in"] == f"Data Pipeline {by_table[slow]['pipelineId']}"
 
     dp = dp_api.client(aws.Connection(region="us-east-1"))
-    ids = [e["pipeline_id"] for e in pipelines.values()]
+    ids = [e["pipelineId"] for e in pipelines.values()]
     states = dp_api.states(dp, ids)
     assert {s.state for s in states.values() if s} == {"SCHEDULED"}  # moto: activated
-    objects = dp.get_pipeline_definition(pipelineId=by_table[slow]["pipeline_id"])
+    objects = dp.get_pipeline_definition(pipelineId=by_table[slow]["pipelineId"])
     fields = {o["id"]: _fields(o) for o in objects["pipelineObjects"]}
     assert fields[f"S3BackupLocation.{slow}"]["directoryPath"] == f"{repo}/{slow}/{run_id}"
     share = fields[f"DDBSourceTable.{slow}"]["readThroughputPercent"]
@@ -245,7 +245,7 @@ def test_a_run_killed_before_activation_is_cleaned_up_by_the_monitor(
     entry = _journal(storage, run_id)["pipeline/1"]
     assert entry["status"] == "activating"
     dp = dp_api.client(aws.Connection(region="us-east-1"))
-    assert dp_api.states(dp, [entry["pipeline_id"]])[entry["pipeline_id"]] is not None
+    assert dp_api.states(dp, [entry["pipelineId"]])[entry["pipelineId"]] is not None
 
     code, out, err = run(
         capsys, "--config", str(cfg), "monitor", "--run", run_id, "--no-notify", "--json"
@@ -254,7 +254,7 @@ def test_a_run_killed_before_activation_is_cleaned_up_by_the_monitor(
     (check,) = orjson.loads(out)["reports"][0]["tables"]
     assert not check["ok"] and "never activated" in check["reason"]
     assert _rcu(db.client, slow) == 1
-    assert dp_api.states(dp, [entry["pipeline_id"]]) == {entry["pipeline_id"]: None}  # deleted
+    assert dp_api.states(dp, [entry["pipelineId"]]) == {entry["pipelineId"]: None}  # deleted
     assert _journal(storage, run_id)["pipeline/1"]["status"] == "failed"
 
 

@@ -12,6 +12,7 @@ import pytest
 
 from hippolyte.adapters.storage import open_storage
 from hippolyte.ops.monitor import expected_since, monitor
+from hippolyte.repo import runs
 from tests.helpers import db_for, run
 from tests.support.servers import Server
 
@@ -70,7 +71,8 @@ def test_monitor_matches_tables_exactly(night: dict[str, str]) -> None:
     }
     assert report.ran and not report.ok and report.logs and report.run_id in report.logs
     written = orjson.loads(storage.get_bytes(f"@runs/{report.run_id}/monitor.json"))
-    assert written["run_id"] == report.run_id
+    assert written["runId"] == report.run_id and written["format"] == "hippolyte-monitor/1"
+    assert runs.read_monitor(storage, report.run_id) == report
 
 
 def test_nothing_ran(tmp_path: Path) -> None:

@@ -14,7 +14,10 @@ from typing import Any
 import orjson
 import pytest
 
+from hippolyte.adapters.storage import open_storage
+from hippolyte.core.model import to_plain
 from hippolyte.ops.demo import fill, order_item
+from hippolyte.repo import runs
 from tests.helpers import db_for, run
 from tests.support.servers import Server
 
@@ -158,6 +161,13 @@ def test_backup_all_boosts_and_reverts(
     journal = orjson.loads((run_dir / "journal.json").read_bytes())
     assert [e["status"] for e in journal["entries"].values()] == ["reverted"]
     assert (run_dir / "plan.json").exists() and (run_dir / "result.json").exists()
+    assert journal["format"] == "hippolyte-journal/1" and journal["runId"] == run_dir.name
+    storage = open_storage(str(repo))
+    result = runs.read_result(storage, run_dir.name)  # the record, read back through its schema
+    assert orjson.loads((run_dir / "result.json").read_bytes())["format"] == "hippolyte-result/1"
+    assert [to_plain(r) for r in result.results] == doc["results"]
+    assert [to_plain(c) for c in result.capacity] == doc["runs"][0]["capacity"]
+    assert runs.read_plan(storage, run_dir.name)["pipelines"]
     code, out, _ = run(capsys, "--config", str(cfg), "list", "--json")
     assert {r["table"] for r in orjson.loads(out)} == {slow, quick}  # run records: no table
     code, out, _ = run(capsys, "--config", str(cfg), "revert", "--json")

@@ -4,10 +4,30 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import enum
 from dataclasses import dataclass, field
 from typing import Any
 
 Json = dict[str, Any]
+
+
+class CapacityStatus(enum.StrEnum):
+    """What happened to one table's capacity: a boost, or a revert through the journal."""
+
+    BOOSTED = "boosted"
+    NOT_BOOSTED = "not-boosted"  # recorded as such: nothing to put back
+    REVERTED = "reverted"
+    REVERT_PENDING = "revert-pending"  # a refused decrease: the next revert/monitor retries
+    GONE = "gone"  # the table was deleted since the boost
+    STILL_RUNNING = "still-running"  # its Data Pipeline still exports: left to the monitor
+
+
+class CheckStatus(enum.StrEnum):
+    """The monitor's verdict on one table of a run."""
+
+    OK = "ok"
+    FAILED = "failed"
+    RUNNING = "running"  # still running remotely inside its window: not ok, not failed yet
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -147,6 +167,12 @@ class TableCheck:
     backup: str | None = None  # TABLE/BACKUP_ID of the backup that was checked
     running: bool = False  # still running remotely inside its window: not ok, not failed yet
 
+    @property
+    def status(self) -> CheckStatus:
+        if self.ok:
+            return CheckStatus.OK
+        return CheckStatus.RUNNING if self.running else CheckStatus.FAILED
+
 
 @dataclass(frozen=True, kw_only=True)
 class MonitorReport:
@@ -172,6 +198,24 @@ class MonitorReport:
     @property
     def ok(self) -> bool:
         return self.ran and not self.failed
+
+
+@dataclass(frozen=True, kw_only=True)
+class CapacityOutcome:
+    """One capacity change of a run (a boost or a revert), for the run's result."""
+
+    table: str
+    status: CapacityStatus
+    note: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunResult:
+    """What a run did: every table's outcome and every capacity change (``result.json``)."""
+
+    run_id: str
+    results: list[TableResult]
+    capacity: list[CapacityOutcome]
 
 
 def to_plain(obj: Any) -> Any:

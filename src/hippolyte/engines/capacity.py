@@ -9,23 +9,16 @@ a table deleted since is reported ``gone``.
 from __future__ import annotations
 
 from collections.abc import Container
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Any
 
 from hippolyte.adapters import autoscaling, capacity, dynamodb, dynamodb_admin
 from hippolyte.adapters.capacity import DecreaseRefused
 from hippolyte.core.errors import TableNotFound
-from hippolyte.core.model import Connection, Json
-from hippolyte.repo.journal import Journal
+from hippolyte.core.model import CapacityOutcome, CapacityStatus, Connection, Json
+from hippolyte.repo.journal import BoostState, Journal
 
 MAX_DECREASES_PER_DAY = 27
-
-
-@dataclass(frozen=True, kw_only=True)
-class Outcome:
-    table: str
-    status: str  # boosted | not-boosted | reverted | revert-pending | gone | still-running
-    note: str = ""
 
 
 def entry_key(conn: Connection, table: str) -> str:
@@ -34,7 +27,7 @@ def entry_key(conn: Connection, table: str) -> str:
 
 def boost(
     *, conn: Connection, journal: Journal, table: str, new_rcu: int, min_decreases_left: int = 1
-) -> Outcome:
+) -> CapacityOutcome:
     control = dynamodb.control_client(conn)
     desc = dynamodb_admin.describe_raw(control, table)
     if desc is None:
@@ -51,15 +44,17 @@ def boost(
             if new_rcu <= old
             else f"only {left} capacity decreases left today: the revert could not happen"
         )
-        journal.record(key, table=table, target=_plain(conn), status="not-boosted", note=why)
-        return Outcome(table=table, status="not-boosted", note=why)
+        journal.record(
+            key, table=table, target=_plain(conn), status=BoostState.NOT_BOOSTED, note=why
+        )
+        return CapacityOutcome(table=table, status=CapacityStatus.NOT_BOOSTED, note=why)
     aas = autoscaling.client(conn)
     scaling = autoscaling.read_scaling(aas, table)
     journal.record(
         key,
         table=table,
         target=_plain(conn),
-        status="boosting",
+        status=BoostState.BOOSTING,
         before={"read": old, "write": write, "autoscaling": scaling},
         boost={"read": new_rcu},
     )
@@ -67,11 +62,13 @@ def boost(
         autoscaling.remove(aas, table)
     capacity.set_read_capacity(control, table=table, read=new_rcu, write=write)
     dynamodb_admin.wait_active(control, table)
-    journal.record(key, status="boosted")
-    return Outcome(table=table, status="boosted", note=f"{old} -> {new_rcu} RCU")
+    journal.record(key, status=BoostState.BOOSTED)
+    return CapacityOutcome(
+        table=table, status=CapacityStatus.BOOSTED, note=f"{old} -> {new_rcu} RCU"
+    )
 
 
-def revert(journal: Journal, *, tables: Container[str] | None = None) -> list[Outcome]:
+def revert(journal: Journal, *, tables: Container[str] | None = None) -> list[CapacityOutcome]:
     """Put back every table of the run that is not final (only ``tables``, if given: those
     whose backup has ended). Idempotent."""
     return [
@@ -81,18 +78,17 @@ def revert(journal: Journal, *, tables: Container[str] | None = None) -> list[Ou
     ]
 
 
-def revert_entry(journal: Journal, key: str, entry: Json) -> Outcome:
+def revert_entry(journal: Journal, key: str, entry: Json) -> CapacityOutcome:
     table = entry["table"]
     conn = Connection(**entry["target"])
     before = entry.get("before")
     if before is None:  # recorded as not boosted
-        journal.record(key, status="not-boosted")
-        return Outcome(table=table, status="not-boosted")
+        journal.record(key, status=BoostState.NOT_BOOSTED)
+        return CapacityOutcome(table=table, status=CapacityStatus.NOT_BOOSTED)
     control = dynamodb.control_client(conn)
     desc = dynamodb_admin.describe_raw(control, table)
     if desc is None:
-        journal.record(key, status="gone", note="table deleted since the boost")
-        return Outcome(table=table, status="gone", note="table deleted since the boost")
+        return _gone(journal, key, table, note="table deleted since the boost")
     current = int((desc.get("ProvisionedThroughput") or {}).get("ReadCapacityUnits") or 0)
     try:
         if current != before["read"]:
@@ -104,15 +100,20 @@ def revert_entry(journal: Journal, key: str, entry: Json) -> Outcome:
             )
             dynamodb_admin.wait_active(control, table)
     except DecreaseRefused as exc:
-        journal.record(key, status="revert-pending", note=str(exc))
-        return Outcome(table=table, status="revert-pending", note=str(exc))
+        journal.record(key, status=BoostState.REVERT_PENDING, note=str(exc))
+        return CapacityOutcome(table=table, status=CapacityStatus.REVERT_PENDING, note=str(exc))
     except TableNotFound:
-        journal.record(key, status="gone", note="table deleted during the revert")
-        return Outcome(table=table, status="gone", note="table deleted during the revert")
+        return _gone(journal, key, table, note="table deleted during the revert")
     if before.get("autoscaling"):
         autoscaling.put_back(autoscaling.client(conn), table, before["autoscaling"])
-    journal.record(key, status="reverted")
-    return Outcome(table=table, status="reverted", note=f"{current} -> {before['read']} RCU")
+    journal.record(key, status=BoostState.REVERTED)
+    note = f"{current} -> {before['read']} RCU"
+    return CapacityOutcome(table=table, status=CapacityStatus.REVERTED, note=note)
+
+
+def _gone(journal: Journal, key: str, table: str, *, note: str) -> CapacityOutcome:
+    journal.record(key, status=BoostState.GONE, note=note)
+    return CapacityOutcome(table=table, status=CapacityStatus.GONE, note=note)
 
 
 def _updater(conn: Connection) -> Any:

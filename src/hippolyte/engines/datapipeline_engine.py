@@ -35,9 +35,10 @@ from hippolyte.core.errors import (
     HippolyteError,
 )
 from hippolyte.core.events import Emit, Note
-from hippolyte.core.model import Connection, Json
+from hippolyte.core.model import CapacityOutcome, CapacityStatus, Connection, Json
 from hippolyte.engines import capacity
-from hippolyte.repo.journal import PIPELINES, RUNS, Journal
+from hippolyte.repo.journal import PIPELINES, Journal, PipelineStatus
+from hippolyte.repo.runs import RUNS
 
 DONE_STATES = frozenset(
     {
@@ -51,8 +52,8 @@ DONE_STATES = frozenset(
         "TIMEDOUT",
     }
 )
-LIVE = ("activating", "activated")  # journal statuses of a pipeline that may be running
-NOT_STARTED = ("creating", "created")  # the run stopped before activating it
+LIVE = (PipelineStatus.ACTIVATING, PipelineStatus.ACTIVATED)  # it may be running
+NOT_STARTED = (PipelineStatus.CREATING, PipelineStatus.CREATED)  # stopped before activating
 FATAL = (DataPipelineUnavailable, CredentialsError)  # no other pipeline would fare better
 
 
@@ -139,15 +140,15 @@ def _start_one(pipeline: Json, *, ctx: _Context) -> Json:
         tables=tables,
         folders={t: f"{url}/{folder(t, ctx.run_id)}" for t in tables},
         target=dataclasses.asdict(ctx.dp_conn),
-        status="creating",
+        status=PipelineStatus.CREATING,
     )
-    outcomes: list[capacity.Outcome] = []
+    outcomes: list[CapacityOutcome] = []
     pipeline_id = None
     try:
         pipeline_id = dp_api.create(
             ctx.dp, name=name, unique_id=name, description=f"Hippolyte run {ctx.run_id}"
         )
-        ctx.journal.record(key, pipeline_id=pipeline_id, status="created")
+        ctx.journal.record(key, pipeline_id=pipeline_id, status=PipelineStatus.CREATED)
         applied = _boost(pipeline, ctx=ctx, outcomes=outcomes)
         (defn,) = datapipeline.definitions(
             {**ctx.plan_json, "pipelines": [applied]}, **ctx.defaults
@@ -158,24 +159,24 @@ def _start_one(pipeline: Json, *, ctx: _Context) -> Json:
         put = datapipeline.put_request(defn, pipeline_id=pipeline_id)
         for warning in dp_api.put_definition(ctx.dp, put, name=name):
             ctx.emit(Note(text=f"pipeline {index}: {warning}", level="warning"))
-        ctx.journal.record(key, status="activating")
+        ctx.journal.record(key, status=PipelineStatus.ACTIVATING)
         dp_api.activate(ctx.dp, pipeline_id)
     except HippolyteError as exc:
         outcomes += capacity.revert(ctx.journal, tables=set(tables))
         _delete_quietly(ctx.dp, pipeline_id)
-        entry = ctx.journal.record(key, status="failed", note=str(exc))
+        entry = ctx.journal.record(key, status=PipelineStatus.FAILED, note=str(exc))
         ctx.emit(Note(text=f"pipeline {index} not started: {exc}", level="error"))
         if isinstance(exc, FATAL):
             raise
         return {**entry, "capacity": outcomes}
-    entry = ctx.journal.record(key, status="activated")
+    entry = ctx.journal.record(key, status=PipelineStatus.ACTIVATED)
     count = f"{len(tables)} table" + ("s" if len(tables) > 1 else "")
     where = f"{url}/<table>/{ctx.run_id}/"
     ctx.emit(Note(text=f"pipeline {index}: {pipeline_id} activated, {count} into {where}"))
     return {**entry, "capacity": outcomes}
 
 
-def _boost(pipeline: Json, *, ctx: _Context, outcomes: list[capacity.Outcome]) -> Json:
+def _boost(pipeline: Json, *, ctx: _Context, outcomes: list[CapacityOutcome]) -> Json:
     """Boost the pipeline's boosted tables; the pipeline as applied: a table whose boost did
     not happen reads at the plain read percent, never at a share of capacity it lacks."""
     tables = []
@@ -187,10 +188,10 @@ def _boost(pipeline: Json, *, ctx: _Context, outcomes: list[capacity.Outcome]) -
                     conn=ctx.conn, journal=ctx.journal, table=name, new_rcu=int(boost["new_rcu"])
                 )
             except HippolyteError as exc:
-                o = capacity.Outcome(table=name, status="not-boosted", note=str(exc))
+                o = CapacityOutcome(table=name, status=CapacityStatus.NOT_BOOSTED, note=str(exc))
             outcomes.append(o)
             ctx.emit(Note(text=f"{name}: {o.status} {o.note}", table=name))
-            if o.status != "boosted":
+            if o.status != CapacityStatus.BOOSTED:
                 table = {**table, "boost": None}
         tables.append(table)
     return {**pipeline, "tables": tables}
@@ -219,7 +220,7 @@ class PipelineView:
     summary: str  # e.g. "Data Pipeline df-0123 FINISHED (health ERROR), deleted"
 
 
-def revert_done(journal: Journal) -> tuple[list[capacity.Outcome], list[PipelineView]]:
+def revert_done(journal: Journal) -> tuple[list[CapacityOutcome], list[PipelineView]]:
     """Put back the capacity of the tables whose pipelines are done (never under a running
     export); with every pipeline's view."""
     views = refresh(journal)
@@ -261,21 +262,25 @@ def _settle(
     client: Callable[[Json], Any],
 ) -> PipelineView:
     status, pid = entry.get("status"), entry.get("pipeline_id")
-    pending = status == "activating" and state is not None and state.state == "PENDING"
+    pending = status == PipelineStatus.ACTIVATING and state is not None and state.state == "PENDING"
     if status in NOT_STARTED or pending:
         _delete_quietly(client(entry["target"]), pid)
         entry = journal.record(
-            key, status="failed", note="never activated: the run stopped before activating it"
+            key,
+            status=PipelineStatus.FAILED,
+            note="never activated: the run stopped before activating it",
         )
     elif status in LIVE and state is None:
-        entry = journal.record(key, status="gone", note="the pipeline no longer exists")
+        entry = journal.record(
+            key, status=PipelineStatus.GONE, note="the pipeline no longer exists"
+        )
     elif status in LIVE and state is not None and state.state in DONE_STATES:
         failed = _delete_quietly(client(entry["target"]), pid)
         done = {"state": state.state, "health": state.health}
         if failed:
             entry = journal.record(key, **done, note=f"not deleted yet: {failed}")
         else:
-            entry = journal.record(key, status="deleted", **done)
+            entry = journal.record(key, status=PipelineStatus.DELETED, **done)
     elif status in LIVE and state is not None:
         return PipelineView(
             index=int(entry["index"]),
@@ -301,6 +306,6 @@ def _summary(entry: Json) -> str:
     pid = entry.get("pipeline_id") or f"pipeline {entry['index']}"
     text = f"Data Pipeline {pid} {_state_text(entry.get('state'), entry.get('health'))}"
     status = entry.get("status")
-    if status == "deleted":
+    if status == PipelineStatus.DELETED:
         return f"{text}, deleted"
     return f"{text}: {entry.get('note') or status}"

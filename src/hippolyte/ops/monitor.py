@@ -5,7 +5,7 @@ backup, per the schedule): revert from its journal (retrying refused decreases),
 every table the run planned, look for a committed backup of exactly that table made by this
 run. Tables match by name exactly: the repository keeps each table in its own folder, never
 found by prefix (the original confused ``orders`` with ``orders-archive``). The result is
-written to ``runs/<id>/monitor.json``.
+written to ``@runs/<id>/monitor.json`` (:func:`hippolyte.repo.runs.write_monitor`).
 
 A run started on AWS Data Pipeline (its journal records pipelines) is checked the original's
 way: each pipeline's state is read and a done one deleted; capacity goes back for the tables
@@ -19,16 +19,22 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable
 
-import orjson
 from croniter import croniter
 
 from hippolyte.adapters.storage import Storage
 from hippolyte.core.errors import HippolyteError, NotFound
-from hippolyte.core.model import BackupRef, Json, MonitorReport, TableCheck, to_plain
+from hippolyte.core.model import (
+    BackupRef,
+    CapacityOutcome,
+    CapacityStatus,
+    Json,
+    MonitorReport,
+    TableCheck,
+)
 from hippolyte.engines import capacity, datapipeline_engine
 from hippolyte.formats import datapipeline as formats_datapipeline
-from hippolyte.repo import catalog, manifest
-from hippolyte.repo.journal import RUNS, Journal, run_ids
+from hippolyte.repo import catalog, manifest, runs
+from hippolyte.repo.journal import Journal
 from hippolyte.repo.verify import verify
 
 GRACE = dt.timedelta(hours=1)  # a run may start a little before its scheduled minute
@@ -42,12 +48,12 @@ def expected_since(backup_cron: str, now: dt.datetime) -> dt.datetime:
 
 def find_run(storage: Storage, *, run_id: str | None, since: dt.datetime) -> str | None:
     if run_id:
-        if not storage.exists(f"{RUNS}{run_id}/plan.json"):
+        if not runs.has_plan(storage, run_id):
             raise NotFound(f"no run {run_id!r} in {storage.url}")
         return run_id
     recent = [
         r
-        for r in run_ids(storage)
+        for r in runs.run_ids(storage)
         if manifest.is_backup_id(r) and manifest.parse_backup_id(r) >= since
     ]
     return max(recent) if recent else None
@@ -67,14 +73,14 @@ def monitor(
     if rid is None:
         return MonitorReport(run_id=None, checked_at=now, ran=False, repository=storage.url)
     journal = Journal.open(storage, rid, create=True)
-    plan = orjson.loads(storage.get_bytes(f"{RUNS}{rid}/plan.json"))
+    plan = runs.read_plan(storage, rid)
     if journal.pipelines():
         checks, outcomes = _remote_checks(
             storage, rid, plan, journal, target=target, now=now, check_files=check_files
         )
     else:
         outcomes = capacity.revert(journal)
-        pending = {o.table: o.note for o in outcomes if o.status == "revert-pending"}
+        pending = {o.table: o.note for o in outcomes if o.status == CapacityStatus.REVERT_PENDING}
         checks = [
             _check(
                 storage,
@@ -94,9 +100,9 @@ def monitor(
         repository=storage.url,
         tables=checks,
         capacity=[f"{o.table}: {o.status} {o.note}".strip() for o in outcomes],
-        logs=f"{storage.url.rstrip('/')}/{RUNS}{rid}/",
+        logs=f"{storage.url.rstrip('/')}/{runs.RUNS}{rid}/",
     )
-    storage.put_bytes(f"{RUNS}{rid}/monitor.json", orjson.dumps(to_plain(report), default=str))
+    runs.write_monitor(storage, report)
     return report
 
 
@@ -167,9 +173,9 @@ def _remote_checks(
     target: str,
     now: dt.datetime,
     check_files: bool,
-) -> tuple[list[TableCheck], list[capacity.Outcome]]:
+) -> tuple[list[TableCheck], list[CapacityOutcome]]:
     outcomes, views = datapipeline_engine.revert_done(journal)
-    pending = {o.table: o.note for o in outcomes if o.status == "revert-pending"}
+    pending = {o.table: o.note for o in outcomes if o.status == CapacityStatus.REVERT_PENDING}
     by_table = {t: v for v in views for t in v.tables}
     closes = window_closes(plan, rid)
     checks = [

@@ -4,12 +4,13 @@ their pipelines (``monitor`` puts them back) unless forced."""
 
 from __future__ import annotations
 
+from hippolyte.core.model import CapacityOutcome, CapacityStatus
 from hippolyte.engines import datapipeline_engine
-from hippolyte.engines.capacity import Outcome, revert
+from hippolyte.engines.capacity import revert
 from hippolyte.repo.journal import Journal
 
 
-def revert_run(journal: Journal, *, force: bool = False) -> list[Outcome]:
+def revert_run(journal: Journal, *, force: bool = False) -> list[CapacityOutcome]:
     """``hippolyte revert`` of one run. A run on AWS Data Pipeline still has its exports
     reading under the boosts: only the tables of pipelines that are done are put back (as
     ``monitor`` does), the others are reported ``still-running``, unless ``force``."""
@@ -18,9 +19,9 @@ def revert_run(journal: Journal, *, force: bool = False) -> list[Outcome]:
     outcomes, views = datapipeline_engine.revert_done(journal)
     still_open = {e.get("table") for e in journal.open_entries().values()}
     return outcomes + [
-        Outcome(
+        CapacityOutcome(
             table=table,
-            status="still-running",
+            status=CapacityStatus.STILL_RUNNING,
             note=f"{view.summary}; monitor reverts it once it ends (or revert --force)",
         )
         for view in views

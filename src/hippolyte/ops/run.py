@@ -1,8 +1,9 @@
 """Run a plan: pipelines side by side, each pipeline's tables one after another; a boosted
 table is boosted just before its backup and reverted just after, all through the journal.
 
-The run's record lives in the repository: ``runs/<run-id>/plan.json`` (what was decided),
-``journal.json`` (every capacity change), ``result.json`` (every table's outcome).
+The run's record lives in the repository (:mod:`hippolyte.repo.runs`):
+``@runs/<run-id>/plan.json`` (what was decided), ``journal.json`` (every capacity change),
+``result.json`` (every table's outcome).
 
 With engine ``datapipeline`` the pipelines run on AWS Data Pipeline instead: the run starts
 them (``engines.datapipeline_engine``) and its result says where each table's backup was
@@ -14,26 +15,24 @@ from __future__ import annotations
 import datetime as dt
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
-
-import orjson
+from dataclasses import replace
 
 from hippolyte.adapters.storage import Storage
 from hippolyte.core import planning
 from hippolyte.core.errors import HippolyteError, Interrupted
 from hippolyte.core.events import Emit, Note
-from hippolyte.core.model import BackupRef, Connection, TableResult, to_plain
+from hippolyte.core.model import (
+    BackupRef,
+    CapacityOutcome,
+    CapacityStatus,
+    Connection,
+    RunResult,
+    TableResult,
+)
 from hippolyte.engines import capacity, datapipeline_engine
 from hippolyte.ops.backup import BackupParams, Clients, backup_tables
-from hippolyte.repo import manifest
-from hippolyte.repo.journal import RUNS, Journal
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunResult:
-    run_id: str
-    results: list[TableResult]
-    capacity: list[capacity.Outcome]
+from hippolyte.repo import manifest, runs
+from hippolyte.repo.journal import Journal, PipelineStatus
 
 
 def actions(plan: planning.Plan) -> list[str]:
@@ -70,7 +69,7 @@ def run_plan(
     if remote:
         datapipeline_engine.location(storage)  # an s3:// repository, before anything is written
     run_id = manifest.backup_id(now or dt.datetime.now(dt.UTC))
-    storage.put_bytes(f"{RUNS}{run_id}/plan.json", orjson.dumps(planning.to_json(plan)))
+    runs.write_plan(storage, run_id, plan)
     journal = Journal.open(storage, run_id, create=True)
     if remote:
         return _start_remote(
@@ -80,7 +79,7 @@ def run_plan(
     emit(Note(text=f"run {run_id}: {len(plan.pipelines)} pipelines, {pipelines_at_once} at a time"))
     clients = Clients.build(conn, params, tables_at_once=max(1, pipelines_at_once))
 
-    def one(p: planning.Pipeline) -> tuple[list[TableResult], list[capacity.Outcome]]:
+    def one(p: planning.Pipeline) -> tuple[list[TableResult], list[CapacityOutcome]]:
         results, outcomes = [], []
         for t in p.tables:
             if stop.is_set():
@@ -99,7 +98,7 @@ def run_plan(
             outcomes += o
         return results, outcomes
 
-    def export(name: str) -> tuple[list[TableResult], list[capacity.Outcome]]:
+    def export(name: str) -> tuple[list[TableResult], list[CapacityOutcome]]:
         if stop.is_set():
             return [], []
         try:
@@ -118,7 +117,7 @@ def run_plan(
             return [TableResult(table=name, ref=None, ok=False, error=str(exc))], []
 
     results: list[TableResult] = []
-    outcomes: list[capacity.Outcome] = []
+    outcomes: list[CapacityOutcome] = []
     with ThreadPoolExecutor(
         max_workers=max(1, pipelines_at_once), thread_name_prefix="hippolyte-pipeline"
     ) as pool:
@@ -133,8 +132,7 @@ def run_plan(
 
 
 def _finish(storage: Storage, result: RunResult) -> RunResult:
-    key = f"{RUNS}{result.run_id}/result.json"
-    storage.put_bytes(key, orjson.dumps(to_plain(result), default=str))
+    runs.write_result(storage, result)
     return result
 
 
@@ -163,7 +161,7 @@ def _start_remote(
     results = []
     for s in started:
         for name in s["tables"]:
-            if s["status"] == "activated":
+            if s["status"] == PipelineStatus.ACTIVATED:
                 ref = BackupRef(repo=storage.url, table=name, backup_id=run_id)
                 where = f"Data Pipeline {s['pipeline_id']}"
                 results.append(TableResult(table=name, ref=ref, ok=True, started_in=where))
@@ -184,7 +182,7 @@ def _table(
     journal: Journal,
     emit: Emit,
     stop: threading.Event,
-) -> tuple[TableResult, list[capacity.Outcome]]:
+) -> tuple[TableResult, list[CapacityOutcome]]:
     name, outcomes = t.estimate.table, []
     share = params.read_percent
     boosted = False
@@ -193,7 +191,7 @@ def _table(
             o = capacity.boost(conn=conn, journal=journal, table=name, new_rcu=t.boost.new_rcu)
             outcomes.append(o)
             emit(Note(text=f"{name}: {o.status} {o.note}", table=name))
-            boosted = o.status == "boosted"
+            boosted = o.status == CapacityStatus.BOOSTED
             share = t.boost.backup_share if boosted else share
         (result,) = backup_tables(
             [name],

@@ -7,13 +7,10 @@ import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import orjson
-
 from hippolyte.adapters.storage import Storage
-from hippolyte.core.errors import HippolyteError, NotFound
-from hippolyte.core.model import Selected
-from hippolyte.repo import catalog, manifest
-from hippolyte.repo.journal import RUNS, run_ids
+from hippolyte.core.errors import BackupCorrupt, HippolyteError, NotFound
+from hippolyte.core.model import Selected, TableResult
+from hippolyte.repo import catalog, manifest, runs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -95,16 +92,16 @@ def table_status(
 
 def last_run_states(storage: Storage) -> dict[str, str]:
     """Each table's outcome in the newest run that has a result."""
-    for rid in sorted(run_ids(storage), reverse=True):
+    for rid in sorted(runs.run_ids(storage), reverse=True):
         try:
-            result = orjson.loads(storage.get_bytes(f"{RUNS}{rid}/result.json"))
-        except (NotFound, orjson.JSONDecodeError):
+            result = runs.read_result(storage, rid)
+        except (NotFound, BackupCorrupt):
             continue
-        return {r["table"]: f"{rid}: {_outcome(r)}" for r in result.get("results", [])}
+        return {r.table: f"{rid}: {_outcome(r)}" for r in result.results}
     return {}
 
 
-def _outcome(result: dict[str, object]) -> str:
-    if result.get("started_in"):
-        return f"started in {result['started_in']}"
-    return "ok" if result["ok"] else f"failed: {result['error']}"
+def _outcome(result: TableResult) -> str:
+    if result.started_in:
+        return f"started in {result.started_in}"
+    return "ok" if result.ok else f"failed: {result.error}"
