@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_dask  # noqa: E402
 import bench_planning  # noqa: E402
 import bench_restore  # noqa: E402
+import bench_signer  # noqa: E402
 
 import bench_ceiling  # noqa: E402
 import bench_dynalite  # noqa: E402
@@ -34,6 +35,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[..., Report]]] = {
     bench_restore.NAME: (bench_restore.TITLE, bench_restore.run),
     bench_planning.NAME: (bench_planning.TITLE, bench_planning.run),
     bench_dask.NAME: (bench_dask.TITLE, bench_dask.run),
+    bench_signer.NAME: (bench_signer.TITLE, bench_signer.run),
 }
 
 
