@@ -26,18 +26,15 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from typing import Any
 
-import orjson
-
 from hippolyte.core import planning
 from hippolyte.core.config import Settings, Target
 from hippolyte.core.errors import ConfigError, HippolyteError, Interrupted
 from hippolyte.core.events import Event, TableDone
-from hippolyte.core.model import to_plain
+from hippolyte.core.model import TableResult, to_plain
 from hippolyte.ops import context as context_mod
 from hippolyte.ops import jobs
 from hippolyte.ops.logs import json_logging
-from hippolyte.repo import manifest
-from hippolyte.repo.journal import RUNS
+from hippolyte.repo import manifest, runs
 from hippolyte.repo.lock import RepoLock
 
 ACTIONS = ("backup", "monitor")
@@ -187,34 +184,41 @@ def _backup_target(settings: Settings, target: Target, *, context: Any) -> dict[
 
     now = dt.datetime.now(dt.UTC)
     run_id = manifest.backup_id(now)
-    results: list[dict[str, Any]] = []
+    finished: list[TableResult] = []
     error = None
     with _deadline(remaining - STOP_BEFORE_S) as stop:  # scans still running are stopped
         try:
             _, run = jobs.run_target(
                 settings, target, emit=_log_event, stop=stop, now=now, fit=cut
             )
-            results = [to_plain(r) for r in run.results]
+            finished = run.results
         except Interrupted as exc:
             error = f"stopped {STOP_BEFORE_S:.0f} s before the Lambda's time limit: {exc}"
     full = planned[0] if planned else None
-    failures = [{"table": d.table, "reason": d.reason} for d in deferred]
-    failures += [{"table": r["table"], "reason": r["error"]} for r in results if not r["ok"]]
-    record = {
-        "run_id": run_id,
-        "target": target.label,
-        "ok": not failures and error is None,
-        "remaining_s": round(remaining, 1),
-        "backed_up": [r for r in results if r["ok"]],
-        "failures": failures,
-        "skipped": [{"table": s.table, "reason": s.reason} for s in full.skipped] if full else [],
-        "error": error,
-    }
+    record = runs.LambdaRecord(
+        run_id=run_id,
+        target=target.label,
+        remaining_s=round(remaining, 1),
+        backed_up=[r for r in finished if r.ok],
+        failures=[runs.Reason(table=d.table, reason=d.reason) for d in deferred]
+        + [runs.Reason(table=r.table, reason=r.error or "") for r in finished if not r.ok],
+        skipped=[runs.Reason(table=s.table, reason=s.reason) for s in full.skipped] if full else [],
+        error=error,
+    )
     storage = context_mod.storage_for(settings, target)
     if full is not None:  # the plan with every table, so the monitor checks the deferred too
-        storage.put_bytes(f"{RUNS}{run_id}/plan.json", orjson.dumps(planning.to_json(full)))
-    storage.put_bytes(f"{RUNS}{run_id}/lambda.json", orjson.dumps(record, default=str))
-    return record
+        runs.write_plan(storage, run_id, full)
+    runs.write_lambda(storage, record)
+    return {
+        "run_id": run_id,
+        "target": target.label,
+        "ok": record.ok,
+        "remaining_s": record.remaining_s,
+        "backed_up": [to_plain(r) for r in record.backed_up],
+        "failures": [to_plain(f) for f in record.failures],
+        "skipped": [to_plain(s) for s in record.skipped],
+        "error": error,
+    }
 
 
 def _margin() -> float:
