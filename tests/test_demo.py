@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import pty
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import orjson
 import pytest
+
+from tests.test_render import bar, terminal_screen, where
 
 pytestmark = pytest.mark.servers
 HIPPOLYTE = [sys.executable, "-m", "hippolyte"]
@@ -40,11 +46,62 @@ def test_demo_backs_up_and_verifies_sample_tables(tmp_path: Path) -> None:
     (message,) = summary["monitor"]["received"]
     assert message["ok"] and message["run_id"] == summary["run"]
     notes = [
-        orjson.loads(line)["text"] for line in proc.stderr.splitlines() if '"event":"demo"' in line
+        orjson.loads(line)["text"] for line in proc.stderr.splitlines() if '"event":"step"' in line
     ]
     pid = next(int(n.split("pid ")[1].rstrip(")")) for n in notes if "is up at" in n)
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # the demo stopped its DynamoDB Local
+
+
+def test_demo_on_a_terminal_tells_each_line_once_in_order(tmp_path: Path) -> None:
+    """On a terminal: a step's line, then its bars, then what it found; each restore and
+    status line once; the summary last."""
+    raw = run_on_terminal([*HIPPOLYTE, "demo", "--dir", str(tmp_path / "repo"), "--items", "300"])
+    screen = terminal_screen(raw)
+    for table, items in (("demo-orders", 300), ("demo-sessions", 100)):
+        restored = f"restored {table}-restored: {items} items"
+        assert raw.count(restored) == 1, screen  # printed once, not again in the summary
+        order = [
+            where(screen, "running tonight's job"),
+            bar(screen, table, items),
+            where(screen, f"verify {table}/"),
+            where(screen, f"restoring {table}/"),
+            bar(screen, f"{table}-restored", items),
+            where(screen, restored),
+            where(screen, f"status {table}:"),
+            where(screen, "stopping DynamoDB Local"),
+            where(screen, "demo done: 2 tables backed up, 2 of 2 restores identical"),
+        ]
+        assert order == sorted(order), screen
+    assert "identical to their backup" in screen[-2] and screen[-1].startswith("look around")
+    assert where(screen, "status demo-empty: empty") < where(screen, "monitor: ok")
+    assert not any("Traceback" in line for line in screen), screen
+
+
+def run_on_terminal(argv: list[str]) -> str:
+    """What ``argv`` writes to a terminal of 120 columns (a pseudo-terminal), as it came."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 50, 120, 0, 0))
+    env = {k: v for k, v in os.environ.items() if k not in ("COLUMNS", "LINES", "NO_COLOR")}
+    proc = subprocess.Popen(
+        argv, stdin=slave, stdout=slave, stderr=slave, env={**env, "TERM": "xterm-256color"}
+    )
+    os.close(slave)
+    chunks = []
+    try:
+        while chunk := _read(master):
+            chunks.append(chunk)
+    finally:
+        os.close(master)
+    assert proc.wait(timeout=60) == 0, b"".join(chunks).decode(errors="replace")
+    return b"".join(chunks).decode(errors="replace")
+
+
+def _read(fd: int) -> bytes:
+    try:
+        return os.read(fd, 65536)
+    except OSError:  # EIO: every writer of the terminal has gone
+        return b""
 
 
 def test_module_and_help() -> None:

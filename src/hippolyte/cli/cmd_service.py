@@ -7,7 +7,6 @@ import threading
 from typing import Any
 
 import click
-from rich.console import Console
 
 from hippolyte.cli.main import cli
 from hippolyte.cli.options import (
@@ -19,11 +18,7 @@ from hippolyte.cli.options import (
     settings_of,
     wants_json,
 )
-from hippolyte.cli.render import (
-    Bars,
-    JsonLines,
-    print_results,
-)
+from hippolyte.cli.render import Bars, JsonLines, print_demo_summary
 
 
 @cli.command()
@@ -45,42 +40,14 @@ def demo(ctx: click.Context, workdir: str, items: int, as_json: bool) -> None:
 
     json_mode = wants_json(as_json)
     renderer = JsonLines() if json_mode else Bars(err_console)
-
-    def say(text: str) -> None:
-        if isinstance(renderer, JsonLines):
-            renderer.line({"event": "demo", "text": text})
-        else:
-            err_console.print(text, highlight=False)
-
     try:
-        summary = run_demo(workdir=workdir, items=items, emit=renderer, say=say)
+        summary = run_demo(workdir=workdir, items=items, emit=renderer)
     finally:
         renderer.close()
     if json_mode:
         print_json(summary)
     else:
-        print_results(summary["results"])
-        for line in summary["verify"]:
-            Console().print(line, highlight=False)
-        for proof in summary["restores"]:
-            Console().print(
-                f"restore {proof['source']} -> {proof['table']}: {proof['items']:,} "
-                f"items, "
-                + (
-                    "[green]identical to the backup"
-                    if proof["proven"]
-                    else "[red]DIFFERENT from the backup"
-                ),
-                highlight=False,
-            )
-        for line in summary["status"]:
-            Console().print(line, highlight=False)
-        monitor = summary["monitor"]
-        Console().print(
-            f"monitor: {'ok' if monitor['ok'] else 'FAILED'}; "
-            f"{len(monitor['received'])} notification(s) to {monitor['webhook']}",
-            highlight=False,
-        )
+        print_demo_summary(summary)
     if not all(p["proven"] for p in summary["restores"]) or not summary["monitor"]["ok"]:
         from hippolyte.core.errors import BackupFailed
 

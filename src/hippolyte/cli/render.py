@@ -8,6 +8,7 @@ import time
 from typing import Any, TextIO
 
 import orjson
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -17,7 +18,7 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
-from rich.table import Table
+from rich.table import Column, Table
 
 from hippolyte.core.events import (
     Event,
@@ -25,6 +26,7 @@ from hippolyte.core.events import (
     LoadStarted,
     Note,
     PageDone,
+    Step,
     TableDone,
     TableStarted,
 )
@@ -69,6 +71,8 @@ class JsonLines:
                 self.line({"event": "table_done", **r})
             elif isinstance(event, Note):
                 self.line({"event": "note", **to_plain(event)})
+            elif isinstance(event, Step):
+                self.line({"event": "step", "text": event.text})
 
     def line(self, doc: dict[str, Any]) -> None:
         self.out.write(orjson.dumps(doc, default=str).decode() + "\n")
@@ -79,65 +83,132 @@ class JsonLines:
 
 
 class Bars:
-    """A rich progress bar per table: items, bytes, rate, ETA (from DescribeTable's counts)."""
+    """A rich progress bar per table: items, bytes, rate, ETA (from DescribeTable's counts).
+
+    Lines (steps, notes, failures) print above the live bars, in the order they come. Before
+    each line, the bars of the tables already done leave the live display for the scrollback,
+    where they stay: a step's line comes after the bars of the work before it and before its
+    own bars."""
 
     def __init__(self, console: Console) -> None:
         self.console = console
+        # Where there is room, fixed widths line up the bars left above the live display with
+        # those below; on a narrow terminal each column keeps to its content.
+        wide = console.width >= 110
+
+        def col(width: int) -> Column:  # the bar shrinks on a narrow terminal, not the text
+            return Column(min_width=width if wide else None, no_wrap=True)
+
         self.progress = Progress(
-            TextColumn("[bold]{task.fields[table]}"),
+            TextColumn("[bold]{task.fields[table]}", table_column=col(22)),
             BarColumn(),
-            TextColumn("{task.completed:,.0f}/{task.total:,.0f} items"),
-            TextColumn("{task.fields[size]}"),
-            TextColumn("{task.fields[rate]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
+            TextColumn(
+                "{task.completed:,.0f}/{task.total:,.0f} items",
+                justify="right",
+                table_column=col(19),
+            ),
+            TextColumn("{task.fields[size]}", justify="right", table_column=col(8)),
+            TextColumn("{task.fields[rate]}", justify="right", table_column=col(10)),
+            TimeElapsedColumn(table_column=col(7)),
+            TimeRemainingColumn(table_column=col(7)),
             console=console,
             transient=False,
         )
         self._tasks: dict[str, TaskID] = {}
         self._bytes: dict[str, int] = {}
         self._start: dict[str, float] = {}
+        self._exact: dict[str, int] = {}  # a restore's item count, known before it writes
+        self._done: set[TaskID] = set()
         self._lock = threading.Lock()
         self.progress.start()
 
     def __call__(self, event: Event) -> None:
         with self._lock:
             if isinstance(event, TableStarted | LoadStarted):
-                self._start[event.table] = time.monotonic()
-                self._bytes[event.table] = 0
-                self._tasks[event.table] = self.progress.add_task(
-                    "", total=max(event.expected_items, 1), table=event.table, size="0 B", rate=""
-                )
+                self._add(event)
             elif isinstance(event, PageDone | ItemsWritten) and event.table in self._tasks:
-                task = self._tasks[event.table]
-                self._bytes[event.table] += event.raw_bytes
-                done = self._bytes[event.table]
-                secs = max(time.monotonic() - self._start[event.table], 1e-6)
-                t = self.progress.tasks[task]
-                total = max(t.total or 0, t.completed + event.items)
-                self.progress.update(
-                    task,
-                    advance=event.items,
-                    total=total,
-                    size=human_bytes(done),
-                    rate=f"{human_bytes(done / secs)}/s",
-                )
+                self._advance(event)
             elif isinstance(event, TableDone) and event.result.table in self._tasks:
-                task = self._tasks[event.result.table]
                 r = event.result
+                task = self._tasks[r.table]
                 done = max(r.item_count, 1) if r.ok else r.item_count
                 self.progress.update(task, total=max(r.item_count, 1), completed=done)
+                self._done.add(task)
                 if not r.ok:
-                    self.progress.console.print(f"[red]{r.table}: failed: {r.error}")
+                    self._say(f"{r.table}: failed: {r.error}", style="red")
             elif isinstance(event, Note):
-                self.progress.console.print(f"{event.level}: {event.text}", highlight=False)
+                style = {"warning": "yellow", "error": "red"}.get(event.level, "dim")
+                self._say(f"{event.level}: {event.text}", style=style)
+            elif isinstance(event, Step):
+                self._say(event.text)
+
+    def _add(self, event: TableStarted | LoadStarted) -> None:
+        if event.table in self._tasks:  # the same table again: its old bar is over
+            self._done.add(self._tasks[event.table])
+        self._exact.pop(event.table, None)
+        if isinstance(event, LoadStarted):
+            self._exact[event.table] = event.expected_items
+        self._start[event.table] = time.monotonic()
+        self._bytes[event.table] = 0
+        self._tasks[event.table] = task = self.progress.add_task(
+            "", total=max(event.expected_items, 1), table=event.table, size="0 B", rate=""
+        )
+        if isinstance(event, LoadStarted) and event.expected_items == 0:
+            self._done.add(task)
+
+    def _advance(self, event: PageDone | ItemsWritten) -> None:
+        task = self._tasks[event.table]
+        self._bytes[event.table] += event.raw_bytes
+        done = self._bytes[event.table]
+        secs = max(time.monotonic() - self._start[event.table], 1e-6)
+        t = next(t for t in self.progress.tasks if t.id == task)
+        self.progress.update(
+            task,
+            advance=event.items,
+            total=max(t.total or 0, t.completed + event.items),
+            size=human_bytes(done),
+            rate=f"{human_bytes(done / secs)}/s",
+        )
+        # A restore knows its count before writing; a backup's is DescribeTable's guess, so
+        # only its TableDone ends its bar.
+        exact = self._exact.get(event.table)
+        if exact is not None and t.completed >= exact:
+            self._done.add(task)
+
+    def _say(self, text: str, *, style: str = "") -> None:
+        self._settle()
+        self.progress.console.print(text, style=style, markup=False, highlight=False)
+
+    def _settle(self) -> None:
+        """Move the bars of finished work above the live display, for good."""
+        done = [t for t in self.progress.tasks if t.id in self._done]
+        if not done:
+            return
+        for t in done:
+            self.progress.remove_task(t.id)
+        self._done.clear()
+        gone = {t.id for t in done}
+        self._tasks = {table: task for table, task in self._tasks.items() if task not in gone}
+        self.progress.refresh()
+        self.progress.console.print(self.progress.make_tasks_table(done))
 
     def close(self) -> None:
         self.progress.stop()
 
 
 def print_results(results: list[Any]) -> None:
-    table = Table("table", "backup", "items", "data", "stored", "RCU used", "time", "status")
+    # no side borders, one space between columns: it fits an 80-column terminal
+    table = Table(
+        Column("table", no_wrap=True),
+        Column("backup", no_wrap=True),
+        *(Column(name, justify="right") for name in ("items", "data", "stored", "RCU used")),
+        Column("time", justify="right"),
+        "status",
+        box=box.SIMPLE_HEAD,
+        show_edge=False,
+        pad_edge=False,
+        padding=(0, 0),
+    )
     for r in results:
         backup = str(r.ref.backup_id if r.ref else "-")
         if r.started_in:  # runs remotely: nothing measured here
@@ -154,6 +225,25 @@ def print_results(results: list[Any]) -> None:
             "[green]complete" if r.ok else f"[red]failed: {r.error}",
         )
     Console().print(table)
+
+
+def print_demo_summary(summary: dict[str, Any]) -> None:
+    """The demo's summary, last: what its narration did not say already (it told the verify,
+    restore, status and monitor lines as they happened): the backups, then a verdict."""
+    con = Console()
+    con.print()
+    print_results(summary["results"])
+    restores, monitor = summary["restores"], summary["monitor"]
+    proven = sum(1 for p in restores if p["proven"])
+    backed_up = sum(1 for r in summary["results"] if r.ok)
+    good = proven == len(restores) and monitor["ok"]
+    con.print(
+        f"[{'green' if good else 'red'}]demo {'done' if good else 'FAILED'}:[/] "
+        f"{backed_up} tables backed up, {proven} of {len(restores)} restores identical to "
+        f"their backup, monitor {'ok' if monitor['ok'] else 'FAILED'}",
+        highlight=False,
+    )
+    con.print(f"look around: hippolyte list --repo {summary['repository']}", markup=False)
 
 
 def print_show(doc: dict[str, Any]) -> None:

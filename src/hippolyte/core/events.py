@@ -64,7 +64,16 @@ class Note:
     table: str | None = None
 
 
-Event = TableStarted | PageDone | TableDone | LoadStarted | ItemsWritten | Note
+@dataclass(frozen=True, kw_only=True)
+class Step:
+    """A line of an operation's narration, told as it happens: a step beginning, or what it
+    found. Renderers show it in order with the progress around it (the demo tells its story
+    with these)."""
+
+    text: str
+
+
+Event = TableStarted | PageDone | TableDone | LoadStarted | ItemsWritten | Note | Step
 Emit = Callable[[Event], None]
 
 

@@ -4,7 +4,9 @@ Starts DynamoDB Local on 127.0.0.1 (a free port), creates sample tables (provisi
 GSI and an LSI, on-demand, empty), fills them with varied items, backs them up into a local
 repository by running tonight's job (plan, pipelines), verifies every backup, restores each
 into a new table and proves it identical, shows the status, runs the monitor with its
-notification going to a local webhook, and stops the server by its pid.
+notification going to a local webhook, and stops the server by its pid. It prints nothing:
+what it does is told as events (`Step` lines among the backups' and restores' progress), and
+the CLI renders them.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,61 +24,66 @@ from hippolyte.adapters import aws, dynamodb
 from hippolyte.adapters.storage import open_storage
 from hippolyte.core.channels import WebhookChannel
 from hippolyte.core.config import Selection, Settings, Target
-from hippolyte.core.events import Emit
+from hippolyte.core.events import Emit, Step
 from hippolyte.ops import jobs
 from hippolyte.repo.verify import verify
 
 ORDERS, SESSIONS, EMPTY = "demo-orders", "demo-sessions", "demo-empty"
 
 
-def run_demo(*, workdir: str, items: int, emit: Emit, say: Callable[[str], None]) -> dict[str, Any]:
+def run_demo(*, workdir: str, items: int, emit: Emit) -> dict[str, Any]:
+    """Run the demo and return its summary. What it does is told as it happens, as `Step`
+    events through ``emit``, in one stream with the backups' and restores' progress."""
     from hippolyte.adapters.local_servers import start_dynamodb_local
+
+    def tell(text: str) -> None:
+        emit(Step(text=text))
 
     for var, value in (("AWS_ACCESS_KEY_ID", "demo"), ("AWS_SECRET_ACCESS_KEY", "demo")):
         os.environ.setdefault(var, value)
-    say("starting DynamoDB Local (AWS's own emulator) on 127.0.0.1 ...")
+    tell("starting DynamoDB Local (AWS's own emulator) on 127.0.0.1 ...")
     with start_dynamodb_local() as server, _Webhook() as hook:
-        say(f"DynamoDB Local is up at {server.endpoint_url} (pid {server.pid})")
+        tell(f"DynamoDB Local is up at {server.endpoint_url} (pid {server.pid})")
         conn = aws.Connection(region="us-east-1", endpoint_url=server.endpoint_url, account="demo")
         client = dynamodb.control_client(conn)
-        create_sample_tables(client)
-        fill(client, ORDERS, (order_item(i) for i in range(items)))
-        fill(client, SESSIONS, (session_item(i) for i in range(max(items // 3, 1))))
-        say(
-            f"created {ORDERS} (provisioned, GSI + LSI, {items} items), "
-            f"{SESSIONS} (on-demand), {EMPTY} (empty)"
+        tell(
+            f"creating the sample tables: {ORDERS} (provisioned, GSI + LSI), "
+            f"{SESSIONS} (on-demand), {EMPTY} ..."
         )
+        create_sample_tables(client)
+        sessions = max(items // 3, 1)
+        fill(client, ORDERS, (order_item(i) for i in range(items)))
+        fill(client, SESSIONS, (session_item(i) for i in range(sessions)))
+        tell(f"filled {ORDERS} with {items:,} varied items, {SESSIONS} with {sessions:,}")
         repo = str(Path(workdir).resolve())
         settings = demo_settings(conn, repo=repo, webhook=hook.url)
         storage = open_storage(repo)
         plan_lines = write_plan(settings, storage=storage, html=Path(repo) / "plan.html")
         for line in plan_lines:
-            say(line)
-        say(f"running tonight's job into {repo}: the plan's pipelines, read percent 0.5 ...")
+            tell(line)
+        tell(f"running tonight's job into {repo} ...")
         (run,) = jobs.nightly_backup(settings, emit=emit)
-        results = run.results
-        lines = [_verify_line(storage, r.ref) for r in results if r.ref is not None]
+        verified = [_verify_line(storage, r.ref) for r in run.results if r.ref is not None]
+        for line in verified:
+            tell(line)
         with tempfile.TemporaryDirectory(prefix="hippolyte-demo-") as state_dir:
             proofs = restore_all(
-                results, storage=storage, conn=conn, state_dir=Path(state_dir), emit=emit, say=say
+                run.results, storage=storage, conn=conn, state_dir=Path(state_dir), emit=emit
             )
         status = status_lines(settings, storage=storage)
         for line in status:
-            say(line)
-        say(f"monitor: notifications go to a local webhook at {hook.url}")
-        outcome = jobs.nightly_monitor(settings)
-        for message in hook.received:
-            say(f"webhook received: {message.get('text')}")
-        say(f"stopping DynamoDB Local (pid {server.pid})")
+            tell(line)
+        monitor = run_monitor(settings, hook=hook, emit=emit)
+        tell(f"stopping DynamoDB Local (pid {server.pid})")
     return {
         "repository": repo,
         "plan": plan_lines,
         "run": run.run_id,
-        "results": results,
-        "verify": lines,
+        "results": run.results,
+        "verify": verified,
         "restores": proofs,
         "status": status,
-        "monitor": {"ok": outcome.ok, "webhook": hook.url, "received": hook.received},
+        "monitor": monitor,
     }
 
 
@@ -93,7 +100,7 @@ def demo_settings(conn: aws.Connection, *, repo: str, webhook: str) -> Settings:
 def _verify_line(storage: Any, ref: Any) -> str:
     report = verify(storage, ref)
     verdict = "ok" if report.ok else "; ".join(report.problems)
-    return f"verify {ref}: {verdict} ({report.files} files, {report.items} items)"
+    return f"verify {ref}: {verdict} ({report.files} files, {report.items:,} items)"
 
 
 def status_lines(settings: Settings, *, storage: Any) -> list[str]:
@@ -121,13 +128,25 @@ def status_lines(settings: Settings, *, storage: Any) -> list[str]:
         if t.note:
             lines.append(f"status {t.table}: {t.note}")
         elif t.meets_rpo:
+            items = "?" if t.items is None else f"{t.items:,}"
             lines.append(
-                f"status {t.table}: last backup {t.last_backup}, {t.items} items, "
+                f"status {t.table}: last backup {t.last_backup}, {items} items, "
                 f"{t.age_hours:.2f} h old: within the RPO"
             )
         else:
             lines.append(f"status {t.table}: no committed backup ({t.last_run or 'not run'})")
     return lines
+
+
+def run_monitor(settings: Settings, *, hook: _Webhook, emit: Emit) -> dict[str, Any]:
+    """Run the monitor as its schedule would, its notification going to the local webhook."""
+    emit(Step(text=f"monitor: checking tonight's run, notifying {hook.url} ..."))
+    outcome = jobs.nightly_monitor(settings)
+    verdict = "ok" if outcome.ok else "FAILED"
+    emit(Step(text=f"monitor: {verdict}, {len(hook.received)} notification(s) sent"))
+    for message in hook.received:
+        emit(Step(text=f"webhook received: {message.get('text')}"))
+    return {"ok": outcome.ok, "webhook": hook.url, "received": hook.received}
 
 
 class _Webhook:
@@ -196,7 +215,6 @@ def restore_all(
     conn: aws.Connection,
     state_dir: Path,
     emit: Emit,
-    say: Callable[[str], None],
 ) -> list[dict[str, Any]]:
     """Restore every sample backup into a new table and prove it."""
     from hippolyte.formats.open import open_source
@@ -207,15 +225,22 @@ def restore_all(
         if r.ref is None:
             continue
         target = f"{r.table}-restored"
+        emit(Step(text=f"restoring {r.ref} into {target} ..."))
         source = open_source(storage, r.ref.prefix, location=str(r.ref))
         params = RestoreParams(write_capacity=4000, state_dir=state_dir)
         report = restore(
             source, conn=conn, table=target, description=None, emit=emit, params=params
         )
-        verdict = "= backup: identical" if report.proven else f"!= {report.backup.hex[:16]}"
-        say(
-            f"restore {r.ref} -> {target}: {report.restored.count} items, "
-            f"digest {report.restored.hex[:16]} {verdict}"
+        verdict = (
+            "= the backup's: identical"
+            if report.proven
+            else f"!= the backup's {report.backup.hex[:16]}: DIFFERENT"
+        )
+        emit(
+            Step(
+                text=f"restored {target}: {report.restored.count:,} items, "
+                f"digest {report.restored.hex[:16]} {verdict}"
+            )
         )
         proofs.append(
             {
