@@ -12,9 +12,9 @@ from typing import Any
 import orjson
 import pytest
 
+from hippolyte import cli
 from hippolyte.adapters import aws, dynamodb
 from hippolyte.adapters.storage import Storage
-from hippolyte import cli
 from hippolyte.core.model import BackupRef
 from hippolyte.ops.demo import fill
 from hippolyte.repo.catalog import load_descriptor
