@@ -371,7 +371,7 @@ def test_smtp_login_with_the_password_from_the_environment(
     monkeypatch.setenv("HIPPOLYTE_TEST_SMTP_PASSWORD", "s3cret")
     (sent,) = send_all([channel], a_message())
     assert sent.ok, sent
-    assert [m["Subject"] for _, m in inbox.mails] == ["Hippolyte: test notification"]
+    assert [m["Subject"] for _, m in inbox.mails] == ["Hippolyte: channel check"]
 
 
 # -- configuration -------------------------------------------------------------------------------
