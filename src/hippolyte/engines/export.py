@@ -11,9 +11,7 @@ own manifests too: both are read through ``formats_native``.
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
-import hashlib
 import threading
 import time
 from typing import Any
@@ -31,6 +29,7 @@ from hippolyte.core.errors import (
 )
 from hippolyte.core.model import BackupRef, FileEntry, TableInfo
 from hippolyte.formats.base import SourceFile, iter_lines
+from hippolyte.repo import datafile
 
 POLL_S = 10.0
 TIMEOUT_S = 24 * 3600.0
@@ -152,26 +151,20 @@ def _files(storage: Storage, ref: BackupRef) -> list[FileEntry]:
 
 
 def _entry(source: Any, f: SourceFile, *, ref: BackupRef) -> FileEntry:
-    sha, md5, size = hashlib.sha256(), hashlib.md5(usedforsecurity=False), 0
-    with source.storage.open_read(f.key) as src:
-        while chunk := src.read(1 << 20):
-            sha.update(chunk)
-            md5.update(chunk)
-            size += len(chunk)
+    sums = datafile.Checksums()
     items = raw = 0
-    for _, line in iter_lines(source, f):
+    for _, line in iter_lines(source, f, on_chunk=sums.update):  # one read: lines and sums
         items += 1
         raw += len(line) + 1
-    digest = base64.b64encode(md5.digest()).decode()
-    if f.md5 is not None and f.md5 != digest:
+    if f.md5 is not None and f.md5 != sums.md5:
         raise HippolyteError(f"{f.key}: md5 differs from the export's manifest")
     return FileEntry(
         key=f.key.removeprefix(ref.prefix),
         item_count=items,
         raw_bytes=raw,
-        size=size,
-        sha256=sha.hexdigest(),
-        md5=digest,
+        size=sums.size,
+        sha256=sums.sha256,
+        md5=sums.md5,
     )
 
 

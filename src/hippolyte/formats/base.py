@@ -18,11 +18,8 @@ the schema, so that a restore can refuse a file before writing any of it.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import cast
 
 import msgspec
 
@@ -30,14 +27,8 @@ from hippolyte.adapters.storage import Storage
 from hippolyte.core.errors import BackupCorrupt, ConfigError
 from hippolyte.core.model import BackupRef, Json
 from hippolyte.core.proof import Digest
+from hippolyte.repo import datafile
 
-try:
-    from isal import isal_zlib as _zlib
-except ImportError:  # pragma: no cover
-    import zlib as _zlib  # type: ignore[no-redef]
-
-_GZIP_ERRORS = cast(tuple[type[Exception], ...], (_zlib.error, EOFError))
-READ_CHUNK = 1 << 20
 TYPE_TAGS = frozenset({"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"})
 
 ToWire = Callable[[bytes], bytes]  # one data line -> one item's DynamoDB JSON
@@ -138,31 +129,21 @@ def iter_lines(
     """(line number, raw line) of a data file, gzip or plain (detected by its magic bytes);
     ``on_chunk`` sees the file's bytes as read (to checksum them on the same pass)."""
     with source.storage.open_read(f.key) as src:
-        first = src.read(READ_CHUNK)
-        gz = _zlib.decompressobj(31) if first[:2] == b"\x1f\x8b" else None
-        tail = b""
+        chunk = src.read(datafile.READ_CHUNK)
+        lines = datafile.Lines(gzip=chunk[:2] == datafile.GZIP_MAGIC)
         n = 0
-        chunk = first
-        while chunk:
-            if on_chunk is not None:
-                on_chunk(chunk)
-            try:
-                text = tail + (gz.decompress(chunk) if gz else chunk)
-            except _GZIP_ERRORS as exc:
-                raise BackupCorrupt(f"{_where(source, f)}: not a valid gzip file ({exc})") from exc
-            *lines, tail = text.split(b"\n")
-            for line in lines:
-                n += 1
-                if line.strip():
-                    yield n, line
-            chunk = src.read(READ_CHUNK)
-        if gz is not None:
-            try:
-                tail += gz.flush()
-            except _GZIP_ERRORS as exc:
-                raise BackupCorrupt(f"{_where(source, f)}: not a valid gzip file ({exc})") from exc
-            if not gz.eof:
-                raise BackupCorrupt(f"{_where(source, f)}: truncated gzip stream")
+        try:
+            while chunk:
+                if on_chunk is not None:
+                    on_chunk(chunk)
+                for line in lines.feed(chunk):
+                    n += 1
+                    if line.strip():
+                        yield n, line
+                chunk = src.read(datafile.READ_CHUNK)
+            tail = lines.finish()
+        except datafile.GzipError as exc:
+            raise BackupCorrupt(f"{_where(source, f)}: {exc}") from exc
         if tail.strip():
             yield n + 1, tail
 
@@ -213,7 +194,7 @@ def check_file(
         # A file that changed since the backup says so, rather than what broke in it.
         whole = _Sums(f)
         with source.storage.open_read(f.key) as src:
-            while chunk := src.read(READ_CHUNK):
+            while chunk := src.read(datafile.READ_CHUNK):
                 whole.update(chunk)
         whole.check(_where(source, f))
         raise
@@ -230,19 +211,13 @@ class _Sums:
 
     def __init__(self, f: SourceFile):
         self.f = f
-        self.sha = hashlib.sha256() if f.sha256 else None
-        self.md5 = hashlib.md5(usedforsecurity=False) if f.md5 else None
-
-    def update(self, chunk: bytes) -> None:
-        if self.sha is not None:
-            self.sha.update(chunk)
-        if self.md5 is not None:
-            self.md5.update(chunk)
+        self.sums = datafile.Checksums(sha256=bool(f.sha256), md5=bool(f.md5))
+        self.update = self.sums.update
 
     def check(self, where: str) -> None:
-        if self.sha is not None and self.sha.hexdigest() != self.f.sha256:
+        if self.f.sha256 and self.sums.sha256 != self.f.sha256:
             raise BackupCorrupt(f"{where}: sha256 mismatch (the file changed since the backup)")
-        if self.md5 is not None and base64.b64encode(self.md5.digest()).decode() != self.f.md5:
+        if self.f.md5 and self.sums.md5 != self.f.md5:
             raise BackupCorrupt(f"{where}: md5 mismatch (the file changed since the backup)")
 
 

@@ -8,28 +8,15 @@ file that no manifest lists, totals agree with ``manifest-summary.json``.
 
 from __future__ import annotations
 
-import base64
-import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import cast
 
 import orjson
 
 from hippolyte.adapters.storage import Storage
 from hippolyte.core.errors import HippolyteError
 from hippolyte.core.model import BackupRef, FileEntry
-from hippolyte.repo import catalog, manifest
-
-try:
-    from isal import isal_zlib as _zlib
-except ImportError:  # pragma: no cover
-    import zlib as _zlib  # type: ignore[no-redef]
-
-# isal's stubs declare `error` as an instance; at run time it is an exception class
-_GZIP_ERRORS = cast(tuple[type[Exception], ...], (_zlib.error, EOFError))
-
-READ_CHUNK = 1 << 20
+from hippolyte.repo import catalog, datafile, manifest
 
 
 @dataclass(kw_only=True)
@@ -117,50 +104,46 @@ def _check_manifests(
 def _check_file(storage: Storage, ref: BackupRef, f: FileEntry) -> tuple[list[str], int, int]:
     """Hash every stored byte; decompress and check lines until the first problem."""
     name = f"{ref}/{f.key}"
-    sha, md5 = hashlib.sha256(), hashlib.md5(usedforsecurity=False)
+    sums = datafile.Checksums()
     lines = _LineChecker(name)
-    size = 0
     try:
         with storage.open_read(ref.prefix + f.key) as src:
-            while chunk := src.read(READ_CHUNK):
-                size += len(chunk)
-                sha.update(chunk)
-                md5.update(chunk)
+            while chunk := src.read(datafile.READ_CHUNK):
+                sums.update(chunk)
                 lines.feed(chunk)
     except HippolyteError as exc:
         return [str(exc)], 0, 0
     problems = lines.finish()
-    if size != f.size:
-        problems.append(f"{name}: size {size} bytes, manifest says {f.size}")
-    if sha.hexdigest() != f.sha256:
+    if sums.size != f.size:
+        problems.append(f"{name}: size {sums.size} bytes, manifest says {f.size}")
+    if sums.sha256 != f.sha256:
         problems.append(f"{name}: sha256 mismatch")
-    if base64.b64encode(md5.digest()).decode() != f.md5:
+    if sums.md5 != f.md5:
         problems.append(f"{name}: md5 mismatch")
     if not lines.broken and lines.count != f.item_count:
         problems.append(f"{name}: {lines.count} items, manifest says {f.item_count}")
-    return problems, lines.count, size
+    return problems, lines.count, sums.size
 
 
 class _LineChecker:
-    """Streams a gzip file: counts lines and checks each is {"Item": {...}}."""
+    """Streams a gzip file: counts lines and checks each is {"Item": {...}}; keeps the first
+    problem (a broken gzip stream ends the checking)."""
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.count = 0
         self.problem: str | None = None
-        self._gz = _zlib.decompressobj(31)
-        self._tail = b""
         self.broken = False
+        self._lines = datafile.Lines()
 
     def feed(self, chunk: bytes) -> None:
         if self.broken:
             return
         try:
-            text = self._tail + self._gz.decompress(chunk)
-        except _GZIP_ERRORS as exc:
-            self._fail(f"{self.name}: not a valid gzip file ({exc})")
+            complete = self._lines.feed(chunk)
+        except datafile.GzipError as exc:
+            self._fail(f"{self.name}: {exc}")
             return
-        *complete, self._tail = text.split(b"\n")
         for line in complete:
             self.count += 1
             if self.problem is None and not _is_item_line(line):
@@ -173,15 +156,13 @@ class _LineChecker:
     def finish(self) -> list[str]:
         if not self.broken:
             try:
-                rest = self._tail + self._gz.flush()
-            except _GZIP_ERRORS as exc:
-                rest = b""
-                self._fail(f"{self.name}: not a valid gzip file ({exc})")
-            if not self.broken and not self._gz.eof:
-                self._fail(f"{self.name}: truncated gzip stream")
-            elif rest.strip() and self.problem is None:
-                self.count += 1
-                self.problem = f"{self.name} line {self.count}: last line has no newline"
+                rest = self._lines.finish()
+            except datafile.GzipError as exc:
+                self._fail(f"{self.name}: {exc}")
+            else:
+                if rest.strip() and self.problem is None:
+                    self.count += 1
+                    self.problem = f"{self.name} line {self.count}: last line has no newline"
         return [self.problem] if self.problem else []
 
 
