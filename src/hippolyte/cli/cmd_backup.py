@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from dataclasses import replace
 from typing import Any
 
@@ -286,12 +285,6 @@ def _render_plan(
     return None
 
 
-def _is_empty(control: Any, table: str) -> bool:
-    from hippolyte.adapters import dynamodb
-
-    return not dynamodb.has_items(control, table)
-
-
 @cli.command()
 @click.option("--run", "run_id", help="The run to revert (default: every run with open entries).")
 @click.option(
@@ -348,35 +341,10 @@ def revert(
 def status(ctx: click.Context, repo: str | None, as_json: bool, **aws: Any) -> None:
     """Per table: last committed backup, age, items, bytes, duration, last run; the tables with
     no backup at all. Exit 1 when a selected table has no backup younger than the RPO."""
-    import datetime as dt
-
-    from hippolyte.adapters import dynamodb
-    from hippolyte.ops.discover import discover as run_discover
-    from hippolyte.ops.status import StatusReport, last_run_states, table_status
+    from hippolyte.ops.status import fleet_status
 
     settings = settings_of(ctx, repository=repo, **aws)
-    report = StatusReport(rpo_hours=settings.rpo_hours)
-    now = dt.datetime.now(dt.UTC)
-    for target in settings.effective_targets():
-        storage = storage_for(settings, target)
-        runs = last_run_states(storage)
-        control = dynamodb.control_client(target.connection())
-        for sel in run_discover(
-            conn=target.connection(),
-            rules=settings.selection.rules(),
-            max_attempts=settings.max_attempts,
-        ):
-            report.tables.append(
-                table_status(
-                    storage,
-                    sel,
-                    target=target.label,
-                    rpo_hours=settings.rpo_hours,
-                    last_run=runs,
-                    now=now,
-                    is_empty=functools.partial(_is_empty, control),
-                )
-            )
+    report = fleet_status(settings)
     if wants_json(as_json):
         print_json(
             {

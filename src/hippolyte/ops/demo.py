@@ -70,7 +70,7 @@ def run_demo(*, workdir: str, items: int, emit: Emit) -> dict[str, Any]:
             proofs = restore_all(
                 run.results, storage=storage, conn=conn, state_dir=Path(state_dir), emit=emit
             )
-        status = status_lines(settings, storage=storage)
+        status = status_lines(settings)
         for line in status:
             tell(line)
         monitor = run_monitor(settings, hook=hook, emit=emit)
@@ -103,28 +103,13 @@ def _verify_line(storage: Any, ref: Any) -> str:
     return f"verify {ref}: {verdict} ({report.files} files, {report.items:,} items)"
 
 
-def status_lines(settings: Settings, *, storage: Any) -> list[str]:
-    import datetime as dt
+def status_lines(settings: Settings) -> list[str]:
+    from hippolyte.ops.status import fleet_status
 
-    from hippolyte.ops.discover import discover
-    from hippolyte.ops.status import last_run_states, table_status
-
-    target = settings.effective_targets()[0]
-    runs = last_run_states(storage)
-    control = dynamodb.control_client(target.connection())
     lines = []
-    for sel in discover(conn=target.connection(), rules=settings.selection.rules()):
-        if not sel.selected:
+    for t in fleet_status(settings).tables:
+        if not t.selected:
             continue
-        t = table_status(
-            storage,
-            sel,
-            target=target.label,
-            rpo_hours=settings.rpo_hours,
-            last_run=runs,
-            now=dt.datetime.now(dt.UTC),
-            is_empty=lambda name: not dynamodb.has_items(control, name),
-        )
         if t.note:
             lines.append(f"status {t.table}: {t.note}")
         elif t.meets_rpo:

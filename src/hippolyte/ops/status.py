@@ -4,12 +4,18 @@ account that have no backup at all; whether every selected table meets its RPO."
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
+from hippolyte.adapters import dynamodb
 from hippolyte.adapters.storage import Storage
+from hippolyte.core.config import Settings
 from hippolyte.core.errors import BackupCorrupt, HippolyteError, NotFound
 from hippolyte.core.model import Selected, TableResult
+from hippolyte.ops.context import storage_for
+from hippolyte.ops.discover import discover
 from hippolyte.repo import catalog, manifest, runs
 
 
@@ -42,6 +48,38 @@ class StatusReport:
     def late(self) -> list[TableStatus]:
         """Selected tables without a committed backup younger than the RPO."""
         return [t for t in self.tables if t.selected and not t.meets_rpo]
+
+
+def fleet_status(settings: Settings, *, now: dt.datetime | None = None) -> StatusReport:
+    """Every target's tables (selected or not) against the repository: the report of
+    ``hippolyte status``."""
+    report = StatusReport(rpo_hours=settings.rpo_hours)
+    now = now or dt.datetime.now(dt.UTC)
+    for target in settings.effective_targets():
+        storage = storage_for(settings, target)
+        last_run = last_run_states(storage)
+        control = dynamodb.control_client(target.connection())
+        for sel in discover(
+            conn=target.connection(),
+            rules=settings.selection.rules(),
+            max_attempts=settings.max_attempts,
+        ):
+            report.tables.append(
+                table_status(
+                    storage,
+                    sel,
+                    target=target.label,
+                    rpo_hours=settings.rpo_hours,
+                    last_run=last_run,
+                    now=now,
+                    is_empty=functools.partial(_is_empty, control),
+                )
+            )
+    return report
+
+
+def _is_empty(control: Any, table: str) -> bool:
+    return not dynamodb.has_items(control, table)
 
 
 def table_status(
