@@ -164,28 +164,25 @@ def backup(
         return
     json_mode = wants_json(as_json)
     renderer = JsonLines() if json_mode else Bars(err_console)
-    results: list[Any] = []
     runs: list[Any] = []
     try:
         with stop_on_sigterm() as stop:
-            for target in targets:
-                if tables:
-                    from hippolyte.ops.backup import backup_tables
+            if tables:  # one target (checked above)
+                from hippolyte.ops.backup import backup_tables
 
-                    results += backup_tables(
-                        list(tables),
-                        conn=target.connection(),
-                        storage=storage_for(settings, target),
-                        params=params,
-                        emit=renderer,
-                        stop=stop,
-                    )
-                else:
-                    from hippolyte.ops.jobs import run_target
+                results = backup_tables(
+                    list(tables),
+                    conn=targets[0].connection(),
+                    storage=storage_for(settings, targets[0]),
+                    params=params,
+                    emit=renderer,
+                    stop=stop,
+                )
+            else:
+                from hippolyte.ops.jobs import nightly_backup
 
-                    _, run = run_target(settings, target, params=params, emit=renderer, stop=stop)
-                    runs.append(run)
-                    results += run.results
+                runs = nightly_backup(settings, params=params, emit=renderer, stop=stop)
+                results = [r for run in runs for r in run.results]
     finally:
         renderer.close()
     if json_mode:

@@ -3,6 +3,7 @@ line over the config, JSON or terminal output, SIGTERM as a clean stop."""
 
 from __future__ import annotations
 
+import datetime as dt
 import signal
 import sys
 import threading
@@ -61,9 +62,8 @@ def print_json(obj: Any) -> None:
     click.echo(dumps(obj))
 
 
-def instant(text: str | None) -> Any:
-    import datetime as dt
-
+def instant(text: str | None) -> dt.datetime | None:
+    """``--at``: an ISO 8601 time, UTC unless it names its zone."""
     if not text:
         return None
     try:
