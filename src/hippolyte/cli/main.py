@@ -24,7 +24,8 @@ def _fail(message: str, code: int) -> None:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every expected failure becomes one line and a documented exit code."""
     try:
-        cli.main(args=argv, prog_name="hippolyte", standalone_mode=False)
+        # without standalone mode, click returns a command's ctx.exit(code) instead of exiting
+        code = cli.main(args=argv, prog_name="hippolyte", standalone_mode=False)
     except click.exceptions.Abort:
         _fail("interrupted", ExitCode.INTERRUPTED)
     except click.ClickException as exc:
@@ -36,6 +37,8 @@ def main(argv: list[str] | None = None) -> None:
         _fail("interrupted; nothing half-committed", ExitCode.INTERRUPTED)
     except click.exceptions.Exit as exc:
         sys.exit(exc.exit_code)
+    if isinstance(code, int) and code:
+        sys.exit(code)
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

@@ -10,6 +10,7 @@ from typing import Any, TextIO
 import orjson
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -22,10 +23,12 @@ from rich.table import Column, Table
 
 from hippolyte.core.events import (
     Event,
+    ItemsRead,
     ItemsWritten,
     LoadStarted,
     Note,
     PageDone,
+    ReadStarted,
     Step,
     TableDone,
     TableStarted,
@@ -51,13 +54,14 @@ class JsonLines:
 
     def __call__(self, event: Event) -> None:
         with self._lock:
-            if isinstance(event, PageDone | ItemsWritten):
+            if isinstance(event, PageDone | ItemsWritten | ItemsRead):
                 t = self._totals.setdefault(event.table, {"items": 0, "bytes": 0, "consumed": 0.0})
                 t["items"] += event.items
                 t["bytes"] += event.raw_bytes
-                t["consumed"] += event.consumed
+                t["consumed"] += getattr(event, "consumed", 0.0)
                 now = time.monotonic()
-                if now - self._last.get(event.table, 0.0) < self.interval:
+                done = isinstance(event, ItemsRead) and event.done
+                if not done and now - self._last.get(event.table, 0.0) < self.interval:
                     return
                 self._last[event.table] = now
                 self.line({"event": "progress", "table": event.table, **t})
@@ -65,6 +69,8 @@ class JsonLines:
                 self.line({"event": "table_started", **to_plain(event), "ref": str(event.ref)})
             elif isinstance(event, LoadStarted):
                 self.line({"event": "load_started", **to_plain(event)})
+            elif isinstance(event, ReadStarted):
+                self.line({"event": "read_started", **to_plain(event)})
             elif isinstance(event, TableDone):
                 r = to_plain(event.result)
                 r["ref"] = str(event.result.ref) if event.result.ref else None
@@ -124,10 +130,14 @@ class Bars:
 
     def __call__(self, event: Event) -> None:
         with self._lock:
-            if isinstance(event, TableStarted | LoadStarted):
+            if isinstance(event, TableStarted | LoadStarted | ReadStarted):
                 self._add(event)
-            elif isinstance(event, PageDone | ItemsWritten) and event.table in self._tasks:
+            elif isinstance(event, PageDone | ItemsWritten | ItemsRead):
+                if event.table not in self._tasks:
+                    return
                 self._advance(event)
+                if isinstance(event, ItemsRead) and event.done:
+                    self._finish(self._tasks[event.table])
             elif isinstance(event, TableDone) and event.result.table in self._tasks:
                 r = event.result
                 task = self._tasks[r.table]
@@ -142,21 +152,26 @@ class Bars:
             elif isinstance(event, Step):
                 self._say(event.text)
 
-    def _add(self, event: TableStarted | LoadStarted) -> None:
+    def _finish(self, task: TaskID) -> None:
+        t = next(t for t in self.progress.tasks if t.id == task)
+        self.progress.update(task, total=max(t.completed, 1), completed=max(t.completed, 1))
+        self._done.add(task)
+
+    def _add(self, event: TableStarted | LoadStarted | ReadStarted) -> None:
         if event.table in self._tasks:  # the same table again: its old bar is over
             self._done.add(self._tasks[event.table])
         self._exact.pop(event.table, None)
-        if isinstance(event, LoadStarted):
+        if isinstance(event, LoadStarted) or (isinstance(event, ReadStarted) and event.exact):
             self._exact[event.table] = event.expected_items
         self._start[event.table] = time.monotonic()
         self._bytes[event.table] = 0
         self._tasks[event.table] = task = self.progress.add_task(
             "", total=max(event.expected_items, 1), table=event.table, size="0 B", rate=""
         )
-        if isinstance(event, LoadStarted) and event.expected_items == 0:
+        if event.table in self._exact and event.expected_items == 0:
             self._done.add(task)
 
-    def _advance(self, event: PageDone | ItemsWritten) -> None:
+    def _advance(self, event: PageDone | ItemsWritten | ItemsRead) -> None:
         task = self._tasks[event.table]
         self._bytes[event.table] += event.raw_bytes
         done = self._bytes[event.table]
@@ -288,3 +303,48 @@ def print_plan(doc: dict[str, Any]) -> None:
         con.print(f"skipped {s['table']}: {s['reason']}", highlight=False)
     for d in doc["decisions"]:
         con.print(d, highlight=False)
+
+
+def print_diff(result: Any, *, out: str | None, width: int = 60) -> None:
+    """The summary of a diff, then its first differences: the key and, for a changed item,
+    each attribute that differs with both values (long values shortened)."""
+    s = result.summary
+    con = Console()
+    con.print(
+        f"[bold]{s.before}[/bold] ({s.before_items:,} items) -> "
+        f"[bold]{s.after}[/bold] ({s.after_items:,} items)",
+        highlight=False,
+    )
+    con.print(
+        f"  deleted since {s.deleted:,}   added since {s.added:,}   changed {s.changed:,}   "
+        f"identical {s.identical:,}",
+        highlight=False,
+    )
+    if s.attributes:
+        most = sorted(s.attributes.items(), key=lambda kv: -kv[1])[:8]
+        con.print(
+            "  changed attributes: " + ", ".join(f"{n} ({c:,})" for n, c in most), highlight=False
+        )
+    colour = {"deleted": "red", "added": "green", "changed": "yellow"}
+    for d in result.first:
+        con.print(f"[{colour[d.kind]}]{d.kind:<8}[/] {escape(d.key.decode())}", highlight=False)
+        if d.kind != "changed":
+            continue
+        before, after = orjson.loads(d.before), orjson.loads(d.after)
+        for name in d.attributes:
+            old = _short(before.get(name), width)
+            new = _short(after.get(name), width)
+            con.print(f"           {escape(name)}: {escape(old)} -> {escape(new)}", highlight=False)
+    shown = len(result.first)
+    if s.differences > shown:
+        where = f"; all of them in {out}" if out else "; --out FILE writes them all"
+        con.print(f"  ... {s.differences - shown:,} more{where}", highlight=False)
+    elif s.differences == 0:
+        con.print("  [green]identical[/green]")
+
+
+def _short(value: Any, width: int) -> str:
+    if value is None:
+        return "(absent)"
+    text = orjson.dumps(value).decode()
+    return text if len(text) <= width else text[: width - 1] + "…"

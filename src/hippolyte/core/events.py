@@ -56,6 +56,23 @@ class ItemsWritten:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ReadStarted:
+    """An operation begins reading a backup or a live table (``table``: what progress shows)."""
+
+    table: str
+    expected_items: int  # a backup's count, or DescribeTable's estimate
+    exact: bool  # the count is known (a backup's), not an estimate
+
+
+@dataclass(frozen=True, kw_only=True)
+class ItemsRead:
+    table: str
+    items: int
+    raw_bytes: int
+    done: bool = False  # the last event of this read
+
+
+@dataclass(frozen=True, kw_only=True)
 class Note:
     """Something the user should read: a warning or a decision."""
 
@@ -73,7 +90,17 @@ class Step:
     text: str
 
 
-Event = TableStarted | PageDone | TableDone | LoadStarted | ItemsWritten | Note | Step
+Event = (
+    TableStarted
+    | PageDone
+    | TableDone
+    | LoadStarted
+    | ItemsWritten
+    | ReadStarted
+    | ItemsRead
+    | Note
+    | Step
+)
 Emit = Callable[[Event], None]
 
 

@@ -61,11 +61,11 @@ def _canonical_attrs(attrs: dict[str, Any]) -> None:
 def _canonical(value: dict[str, Any]) -> None:
     for tag, v in value.items():  # exactly one
         if tag == "N":
-            value["N"] = _number(v)
+            value["N"] = number_text(v)
         elif tag == "SS" or tag == "BS":
             v.sort()
         elif tag == "NS":
-            value["NS"] = sorted(map(_number, v))
+            value["NS"] = sorted(map(number_text, v))
         elif tag == "M":
             _canonical_attrs(v)
         elif tag == "L":
@@ -73,7 +73,7 @@ def _canonical(value: dict[str, Any]) -> None:
                 _canonical(x)
 
 
-def _number(text: str) -> str:
+def number_text(text: str) -> str:
     """One spelling per value, in plain notation: "1.50", "+1.5" and "15E-1" are all "1.5"."""
     if "e" in text or "E" in text:
         try:

@@ -177,21 +177,17 @@ class FileCheck:
     digest: Digest | None = None  # of the file's items, when asked for
 
 
-def check_file(
-    source: Source, f: SourceFile, *, schema: KeySchema | None, digest: bool = False
-) -> FileCheck:
-    """Read a whole file before any of it is written, in one pass: checksums, lines, keys,
-    count, and (``digest``) the proof's digest of its items."""
+def checked_items(source: Source, f: SourceFile, *, schema: KeySchema | None) -> Iterator[bytes]:
+    """Every item of one file in wire JSON, each line checked as it is read; once the file is
+    read, its checksums and item count against the manifest's. A file that changed since the
+    backup says so, rather than what broke in it. Raises BackupCorrupt naming file and line."""
     sums = _Sums(f)
-    result = FileCheck(digest=Digest() if digest else None)
+    items = 0
     try:
         for item in iter_items(source, f, schema=schema, on_chunk=sums.update):
-            result.items += 1
-            result.raw_bytes += len(item)
-            if result.digest is not None:
-                result.digest.add(item)
+            items += 1
+            yield item
     except BackupCorrupt:
-        # A file that changed since the backup says so, rather than what broke in it.
         whole = _Sums(f)
         with source.storage.open_read(f.key) as src:
             while chunk := src.read(datafile.READ_CHUNK):
@@ -199,10 +195,21 @@ def check_file(
         whole.check(_where(source, f))
         raise
     sums.check(_where(source, f))
-    if f.item_count is not None and result.items != f.item_count:
-        raise BackupCorrupt(
-            f"{_where(source, f)}: {result.items} items, the manifest says {f.item_count}"
-        )
+    if f.item_count is not None and items != f.item_count:
+        raise BackupCorrupt(f"{_where(source, f)}: {items} items, the manifest says {f.item_count}")
+
+
+def check_file(
+    source: Source, f: SourceFile, *, schema: KeySchema | None, digest: bool = False
+) -> FileCheck:
+    """Read a whole file before any of it is written, in one pass: checksums, lines, keys,
+    count, and (``digest``) the proof's digest of its items."""
+    result = FileCheck(digest=Digest() if digest else None)
+    for item in checked_items(source, f, schema=schema):
+        result.items += 1
+        result.raw_bytes += len(item)
+        if result.digest is not None:
+            result.digest.add(item)
     return result
 
 

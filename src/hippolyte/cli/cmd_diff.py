@@ -1,0 +1,147 @@
+"""Comparing: diff."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import click
+
+from hippolyte.cli.main import cli
+from hippolyte.cli.options import (
+    aws_options,
+    err_console,
+    json_option,
+    repo_option,
+    settings_of,
+    stop_on_sigterm,
+    wants_json,
+)
+from hippolyte.cli.render import Bars, JsonLines, print_diff
+from hippolyte.core.errors import ExitCode
+
+
+@cli.command()
+@click.argument("ref")
+@click.argument("ref2", required=False)
+@click.option(
+    "--live",
+    is_flag=False,
+    flag_value="",
+    default=None,
+    metavar="[TABLE]",
+    help="Against the live table: the backup's own (the default with one REF) or TABLE.",
+)
+@repo_option
+@click.option(
+    "--read-percent",
+    type=click.FloatRange(0.01, 1.0),
+    default=0.5,
+    show_default=True,
+    help="Share of the live table's read capacity the Scan may use.",
+)
+@click.option("--segments", type=click.IntRange(1, 1000), help="Parallel Scan segments.")
+@click.option("--workers", type=click.IntRange(1, 256), help="Threads scanning the live table.")
+@click.option("--keys-only", is_flag=True, help="Write keys, not the items before and after.")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, writable=True),
+    help="Write every difference to FILE as JSON lines (the input of `recover`).",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(0),
+    default=20,
+    show_default=True,
+    help="Differences shown on the terminal.",
+)
+@click.option("--schema-from", help="Take the key schema from this existing table.")
+@click.option("--key", "key_spec", help="Key schema for exports without one: pk:S[,sk:N].")
+@click.option(
+    "--tmp-dir",
+    type=click.Path(file_okay=False),
+    help="Where both sides are spilled while comparing (default: the system's).",
+)
+@aws_options
+@json_option
+@click.pass_context
+def diff(
+    ctx: click.Context,
+    ref: str,
+    ref2: str | None,
+    live: str | None,
+    repo: str | None,
+    read_percent: float,
+    segments: int | None,
+    workers: int | None,
+    keys_only: bool,
+    out: str | None,
+    limit: int,
+    schema_from: str | None,
+    key_spec: str | None,
+    tmp_dir: str | None,
+    as_json: bool,
+    **aws: Any,
+) -> None:
+    """Compare a backup with the live table (REF alone, or --live), or two backups (REF REF2),
+    item by item: deleted since, added since, changed (with the attributes that differ).
+    Exit 0 when identical, 1 when they differ."""
+    from hippolyte.ops.diff import DiffParams, diff_refs
+
+    if ref2 is not None and live is not None:
+        raise click.UsageError("give REF2 or --live, not both")
+    if schema_from and key_spec:
+        raise click.UsageError("give --schema-from or --key, not both")
+    settings = settings_of(ctx, repository=repo, workers=workers, **aws)
+    params = DiffParams(
+        read_percent=read_percent,
+        on_demand_read_units=settings.on_demand_read_units,
+        segments=segments,
+        workers=settings.workers,
+        page_attempts=settings.max_attempts,
+        keys_only=keys_only,
+        limit=limit,
+        tmp_dir=Path(tmp_dir) if tmp_dir else None,
+    )
+    json_mode = wants_json(as_json)
+    renderer = JsonLines() if json_mode else Bars(err_console)
+    try:
+        with stop_on_sigterm() as stop, _diff_file(out, to_stdout=json_mode) as sink:
+            result = diff_refs(
+                settings,
+                ref,
+                ref2,
+                live=live,
+                schema_from=schema_from,
+                key_spec=key_spec,
+                params=params,
+                out=sink,
+                emit=renderer,
+                stop=stop,
+            )
+    finally:
+        renderer.close()
+    if not json_mode:
+        print_diff(result, out=out)
+    if not result.identical:
+        raise click.exceptions.Exit(ExitCode.FAILED)
+
+
+@contextlib.contextmanager
+def _diff_file(path: str | None, *, to_stdout: bool) -> Iterator[BinaryIO | None]:
+    """The diff file: FILE, else stdout in JSON mode, else none. A diff that fails leaves no
+    FILE behind (it is written beside it and renamed at the end)."""
+    if path is None:
+        yield sys.stdout.buffer if to_stdout else None
+        return
+    target = Path(path)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with open(partial, "wb") as f:
+            yield f
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
