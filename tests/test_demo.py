@@ -45,6 +45,27 @@ def test_demo_backs_up_and_verifies_sample_tables(tmp_path: Path) -> None:
     assert summary["monitor"]["ok"]
     (message,) = summary["monitor"]["received"]
     assert message["ok"] and message["run_id"] == summary["run"]
+    diff_file = tmp_path / "repo" / "bad-deploy.diff.jsonl"
+    assert summary["diff"] == {
+        "backup": f"demo-orders/{summary['run']}",
+        "deleted": 2,
+        "added": 1,
+        "changed": 3,
+        "identical": 395,  # the total rewritten in another notation included
+        "file": str(diff_file),
+        "matches": True,
+    }
+    *differences, last = (orjson.loads(line) for line in diff_file.read_bytes().splitlines())
+    found = sorted((d["kind"], int(d["key"]["order"]["N"]), d["attributes"]) for d in differences)
+    assert found == [
+        ("added", 400, []),
+        ("changed", 171, ["status"]),
+        ("changed", 228, ["total"]),
+        ("changed", 285, ["address"]),  # its city, inside the map
+        ("deleted", 57, []),
+        ("deleted", 114, []),
+    ]  # not order 342, whose total was rewritten in another notation
+    assert last["summary"]["identical"] == 395
     notes = [
         orjson.loads(line)["text"] for line in proc.stderr.splitlines() if '"event":"step"' in line
     ]
@@ -55,7 +76,8 @@ def test_demo_backs_up_and_verifies_sample_tables(tmp_path: Path) -> None:
 
 def test_demo_on_a_terminal_tells_each_line_once_in_order(tmp_path: Path) -> None:
     """On a terminal: a step's line, then its bars, then what it found; each restore and
-    status line once; the summary last."""
+    status line once; then the bad deploy and each difference diff found, once; the summary
+    last."""
     raw = run_on_terminal([*HIPPOLYTE, "demo", "--dir", str(tmp_path / "repo"), "--items", "300"])
     screen = terminal_screen(raw)
     for table, items in (("demo-orders", 300), ("demo-sessions", 100)):
@@ -74,6 +96,33 @@ def test_demo_on_a_terminal_tells_each_line_once_in_order(tmp_path: Path) -> Non
         ]
         assert order == sorted(order), screen
     assert "identical to their backup" in screen[-2] and screen[-1].startswith("look around")
+    assert screen[-2].endswith("diff found the bad deploy")
+    found = "diff found 2 deleted, 1 added, 3 changed and 295 identical items:"
+    assert raw.count(found) == 1, screen  # told once, not again in the summary
+    order = [
+        where(screen, "restored demo-sessions-restored:"),
+        where(screen, "monitor: ok"),
+        where(screen, "a bad deploy hits demo-orders: it deletes 2 orders, changes 3 and adds 1"),
+        where(screen, "it also rewrites order 257's total "),
+        where(screen, "running hippolyte diff demo-orders/"),
+        where(screen, "live demo-orders "),
+        where(screen, found),
+        where(screen, "  deleted customer=customer-042 order=42"),
+        where(screen, "  deleted customer=customer-085 order=85"),
+        where(
+            screen, '  changed customer=customer-031 order=128: status "delivered" -> "cancelled"'
+        ),
+        where(screen, "  changed customer=customer-074 order=171: total "),
+        where(
+            screen,
+            '  changed customer=customer-020 order=214: address.city "Hatfield" -> "undefined"',
+        ),
+        where(screen, "  added   customer=customer-009 order=300"),
+        where(screen, "exactly what the bad deploy did, and nothing else"),
+        where(screen, "every difference in full: "),
+        where(screen, "stopping DynamoDB Local"),
+    ]
+    assert order == sorted(order), screen
     assert where(screen, "status demo-empty: empty") < where(screen, "monitor: ok")
     assert not any("Traceback" in line for line in screen), screen
 

@@ -29,13 +29,20 @@ from hippolyte.cli.render import Bars, JsonLines, print_demo_summary
     show_default=True,
     help="Where the demo's repository goes.",
 )
-@click.option("--items", default=3000, show_default=True, help="Items in the main sample table.")
+@click.option(
+    "--items",
+    type=click.IntRange(min=10),
+    default=3000,
+    show_default=True,
+    help="Items in the main sample table (at least 10).",
+)
 @json_option
 @click.pass_context
 def demo(ctx: click.Context, workdir: str, items: int, as_json: bool) -> None:
     """Start the embedded DynamoDB Local, create sample tables, plan and run tonight's job,
-    verify, restore each backup into a new table and prove it, show the status, and run the
-    monitor with its notification going to a local webhook; print what was done."""
+    verify, restore each backup into a new table and prove it, show the status, run the
+    monitor with its notification going to a local webhook, then play a bad deploy on a
+    sample table and show `diff` finding exactly it; print what was done."""
     from hippolyte.ops.demo import run_demo
 
     json_mode = wants_json(as_json)
@@ -48,7 +55,8 @@ def demo(ctx: click.Context, workdir: str, items: int, as_json: bool) -> None:
         print_json(summary)
     else:
         print_demo_summary(summary)
-    if not all(p["proven"] for p in summary["restores"]) or not summary["monitor"]["ok"]:
+    proven = all(p["proven"] for p in summary["restores"])
+    if not proven or not summary["monitor"]["ok"] or not summary["diff"]["matches"]:
         from hippolyte.core.errors import BackupFailed
 
         raise BackupFailed("the demo found a problem (see above)")

@@ -244,18 +244,19 @@ def print_results(results: list[Any]) -> None:
 
 def print_demo_summary(summary: dict[str, Any]) -> None:
     """The demo's summary, last: what its narration did not say already (it told the verify,
-    restore, status and monitor lines as they happened): the backups, then a verdict."""
+    restore, status, monitor and diff lines as they happened): the backups, then a verdict."""
     con = Console()
     con.print()
     print_results(summary["results"])
-    restores, monitor = summary["restores"], summary["monitor"]
+    restores, monitor, diff = summary["restores"], summary["monitor"], summary["diff"]
     proven = sum(1 for p in restores if p["proven"])
     backed_up = sum(1 for r in summary["results"] if r.ok)
-    good = proven == len(restores) and monitor["ok"]
+    good = proven == len(restores) and monitor["ok"] and diff["matches"]
     con.print(
         f"[{'green' if good else 'red'}]demo {'done' if good else 'FAILED'}:[/] "
         f"{backed_up} tables backed up, {proven} of {len(restores)} restores identical to "
-        f"their backup, monitor {'ok' if monitor['ok'] else 'FAILED'}",
+        f"their backup, monitor {'ok' if monitor['ok'] else 'FAILED'}, "
+        f"diff {'found the bad deploy' if diff['matches'] else 'FAILED'}",
         highlight=False,
     )
     con.print(f"look around: hippolyte list --repo {summary['repository']}", markup=False)
