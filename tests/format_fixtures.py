@@ -19,7 +19,7 @@ from typing import Any
 import orjson
 
 from hippolyte.adapters.storage import S3Storage, Storage
-from hippolyte.ops.demo import order_item
+from hippolyte.ops.sample_tables import order_item
 from tests.corpus import Item, nasty_items
 
 TABLE_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/orders"

@@ -16,7 +16,7 @@ from hippolyte import cli
 from hippolyte.adapters import aws, dynamodb
 from hippolyte.adapters.storage import Storage
 from hippolyte.core.model import BackupRef
-from hippolyte.ops.demo import fill
+from hippolyte.ops.sample_tables import fill
 from hippolyte.repo.catalog import load_descriptor
 from tests.support.servers import Server
 

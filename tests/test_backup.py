@@ -18,7 +18,7 @@ from hippolyte.adapters.storage import open_storage
 from hippolyte.core.errors import Interrupted
 from hippolyte.core.events import PageDone
 from hippolyte.ops.backup import BackupParams, backup_tables
-from hippolyte.ops.demo import order_item
+from hippolyte.ops.sample_tables import order_item
 from hippolyte.repo.catalog import list_backups
 from tests.corpus import attributes, nasty_items, same_items
 from tests.helpers import Db, backup_items, backup_lines, db_for, run

@@ -17,7 +17,7 @@ import pytest
 from hippolyte.adapters.storage import open_storage
 from hippolyte.engines import dask_engine
 from hippolyte.ops.backup import BackupParams, backup_tables
-from hippolyte.ops.demo import order_item
+from hippolyte.ops.sample_tables import order_item
 from hippolyte.repo.verify import verify
 from tests.corpus import same_items
 from tests.helpers import backup_lines, db_for, run

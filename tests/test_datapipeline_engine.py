@@ -28,8 +28,8 @@ from hippolyte.adapters import datapipeline as dp_api
 from hippolyte.adapters.storage import Storage, open_storage
 from hippolyte.core import pipeline_defs as datapipeline
 from hippolyte.core.errors import DataPipelineUnavailable
-from hippolyte.ops.demo import order_item
 from hippolyte.ops.monitor import monitor, window_closes
+from hippolyte.ops.sample_tables import order_item
 from tests.format_fixtures import write_datapipeline_export
 from tests.helpers import db_for, run
 from tests.support.servers import Server

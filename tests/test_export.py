@@ -15,7 +15,7 @@ from hippolyte.core.errors import AwsError, TableNotFound
 from hippolyte.engines.export import pitr_enabled
 from hippolyte.formats.base import iter_items
 from hippolyte.formats.open import open_source
-from hippolyte.ops.demo import order_item
+from hippolyte.ops.sample_tables import order_item
 from tests.corpus import same_items
 from tests.helpers import db_for, run
 from tests.support.faults import FaultProxy

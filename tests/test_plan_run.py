@@ -16,7 +16,7 @@ import pytest
 
 from hippolyte.adapters.storage import open_storage
 from hippolyte.core.model import to_plain
-from hippolyte.ops.demo import fill, order_item
+from hippolyte.ops.sample_tables import fill, order_item
 from hippolyte.repo import runs
 from tests.helpers import db_for, run
 from tests.support.servers import Server

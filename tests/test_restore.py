@@ -26,8 +26,8 @@ from hippolyte.engines.pool import cpu_pool
 from hippolyte.formats.open import open_source
 from hippolyte.ops import restore as restore_ops
 from hippolyte.ops.backup import BackupParams, backup_tables
-from hippolyte.ops.demo import order_item
 from hippolyte.ops.restore import RestoreParams, RestoreRefused, restore
+from hippolyte.ops.sample_tables import order_item
 from tests.corpus import attributes, nasty_items, same_items
 from tests.helpers import Db, db_for, run
 from tests.support.faults import FaultProxy
@@ -129,7 +129,7 @@ def test_large_restore_checks_and_digests_in_processes(
 
 def test_schema_round_trip(dynamodb_local: Server, tmp_path: Path) -> None:
     db = db_for(dynamodb_local)
-    from hippolyte.ops.demo import ORDERS, create_sample_tables, fill
+    from hippolyte.ops.sample_tables import ORDERS, create_sample_tables, fill
 
     create_sample_tables(db.client)
     fill(db.client, ORDERS, (order_item(i) for i in range(100)))

@@ -38,7 +38,14 @@ SERVICES = (
 )  # also their IAM prefixes
 PACKAGE = Path(__file__).resolve().parents[1]
 # Modules that only ever talk to the local servers they start (tests, the demo).
-LOCAL_ONLY = frozenset({"hippolyte.adapters.local_servers", "hippolyte.ops.demo"})
+LOCAL_ONLY = frozenset(
+    {
+        "hippolyte.adapters.local_servers",
+        "hippolyte.ops.demo",
+        "hippolyte.ops.sample_tables",
+        "hippolyte.ops.bad_deploy",
+    }
+)
 # s3transfer's upload_fileobj: one PutObject, or a multipart upload (aborted on failure).
 _TRANSFER = {
     "upload_fileobj": (

@@ -13,11 +13,7 @@ the CLI renders them.
 from __future__ import annotations
 
 import os
-import random
 import tempfile
-from collections.abc import Iterator
-from dataclasses import dataclass
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +23,21 @@ from hippolyte.adapters import aws, dynamodb
 from hippolyte.adapters.storage import open_storage
 from hippolyte.core.channels import WebhookChannel
 from hippolyte.core.config import Selection, Settings, Target
-from hippolyte.core.diff import key_of, normal
-from hippolyte.core.errors import BackupFailed, ConfigError
+from hippolyte.core.errors import ConfigError
 from hippolyte.core.events import Emit, Step
 from hippolyte.ops import jobs
+from hippolyte.ops.bad_deploy import diff_bad_deploy
+from hippolyte.ops.sample_tables import (
+    EMPTY,
+    ORDERS,
+    SESSIONS,
+    create_sample_tables,
+    fill,
+    order_item,
+    session_item,
+)
 from hippolyte.repo.verify import verify
 
-ORDERS, SESSIONS, EMPTY = "demo-orders", "demo-sessions", "demo-empty"
-ORDERS_KEY = (("customer", "S"), ("order", "N"))
 MIN_ITEMS = 10  # the bad deploy touches seven distinct orders
 
 
@@ -258,292 +261,3 @@ def restore_all(
             }
         )
     return proofs
-
-
-# -- a bad deploy, and diff finding it ------------------------------------------------------
-
-
-@dataclass(frozen=True, kw_only=True)
-class BadDeploy:
-    story: list[str]  # what it did, told before the diff
-    expected: dict[bytes, tuple[str, tuple[str, ...]]]  # key (canonical) -> kind, attributes
-    identical: int  # the items diff must find unchanged
-
-
-def bad_deploy(client: Any, *, items: int) -> BadDeploy:
-    """Change a few orders as a bad deploy would: delete two, change three (a status, a total
-    in cents, a city inside the address map), add one, and rewrite one total with only its
-    notation changed, which is no change. Returns what diff must find."""
-    gone, gone2, status, total, city, same = (items * k // 7 for k in range(1, 7))
-    was = order_item(same)["total"]["N"]
-    cents = Decimal(order_item(total)["total"]["N"]) * 100
-    for i, path, value in (
-        (status, "status", {"S": "cancelled"}),
-        (total, "total", {"N": str(int(cents))}),
-        (city, "address.city", {"S": "undefined"}),
-        # DynamoDB Local keeps an update's notation: the live bytes differ from the backup's
-        (same, "total", {"N": f"{was}0"}),
-    ):
-        names = {f"#p{n}": part for n, part in enumerate(path.split("."))}
-        client.update_item(
-            TableName=ORDERS,
-            Key=_order_key(i),
-            UpdateExpression=f"SET {'.'.join(names)} = :v",
-            ExpressionAttributeNames=names,
-            ExpressionAttributeValues={":v": value},
-        )
-    for i in (gone, gone2):
-        client.delete_item(TableName=ORDERS, Key=_order_key(i))
-    client.put_item(TableName=ORDERS, Item=order_item(items))
-    changes = [("deleted", gone, ""), ("deleted", gone2, ""), ("changed", status, "status")]
-    changes += [("changed", total, "total"), ("changed", city, "address"), ("added", items, "")]
-    return BadDeploy(
-        story=[
-            f"a bad deploy hits {ORDERS}: it deletes 2 orders, changes 3 and adds 1",
-            f"it also rewrites order {same}'s total {was} as {was}0: the same number",
-        ],
-        expected={
-            key_of(_order_key(i), ORDERS_KEY): (kind, (name,) if name else ())
-            for kind, i, name in changes
-        },
-        identical=items - 5,  # 2 deleted, 3 changed; the rewritten total is no change
-    )
-
-
-def _order_key(i: int) -> dict[str, Any]:
-    return {name: order_item(i)[name] for name, _ in ORDERS_KEY}
-
-
-def diff_bad_deploy(
-    results: list[Any],
-    *,
-    settings: Settings,
-    storage: Any,
-    client: Any,
-    items: int,
-    out: Path,
-    emit: Emit,
-) -> dict[str, Any]:
-    """Play the bad deploy, diff the orders' backup against the live table into ``out``, tell
-    what diff found, and check it is exactly what the deploy did."""
-    from hippolyte.formats.open import open_source
-    from hippolyte.ops.diff import DiffParams, diff_live
-
-    ref = next((r.ref for r in results if r.table == ORDERS and r.ref is not None), None)
-    if ref is None:
-        raise BackupFailed(f"no backup of {ORDERS} to compare the live table with")
-    deploy = bad_deploy(client, items=items)
-    for line in deploy.story:
-        emit(Step(text=line))
-    emit(Step(text=f"running hippolyte diff {ref} --live ..."))
-    params = DiffParams(
-        read_percent=settings.read_percent,
-        on_demand_read_units=settings.on_demand_read_units,
-        workers=settings.workers,
-        page_attempts=settings.max_attempts,
-    )
-    conn = settings.effective_targets()[0].connection()
-    source = open_source(storage, ref.prefix, location=str(ref))
-    with out.open("wb") as sink:
-        result = diff_live(
-            source, conn=conn, table=ORDERS, schema=None, params=params, out=sink, emit=emit
-        )
-    s = result.summary
-    found = {
-        key_of(orjson.loads(d.key), ORDERS_KEY): (str(d.kind), tuple(d.attributes))
-        for d in result.first
-    }
-    matches = found == deploy.expected and s.identical == deploy.identical
-    matches = matches and len(result.first) == s.differences
-    for line in _diff_lines(result, matches=matches, out=out):
-        emit(Step(text=line))
-    return {
-        "backup": str(ref),
-        "deleted": s.deleted,
-        "added": s.added,
-        "changed": s.changed,
-        "identical": s.identical,
-        "file": str(out),
-        "matches": matches,
-    }
-
-
-def _diff_lines(result: Any, *, matches: bool, out: Path) -> list[str]:
-    """What diff found, as the demo tells it: the counts, then each difference with its key
-    and, for a changed item, each value that differs (down to the leaf of a nested map)."""
-    s = result.summary
-    lines = [
-        f"diff found {s.deleted} deleted, {s.added} added, {s.changed} changed and "
-        f"{s.identical:,} identical items:"
-    ]
-    rank = {"deleted": 0, "changed": 1, "added": 2}
-    for d in sorted(result.first, key=lambda d: (rank[d.kind], _order_number(d.key))):
-        key = " ".join(f"{n}={v}" for n, tv in orjson.loads(d.key).items() for v in tv.values())
-        if d.kind != "changed":
-            lines.append(f"  {d.kind:<7} {key}")
-            continue
-        before, after = orjson.loads(d.before), orjson.loads(d.after)
-        for name in d.attributes:
-            lines += [
-                f"  changed {key}: {change}"
-                for change in _changes(name, before.get(name), after.get(name))
-            ]
-    lines.append(
-        "exactly what the bad deploy did, and nothing else"
-        if matches
-        else "NOT what the bad deploy did: the demo FAILED"
-    )
-    lines.append(f"every difference in full: {out}")
-    return lines
-
-
-def _order_number(key: bytes) -> Decimal:
-    return Decimal(orjson.loads(key)["order"]["N"])
-
-
-def _changes(path: str, old: Any, new: Any) -> Iterator[str]:
-    """``path old -> new`` for a value that differs; a map is followed down to its leaves."""
-    if old is not None and new is not None and "M" in old and "M" in new:
-        for name in sorted(old["M"].keys() | new["M"].keys()):
-            a, b = old["M"].get(name), new["M"].get(name)
-            if a is None or b is None or normal(a) != normal(b):
-                yield from _changes(f"{path}.{name}", a, b)
-        return
-    yield f"{path} {_value(old)} -> {_value(new)}"
-
-
-def _value(value: Any, width: int = 40) -> str:
-    if value is None:
-        return "(absent)"
-    ((tag, v),) = value.items()
-    text = v if tag == "N" else orjson.dumps(v if tag == "S" else value).decode()
-    return text if len(text) <= width else text[: width - 1] + "…"
-
-
-def create_sample_tables(client: Any) -> None:
-    def throughput(r: int, w: int) -> dict[str, int]:
-        return {"ReadCapacityUnits": r, "WriteCapacityUnits": w}
-
-    client.create_table(
-        TableName=ORDERS,
-        KeySchema=[
-            {"AttributeName": "customer", "KeyType": "HASH"},
-            {"AttributeName": "order", "KeyType": "RANGE"},
-        ],
-        AttributeDefinitions=[
-            {"AttributeName": "customer", "AttributeType": "S"},
-            {"AttributeName": "order", "AttributeType": "N"},
-            {"AttributeName": "status", "AttributeType": "S"},
-            {"AttributeName": "placed", "AttributeType": "S"},
-        ],
-        GlobalSecondaryIndexes=[
-            {
-                "IndexName": "by-status",
-                "KeySchema": [
-                    {"AttributeName": "status", "KeyType": "HASH"},
-                    {"AttributeName": "placed", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "KEYS_ONLY"},
-                "ProvisionedThroughput": throughput(20, 20),
-            }
-        ],
-        LocalSecondaryIndexes=[
-            {
-                "IndexName": "by-placed",
-                "KeySchema": [
-                    {"AttributeName": "customer", "KeyType": "HASH"},
-                    {"AttributeName": "placed", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-        ProvisionedThroughput=throughput(200, 200),
-    )
-    client.create_table(
-        TableName=SESSIONS,
-        BillingMode="PAY_PER_REQUEST",
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "B"}],
-    )
-    client.create_table(
-        TableName=EMPTY,
-        KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-        AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-        ProvisionedThroughput=throughput(5, 5),
-    )
-    for name in (ORDERS, SESSIONS, EMPTY):
-        client.get_waiter("table_exists").wait(TableName=name)
-    client.update_time_to_live(
-        TableName=ORDERS, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires"}
-    )
-
-
-def fill(client: Any, table: str, items: Iterator[dict[str, Any]]) -> None:
-    batch: list[dict[str, Any]] = []
-    for item in items:
-        batch.append({"PutRequest": {"Item": item}})
-        if len(batch) == 25:
-            _write(client, table, batch)
-            batch = []
-    if batch:
-        _write(client, table, batch)
-
-
-def _write(client: Any, table: str, batch: list[dict[str, Any]]) -> None:
-    pending = {table: batch}
-    while pending:
-        pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
-
-
-STATUSES = ["placed", "packed", "shipped", "delivered", "returned"]
-
-
-def order_item(i: int) -> dict[str, Any]:
-    """A varied order: every DynamoDB type, nested binary, unicode, big numbers."""
-    rnd = random.Random(i)
-    item: dict[str, Any] = {
-        "customer": {"S": f"customer-{i % 97:03d}"},
-        "order": {"N": str(i)},
-        "status": {"S": STATUSES[i % len(STATUSES)]},
-        "placed": {"S": f"2026-11-{1 + i % 28:02d}T{i % 24:02d}:00:00Z"},
-        "total": {"N": f"{rnd.randint(1, 10**6)}.{rnd.randint(0, 99):02d}"},
-        "precise": {"N": "1234567890123456789012345678901234567" + str(i % 10)},
-        "note": {"S": rnd.choice(["", "leave at the door", "zerbrechlich ✓", "配達", "🦆" * 3])},
-        "gift": {"BOOL": i % 7 == 0},
-        "coupon": {"NULL": True},
-        "tags": {"SS": sorted({rnd.choice("abcdefgh") for _ in range(3)})},
-        "scores": {"NS": [str(n) for n in sorted({rnd.randint(-50, 50) for _ in range(3)})]},
-        "thumbs": {"BS": [bytes([i % 256, 0, 255]), b"\x00"]},
-        "lines": {
-            "L": [
-                {
-                    "M": {
-                        "sku": {"S": f"sku-{rnd.randint(1, 500)}"},
-                        "qty": {"N": str(rnd.randint(1, 5))},
-                        "sig": {"B": rnd.randbytes(8)},
-                    }
-                }
-                for _ in range(rnd.randint(1, 4))
-            ]
-        },
-        "address": {
-            "M": {
-                "city": {"S": rnd.choice(["Hatfield", "Łódź", "Zürich"])},
-                "raw": {"M": {"blob": {"B": rnd.randbytes(16)}}},
-            }
-        },
-        "payload": {"S": "x" * rnd.randint(100, 800)},
-    }
-    if i % 10 == 0:
-        item["expires"] = {"N": str(1_900_000_000 + i)}
-    return item
-
-
-def session_item(i: int) -> dict[str, Any]:
-    rnd = random.Random(-i - 1)
-    return {
-        "id": {"B": i.to_bytes(4, "big") + rnd.randbytes(4)},
-        "user": {"S": f"user-{i}"},
-        "data": {"B": rnd.randbytes(rnd.randint(10, 400))},
-        "seen": {"L": [{"N": str(rnd.randint(0, 10**9))} for _ in range(3)]},
-    }
