@@ -1189,11 +1189,6 @@ def test_usage_errors_exit_2(
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="--out in a folder that does not exist: a FileNotFoundError traceback and exit 1 "
-    "(cli/cmd_diff._diff_file opens FILE's .partial without catching OSError)",
-)
 def test_out_in_a_missing_folder_is_one_line(
     setup: Setup, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -1213,7 +1208,8 @@ def test_out_in_a_missing_folder_is_one_line(
     assert code == 2, err
     (line,) = [s for s in err.splitlines() if not s.startswith('{"event":')]
     assert line.startswith("hippolyte: error: ") and str(out.parent) in line
-    assert list((tmp_path / "spill").iterdir()) == []
+    spill = tmp_path / "spill"  # refused before anything was read: not even created
+    assert not spill.exists() or list(spill.iterdir()) == []
 
 
 # -- 5. interruption: nothing left behind ---------------------------------------------------
@@ -1341,3 +1337,18 @@ def test_killed_diff_folder_is_swept_by_the_next(
     assert sorted(spill.iterdir()) == sorted([alive, unrelated])
     assert (alive / "before-00000").read_bytes() == b"x"
     assert [p.name for p in out.parent.iterdir()] == ["d.jsonl"]  # the killed one's .partial too
+
+
+def test_json_with_out_prints_the_summary_document(
+    setup: Setup, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "d.jsonl"
+    code, stdout, err = run(
+        capsys, "diff", setup.ref, setup.ref, "--out", str(out), "--json", *closed_port()
+    )
+    assert code == 0, err
+    doc = orjson.loads(stdout)
+    assert doc["out"] == str(out) and doc["summary"]["identical"] > 0
+    assert [orjson.loads(line) for line in out.read_bytes().splitlines()] == [
+        {"summary": doc["summary"]}
+    ]

@@ -15,13 +15,14 @@ from hippolyte.cli.options import (
     aws_options,
     err_console,
     json_option,
+    print_json,
     repo_option,
     settings_of,
     stop_on_sigterm,
     wants_json,
 )
 from hippolyte.cli.render import Bars, JsonLines, print_diff
-from hippolyte.core.errors import ExitCode
+from hippolyte.core.errors import ConfigError, ExitCode
 
 
 @cli.command()
@@ -126,6 +127,8 @@ def diff(
         renderer.close()
     if not json_mode:
         print_diff(result, out=out)
+    elif out is not None:  # the differences went to FILE: stdout still gets one document
+        print_json({"summary": result.summary.to_json(), "out": out})
     if not result.identical:
         raise click.exceptions.Exit(ExitCode.FAILED)
 
@@ -140,7 +143,13 @@ def _diff_file(path: str | None, *, to_stdout: bool) -> Iterator[BinaryIO | None
     target = Path(path)
     partial = target.with_name(f".{target.name}.partial")
     try:
-        with open(partial, "wb") as f:
+        f = open(partial, "wb")  # noqa: SIM115 - closed below, before the rename
+    except OSError as exc:
+        raise ConfigError(
+            f"--out {path}: cannot write in {target.parent} ({exc.strerror})"
+        ) from None
+    try:
+        with f:
             yield f
         partial.replace(target)
     finally:
