@@ -23,6 +23,7 @@ import bench_restore  # noqa: E402
 import bench_signer  # noqa: E402
 
 import bench_ceiling  # noqa: E402
+import bench_diff  # noqa: E402
 import bench_dynalite  # noqa: E402
 import bench_pacing  # noqa: E402
 import report as show  # noqa: E402
@@ -36,6 +37,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[..., Report]]] = {
     bench_planning.NAME: (bench_planning.TITLE, bench_planning.run),
     bench_dask.NAME: (bench_dask.TITLE, bench_dask.run),
     bench_signer.NAME: (bench_signer.TITLE, bench_signer.run),
+    bench_diff.NAME: (bench_diff.TITLE, bench_diff.run),
 }
 
 
