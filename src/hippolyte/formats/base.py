@@ -136,7 +136,7 @@ def iter_lines(
             while chunk:
                 if on_chunk is not None:
                     on_chunk(chunk)
-                for line in lines.feed(chunk):
+                for line in lines.lines(chunk):
                     n += 1
                     if line.strip():
                         yield n, line
