@@ -13,10 +13,9 @@ A difference is written as one JSON line (docs/design.md, "The diff file"):
 
 from __future__ import annotations
 
-import base64
 import binascii
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from enum import StrEnum
@@ -40,19 +39,23 @@ def key_of(item: Any, key: Key) -> bytes:
     """The key of a parsed item in one canonical spelling (numbers in plain notation, binary
     re-encoded from its bytes): equal keys, equal bytes. ValueError when the item lacks a key
     attribute or has it of another type."""
-    parts: list[str] = []
+    texts: list[Any] = []
     for name, kind in key:
         value = item.get(name)
         if not isinstance(value, dict) or kind not in value:
             got = "missing" if value is None else f"of type {next(iter(value), '?')}"
             raise ValueError(f"key attribute {name!r} is {got}, the key schema says {kind}")
-        text = value[kind]
-        if kind == "N":
-            text = number_text(text)
-        elif kind == "B":
-            text = base64.b64encode(_bytes(text)).decode()
-        parts.append(text)
-    return orjson.dumps(parts)
+        texts.append(key_text(kind, value[kind]))
+    return orjson.dumps(texts)
+
+
+def key_text(kind: str, text: Any) -> Any:
+    """One key attribute's value (``"42"`` for ``{"N": "42"}``) in its canonical spelling."""
+    if kind == "N":
+        return number_text(text)
+    if kind == "B":
+        return binascii.b2a_base64(_bytes(text), newline=False).decode()
+    return text
 
 
 def key_json(item: Any, key: Key) -> bytes:
@@ -60,8 +63,12 @@ def key_json(item: Any, key: Key) -> bytes:
     return orjson.dumps({name: item[name] for name, _ in key})
 
 
-def partition(key: bytes, partitions: int) -> int:
-    return zlib.crc32(key) % partitions
+def partitions_of(keys: Iterable[bytes], partitions: int, *, divisor: int = 1) -> list[int]:
+    """Which of ``partitions`` files each key is spilled to: ``crc32(key) mod partitions``; a
+    partition split again uses the hash's next digits (``divisor``: the product of the
+    partition counts above it)."""
+    crc32 = zlib.crc32
+    return [crc32(key) // divisor % partitions for key in keys]
 
 
 def differing(before: bytes, after: bytes) -> list[str] | None:
@@ -109,7 +116,7 @@ def _decimal(text: str) -> Decimal:
 
 def _bytes(text: str) -> bytes:
     try:
-        return base64.b64decode(text, validate=True)
+        return binascii.a2b_base64(text, strict_mode=True)  # base64.b64decode(validate=True)
     except (binascii.Error, ValueError):
         raise ValueError(f"not base64: {text[:40]!r}") from None
 

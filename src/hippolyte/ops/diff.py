@@ -13,16 +13,20 @@ from __future__ import annotations
 
 import contextlib
 import math
+import mmap
+import operator
 import os
 import shutil
 import struct
 import tempfile
 import threading
-from collections.abc import Iterable, Iterator
+import zlib
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, Literal, get_args
 
+import msgspec
 import orjson
 
 from hippolyte.adapters import aws, dynamodb
@@ -35,7 +39,8 @@ from hippolyte.core.diff import (
     differing,
     key_json,
     key_of,
-    partition,
+    key_text,
+    partitions_of,
     summary_line,
 )
 from hippolyte.core.errors import BackupCorrupt, ConfigError, Interrupted
@@ -44,14 +49,27 @@ from hippolyte.core.model import Json, TableInfo
 from hippolyte.core.pacing import TokenBucket, read_budget, segments_for
 from hippolyte.engines.pool import run_all
 from hippolyte.engines.segment import paced_pages
-from hippolyte.formats.base import KeySchema, Source, checked_items
+from hippolyte.formats.base import (
+    TYPE_TAGS,
+    KeySchema,
+    Source,
+    SourceFile,
+    check_item,
+    checked_items,
+    iter_lines,
+)
 from hippolyte.ops.context import open_backup
 from hippolyte.ops.convert import schema_for
+from hippolyte.repo import datafile
 
 PARTITION_BYTES = 16 << 20  # a partition of the first side is held in memory at once
 MAX_PARTITIONS = 1024
-GZIP_RATIO = 10  # a backup's JSON is ~5-10x its gzip: partitions from the files' sizes
+GZIP_RATIO = 10  # a backup's JSON over its gzip when a sample of it cannot tell
+SAMPLE_BYTES = 1 << 20  # the gzip ratio is measured on this much of a backup's largest file
 BUFFER_BYTES = 32 << 20  # all partitions' write buffers of one side together
+_IOV_MAX = 1024  # buffers per writev (Linux's IOV_MAX)
+SPLIT_AT = 2  # a partition over SPLIT_AT x PARTITION_BYTES is split again before comparing
+MAX_DIVISOR = 1 << 20  # no split beyond: the 32-bit hash has no digits left to spread keys
 _HEADER = struct.Struct(">II")  # key length, item length
 TMP_PREFIX = "hippolyte-diff-"
 
@@ -216,27 +234,31 @@ def _describe(name: str, kind: str) -> str:
 
 
 class Spill:
-    """One side's items in ``n`` partition files, by a hash of their key. Thread-safe."""
+    """One side's items in ``n`` partition files, by a hash of their key. Thread-safe.
+    ``divisor``: a partition split again (``split``) is partitioned by the hash's next digits
+    (``hash // divisor mod n``), so its keys spread over the new files."""
 
-    def __init__(self, folder: Path, side: str, partitions: int) -> None:
+    def __init__(self, folder: Path, side: str, partitions: int, *, divisor: int = 1) -> None:
+        self.folder, self.side, self.divisor = folder, side, divisor
         self.paths = [folder / f"{side}-{i:05d}" for i in range(partitions)]
-        self._buffers = [bytearray() for _ in range(partitions)]
+        # each partition's records not yet written, and their size: a list of the pieces, not
+        # a bytearray (growing one copies each item ~8 times over)
+        self._pending: list[list[bytes]] = [[] for _ in range(partitions)]
+        self._sizes = [0] * partitions
         self._flush_at = max(4096, BUFFER_BYTES // partitions)
         self._lock = threading.Lock()
         self.items = 0
 
-    def add(self, entries: Iterable[tuple[bytes, bytes]]) -> None:
+    def add(self, entries: list[tuple[bytes, bytes]]) -> None:
         """(canonical key, item) pairs."""
-        n = len(self.paths)
+        places = partitions_of((key for key, _ in entries), len(self.paths), divisor=self.divisor)
+        pending, sizes, flush_at, pack = self._pending, self._sizes, self._flush_at, _HEADER.pack
         with self._lock:
-            for key, item in entries:
-                p = partition(key, n)
-                buf = self._buffers[p]
-                buf += _HEADER.pack(len(key), len(item))
-                buf += key
-                buf += item
-                self.items += 1
-                if len(buf) >= self._flush_at:
+            self.items += len(entries)
+            for p, (key, item) in zip(places, entries, strict=True):
+                pending[p] += (pack(len(key), len(item)), key, item)
+                size = sizes[p] = sizes[p] + _HEADER.size + len(key) + len(item)
+                if size >= flush_at:
                     self._flush(p)
 
     def close(self) -> None:
@@ -245,24 +267,61 @@ class Spill:
                 self._flush(p)
 
     def _flush(self, p: int) -> None:
-        buf = self._buffers[p]
-        if buf:
-            with open(self.paths[p], "ab") as f:
-                f.write(buf)
-            buf.clear()
+        pieces = self._pending[p]
+        if pieces:
+            fd = os.open(self.paths[p], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                for at in range(0, len(pieces), _IOV_MAX):  # no copy of the pieces into one
+                    _write_all(fd, pieces[at : at + _IOV_MAX])
+            finally:
+                os.close(fd)
+            pieces.clear()
+            self._sizes[p] = 0
+
+    def size(self, p: int) -> int:
+        path = self.paths[p]
+        return path.stat().st_size if path.exists() else 0
 
     def read(self, p: int) -> Iterator[tuple[bytes, bytes]]:
-        """The (key, item) pairs of partition ``p``, in the order they came."""
+        """The (key, item) pairs of partition ``p``, in the order they came (the file is
+        mapped, not read: each item is copied once, straight from the page cache)."""
         path = self.paths[p]
-        if not path.exists():
+        size = self.size(p)
+        if not size:
             return
-        data = path.read_bytes()
-        view, at = memoryview(data), 0
-        while at < len(data):
-            k, n = _HEADER.unpack_from(data, at)
-            at += _HEADER.size
-            yield bytes(view[at : at + k]), bytes(view[at + k : at + k + n])
-            at += k + n
+        head, unpack = _HEADER.size, _HEADER.unpack_from
+        with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as data:
+            at = 0
+            while at < size:
+                k, n = unpack(data, at)
+                at += head
+                yield data[at : at + k], data[at + k : at + k + n]
+                at += k + n
+
+    def split(self, p: int, partitions: int) -> Spill:
+        """Partition ``p`` spread over ``partitions`` new files (then removed)."""
+        sub = Spill(
+            self.folder, f"{self.side}.{p}", partitions, divisor=self.divisor * len(self.paths)
+        )
+        batch: list[tuple[bytes, bytes]] = []
+        for entry in self.read(p):
+            batch.append(entry)
+            if len(batch) == BATCH:
+                sub.add(batch)
+                batch.clear()
+        sub.add(batch)
+        sub.close()
+        self.paths[p].unlink(missing_ok=True)
+        return sub
+
+
+def _write_all(fd: int, pieces: list[bytes]) -> None:
+    left = sum(map(len, pieces))
+    while left:
+        done = os.writev(fd, pieces)
+        left -= done
+        if left:  # a short write (rare on local disks): the rest, in one
+            pieces = [b"".join(pieces)[done:]]
 
 
 def _spills(folder: Path, estimate: int) -> tuple[Spill, Spill]:
@@ -270,8 +329,71 @@ def _spills(folder: Path, estimate: int) -> tuple[Spill, Spill]:
     return Spill(folder, "before", n), Spill(folder, "after", n)
 
 
-def _keyed(items: Iterable[bytes], spec: Key) -> list[tuple[bytes, bytes]]:
-    return [(key_of(orjson.loads(item), spec), item) for item in items]
+class _Unchecked(Exception):
+    """A backup item that formats.base.check_item refuses (its file is read again by
+    checked_items, to say where and why)."""
+
+
+TypeTag = Literal["S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"]
+assert frozenset(get_args(TypeTag)) == TYPE_TAGS
+_attributes: Callable[[bytes], Any] = msgspec.json.Decoder(
+    dict[str, dict[TypeTag, msgspec.Raw]]
+).decode
+_text = msgspec.json.Decoder(str).decode
+BATCH = 1000  # items keyed and spilled at a time
+
+
+class _Keys:
+    """``core.diff.key_of`` of items' bytes, decoding only their key attributes (the rest of
+    an item is skipped, not built: ~4x cheaper than parsing it). An item the shortcut cannot
+    read goes through ``key_of`` itself, which says what is wrong with it."""
+
+    def __init__(self, spec: Key) -> None:
+        self.spec = spec
+        fields = [(f"a{i}", dict[str, str]) for i in range(len(spec))]
+        names = {f"a{i}": name for i, (name, _) in enumerate(spec)}
+        shape = msgspec.defstruct("KeyAttributes", fields, rename=names)
+        self._decode = msgspec.json.Decoder(shape).decode
+        self._get = [(operator.attrgetter(f"a{i}"), kind) for i, (_, kind) in enumerate(spec)]
+
+    def checked(self, items: list[bytes], schema: KeySchema) -> list[tuple[bytes, bytes]]:
+        """The keys of a backup's items, each item checked as ``formats.base.check_item``
+        does (every attribute one known type tag, the key's attributes of the schema's types)
+        in the same decode. An item that fails is checked by ``check_item`` itself: raises
+        _Unchecked if it fails there too."""
+        encode, spec = msgspec.json.encode, self.spec
+        keyed = []
+        for item in items:
+            try:
+                attrs = _attributes(item)  # type tags checked by the decoder
+                values = attrs.values()
+                if sum(map(len, values)) == len(attrs) and 0 not in map(len, values):
+                    key = encode([key_text(kind, _text(attrs[name][kind])) for name, kind in spec])
+                    keyed.append((key, item))
+                    continue
+            except (msgspec.DecodeError, KeyError, ValueError):
+                pass
+            try:
+                check_item(item, schema)
+            except (ValueError, msgspec.DecodeError) as exc:
+                raise _Unchecked(str(exc)) from exc
+            keyed.append((key_of(orjson.loads(item), spec), item))
+        return keyed
+
+    def __call__(self, items: Iterable[bytes]) -> list[tuple[bytes, bytes]]:
+        # msgspec's JSON of a list of str is orjson's, byte for byte (escapes included); and
+        # unlike orjson's, its output is cheap to keep by the million (orjson allocates ~1 KiB
+        # per call, which then costs ~2 us per kept key)
+        decode, get, encode = self._decode, self._get, msgspec.json.encode
+        keyed = []
+        for item in items:
+            try:
+                attrs = decode(item)
+                key = encode([key_text(kind, field(attrs)[kind]) for field, kind in get])
+            except (msgspec.DecodeError, KeyError, ValueError):
+                key = key_of(orjson.loads(item), self.spec)
+            keyed.append((key, item))
+        return keyed
 
 
 @contextlib.contextmanager
@@ -309,7 +431,29 @@ def _alive(pid: int) -> bool:
 
 
 def _backup_bytes(source: Source) -> int:
-    return sum(source.storage.size(f.key) for f in source.files) * GZIP_RATIO
+    """A backup's JSON size, estimated: its files' size x the gzip ratio of the first MiB of
+    the largest one. (A fixed ratio would be off by 5x either way: random binary gzips ~2x, a
+    table of repeated text 50x; too many partitions cost CPU, too few memory.)"""
+    sizes = [source.storage.size(f.key) for f in source.files]
+    if not sizes:
+        return 0
+    largest = source.files[sizes.index(max(sizes))]
+    return math.ceil(sum(sizes) * _gzip_ratio(source, largest))
+
+
+def _gzip_ratio(source: Source, f: SourceFile) -> float:
+    with source.storage.open_read(f.key) as src:
+        sample = src.read(SAMPLE_BYTES)
+    if sample[:2] != datafile.GZIP_MAGIC:
+        return 1.0
+    inflate, data, size = zlib.decompressobj(31), sample, 0
+    try:
+        while data:  # a step at a time: 1 MiB of a file that gzips 60x is 60 MiB of text
+            size += len(inflate.decompress(data, SAMPLE_BYTES))
+            data = inflate.unconsumed_tail
+    except zlib.error:
+        return GZIP_RATIO  # the reading proper says what is wrong with the file
+    return max(1.0, size / len(sample)) if size else GZIP_RATIO
 
 
 def _read_backup(
@@ -324,21 +468,50 @@ def _read_backup(
     name = source.location
     count = source.item_count
     emit(ReadStarted(table=name, expected_items=count or 0, exact=count is not None))
+    keys = _Keys(spec)
     for f in source.files:
-        batch: list[bytes] = []
-        size = 0
-        for item in checked_items(source, f, schema=schema):
-            batch.append(item)
-            size += len(item)
-            if len(batch) == 1000:
-                _stopped(stop)
-                spill.add(_keyed(batch, spec))
-                emit(ItemsRead(table=name, items=len(batch), raw_bytes=size))
-                batch, size = [], 0
-        spill.add(_keyed(batch, spec))
-        emit(ItemsRead(table=name, items=len(batch), raw_bytes=size))
+        for batch, size in _checked_batches(source, f, schema=schema, keys=keys):
+            _stopped(stop)
+            spill.add(batch)
+            emit(ItemsRead(table=name, items=len(batch), raw_bytes=size))
     spill.close()
     emit(ItemsRead(table=name, items=0, raw_bytes=0, done=True))
+
+
+def _checked_batches(
+    source: Source, f: SourceFile, *, schema: KeySchema, keys: _Keys
+) -> Iterator[tuple[list[tuple[bytes, bytes]], int]]:
+    """(key, item) pairs of one backup file in batches, with their JSON size: what
+    ``formats.base.checked_items`` reads and checks (each line, then the file's checksums and
+    count), each item's check and key taken from one decode. When anything is amiss, the file
+    is read again by ``checked_items`` itself, which says what is wrong as a restore would."""
+    sums = datafile.Checksums(sha256=bool(f.sha256), md5=bool(f.md5))
+    to_wire, items = source.to_wire, 0
+    try:
+        batch: list[bytes] = []
+        for _, line in iter_lines(source, f, on_chunk=sums.update):
+            batch.append(to_wire(line))
+            if len(batch) == BATCH:
+                yield keys.checked(batch, schema), sum(map(len, batch))
+                items, batch = items + len(batch), []
+        yield keys.checked(batch, schema), sum(map(len, batch))
+        items += len(batch)
+    except (BackupCorrupt, _Unchecked, ValueError, msgspec.DecodeError):
+        _read_again(source, f, schema=schema)
+        raise
+    if (
+        (f.sha256 and sums.sha256 != f.sha256)
+        or (f.md5 and sums.md5 != f.md5)
+        or (f.item_count is not None and items != f.item_count)
+    ):
+        _read_again(source, f, schema=schema)
+        raise BackupCorrupt(f"{f.key}: checksums or count differ from the manifest's")
+
+
+def _read_again(source: Source, f: SourceFile, *, schema: KeySchema) -> None:
+    """Read ``f`` as a restore checks it; raises what is wrong with it."""
+    for _ in checked_items(source, f, schema=schema):
+        pass
 
 
 def _scan(
@@ -371,6 +544,7 @@ def _scan(
     emit(ReadStarted(table=name, expected_items=info.item_count, exact=False))
     client = dynamodb.raw_scan_client(conn, pool=params.workers + 2)
     bucket = TokenBucket(rate=budget)
+    keyed = _Keys(spec)
 
     def one(segment: int, group_stop: threading.Event) -> None:
         for page in paced_pages(
@@ -382,7 +556,7 @@ def _scan(
             stop=group_stop,
             page_attempts=params.page_attempts,
         ):
-            spill.add(_keyed(page.items, spec))
+            spill.add(keyed(page.items))
             emit(ItemsRead(table=name, items=len(page.items), raw_bytes=sum(map(len, page.items))))
 
     run_all(
@@ -419,9 +593,8 @@ def _compare(
     result = DiffResult(summary=summary)
     if out is not None:
         out.write(b"")  # a sink that cannot be written fails before the comparison
-    for p in range(len(first.paths)):
-        _stopped(stop)
-        for d in _partition_differences(first, second, p, spec=spec, summary=summary):
+    for before, after, p in _partitions(first, second, stop=stop):
+        for d in _partition_differences(before, after, p, spec=spec, summary=summary):
             summary.count(d.kind, d.attributes)
             if len(result.first) < params.limit:
                 result.first.append(d)
@@ -442,6 +615,26 @@ def _compare(
     return result
 
 
+def _partitions(
+    first: Spill, second: Spill, *, stop: threading.Event | None, parent: int = 0
+) -> Iterator[tuple[Spill, Spill, int]]:
+    """Every partition, as (before side, after side, index), each small enough to hold in
+    memory: one over SPLIT_AT x PARTITION_BYTES on either side (its size was underestimated)
+    is split again first, unless splitting cannot help (one key, or no hash digits left)."""
+    for p in range(len(first.paths)):
+        _stopped(stop)
+        size = max(first.size(p), second.size(p))
+        if (
+            size <= SPLIT_AT * PARTITION_BYTES
+            or size == parent  # the split above left it whole: one key, or one hash
+            or first.divisor * len(first.paths) > MAX_DIVISOR
+        ):
+            yield first, second, p
+            continue
+        n = min(MAX_PARTITIONS, math.ceil(size / PARTITION_BYTES))
+        yield from _partitions(first.split(p, n), second.split(p, n), stop=stop, parent=size)
+
+
 def _partition_differences(
     first: Spill, second: Spill, p: int, *, spec: Key, summary: Summary
 ) -> list[Difference]:
@@ -453,6 +646,9 @@ def _partition_differences(
         old = before.pop(key, None)
         if old is None:
             found.append((key, _difference(Kind.ADDED, spec, None, after, [])))
+            continue
+        if old == after:  # differing's first test, without the call: most items
+            summary.identical += 1
             continue
         try:
             attributes = differing(old, after)
