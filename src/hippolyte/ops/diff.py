@@ -12,6 +12,7 @@ process (its name holds the pid) is removed by the next diff.
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import mmap
 import operator
@@ -65,6 +66,7 @@ from hippolyte.repo import datafile
 PARTITION_BYTES = 16 << 20  # a partition of the first side is held in memory at once
 MAX_PARTITIONS = 1024
 GZIP_RATIO = 10  # a backup's JSON over its gzip when a sample of it cannot tell
+OVERLAP_MIN_BYTES = 64 << 20  # a backup this large is read while the live table is scanned
 SAMPLE_BYTES = 1 << 20  # the gzip ratio is measured on this much of a backup's largest file
 BUFFER_BYTES = 32 << 20  # all partitions' write buffers of one side together
 _IOV_MAX = 1024  # buffers per writev (Linux's IOV_MAX)
@@ -203,11 +205,23 @@ def diff_live(
         schema = KeySchema.from_description(info.description)
     _same_key(schema, info, table=table, backup=before.location)
     spec = schema.attributes
-    estimate = max(_backup_bytes(before), info.size_bytes)
+    backup_bytes = _backup_bytes(before)
     with _workspace(params.tmp_dir) as folder:
-        first, second = _spills(folder, estimate)
-        _read_backup(before, first, schema=schema, spec=spec, emit=emit, stop=stop)
-        _scan(conn, info, second, spec=spec, params=params, emit=emit, stop=stop)
+        first, second = _spills(folder, max(backup_bytes, info.size_bytes))
+        read = functools.partial(_read_backup, before, first, schema=schema, spec=spec, emit=emit)
+        scan = functools.partial(_scan, conn, info, second, spec=spec, params=params, emit=emit)
+        if backup_bytes < OVERLAP_MIN_BYTES:
+            read(stop=stop)
+            scan(stop=stop)
+        else:  # the backup is read (CPU) while the table is scanned (waiting on the server)
+            run_all(
+                lambda side, group_stop: side(stop=group_stop),
+                [read, scan],
+                workers=2,
+                stop=stop,
+                name="hippolyte-diff-side",
+                interrupted=f"{table}: diff interrupted",
+            )
         summary = Summary(before=before.location, after=f"live table {table}")
         return _compare(first, second, summary, spec=spec, params=params, out=out, stop=stop)
 
