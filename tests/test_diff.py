@@ -37,7 +37,7 @@ from hypothesis import strategies as st
 from hippolyte.adapters.storage import open_storage
 from hippolyte.core.model import BackupRef
 from hippolyte.formats.open import open_source
-from hippolyte.ops import diff as diff_ops
+from hippolyte.ops import diff_spill
 from hippolyte.ops.backup import BackupParams, backup_tables
 from hippolyte.ops.restore import RestoreParams, restore
 from tests.corpus import Item, attributes, nasty_items, normal_item, numbers, texts, values
@@ -450,7 +450,7 @@ def temporary_table(db: Db, **spec: Any) -> Iterator[str]:
 def many_partitions(monkeypatch: pytest.MonkeyPatch) -> None:
     """Spill into hundreds of partition files even for a small table, so that every key must
     land in the same partition on both sides (however each side spells it)."""
-    monkeypatch.setattr(diff_ops, "PARTITION_BYTES", 1024)
+    monkeypatch.setattr(diff_spill, "PARTITION_BYTES", 1024)
 
 
 # -- 1. a backup against its live table, on both servers ------------------------------------
