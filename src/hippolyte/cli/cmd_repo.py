@@ -26,17 +26,27 @@ from hippolyte.ops.context import open_ref, storage_for
 
 @cli.command(name="list")
 @click.argument("table", required=False)
+@click.option("--recoveries", is_flag=True, help="List the recoveries (`recover`) instead.")
 @repo_option
 @aws_options
 @json_option
 @click.pass_context
 def list_cmd(
-    ctx: click.Context, table: str | None, repo: str | None, as_json: bool, **aws: Any
+    ctx: click.Context,
+    table: str | None,
+    recoveries: bool,
+    repo: str | None,
+    as_json: bool,
+    **aws: Any,
 ) -> None:
-    """Backups in the repository: table, id, time, items, bytes, complete or incomplete."""
+    """Backups in the repository: table, id, time, items, bytes, complete or incomplete
+    (--recoveries: the recoveries and undos, with their outcome)."""
     from hippolyte.repo.catalog import list_backups
 
     settings = settings_of(ctx, repository=repo, **aws)
+    if recoveries:
+        _list_recoveries(settings, table, as_json=as_json)
+        return
     rows = list_backups(storage_for(settings), table)
     if wants_json(as_json):
         print_json(
@@ -65,6 +75,27 @@ def list_cmd(
             human_bytes(s.raw_bytes),
             human_bytes(s.stored_bytes),
             "[green]complete" if s.complete else "[yellow]incomplete",
+        )
+    Console().print(out)
+
+
+def _list_recoveries(settings: Any, table: str | None, *, as_json: bool) -> None:
+    from hippolyte.ops.recover import list_recoveries
+
+    rows = [r for r in list_recoveries(settings) if table is None or r.table == table]
+    if wants_json(as_json):
+        print_json([r.to_json() for r in rows])
+        return
+    out = Table("recovery id", "kind", "table", "from", "actions", "status", "proven")
+    for r in rows:
+        out.add_row(
+            r.id,
+            r.kind,
+            r.table,
+            r.backup,
+            f"{r.planned:,}",
+            r.status,
+            "-" if r.proven is None else ("[green]yes" if r.proven else "[red]no"),
         )
     Console().print(out)
 

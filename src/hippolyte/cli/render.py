@@ -333,8 +333,8 @@ def print_diff(result: Any, *, out: str | None, width: int = 60) -> None:
             continue
         before, after = orjson.loads(d.before), orjson.loads(d.after)
         for name in d.attributes:
-            old = _short(before.get(name), width)
-            new = _short(after.get(name), width)
+            old = short_value(before.get(name), width)
+            new = short_value(after.get(name), width)
             con.print(f"           {escape(name)}: {escape(old)} -> {escape(new)}", highlight=False)
     shown = len(result.first)
     if s.differences > shown:
@@ -344,7 +344,7 @@ def print_diff(result: Any, *, out: str | None, width: int = 60) -> None:
         con.print("  [green]identical[/green]")
 
 
-def _short(value: Any, width: int) -> str:
+def short_value(value: Any, width: int) -> str:
     if value is None:
         return "(absent)"
     text = orjson.dumps(value).decode()

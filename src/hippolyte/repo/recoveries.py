@@ -1,0 +1,279 @@
+"""What a recovery saves in the repository, before and while it writes into a live table.
+
+Layout (docs/design.md, "Recoveries")::
+
+    <repo>/@recoveries/<recovery-id>/
+        actions/<n>.json.gz   gzip JSON lines {"key", "seen", "target"}: the live item as the
+                              recovery read it (the saved state) and the item it will write
+        started.json          what is being recovered, where (written first)
+        recovery.json         the record: what, where, options, and every actions file with
+                              its item count, size, sha256 and md5 (the manifest)
+        _SUCCESS              the saved state is complete; nothing is written before it
+        progress/<n>.json     the outcomes of actions file n, once all of them are done
+        forced/<n>-<k>.json.gz  versions a --force write replaced, saved before replacing
+        result.json           the outcome of the last run over it (rewritten by --resume)
+
+Every file is written whole (storage writes are atomic) and checked when read back.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from hippolyte.adapters.storage import Storage
+from hippolyte.core.errors import BackupCorrupt, NotFound, RepositoryError
+from hippolyte.core.recovery import RECORD_FORMAT, Action, is_recovery_id, parse_action
+from hippolyte.repo import datafile
+
+RECOVERIES = "@recoveries/"  # "@" cannot appear in a table name
+STARTED = "started.json"
+RECORD = "recovery.json"
+SUCCESS = "_SUCCESS"
+RESULT = "result.json"
+ACTIONS_PER_FILE = 1000  # also the checkpoint's step
+
+
+def prefix(recovery: str) -> str:
+    return f"{RECOVERIES}{recovery}/"
+
+
+def actions_key(n: int) -> str:
+    return f"actions/{n:05d}.json.gz"
+
+
+def progress_key(n: int) -> str:
+    return f"progress/{n:05d}.json"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SavedFile:
+    key: str
+    count: int
+    size: int
+    sha256: str
+    md5: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "count": self.count,
+            "size": self.size,
+            "sha256": self.sha256,
+            "md5": self.md5,
+        }
+
+
+def write_lines(storage: Storage, key: str, lines: Iterable[bytes]) -> SavedFile:
+    """One gzip JSON-lines file, written atomically, with its checksums."""
+    gz, sums, count = datafile.compressor(), datafile.Checksums(), 0
+    with storage.open_write(key) as out:
+        for line in lines:
+            data = gz.compress(line)
+            out.write(data)
+            sums.update(data)
+            count += 1
+        data = gz.flush()
+        out.write(data)
+        sums.update(data)
+    return SavedFile(key=key, count=count, size=sums.size, sha256=sums.sha256, md5=sums.md5)
+
+
+def read_lines(storage: Storage, key: str, *, sha256: str, count: int) -> list[bytes]:
+    """A file written by ``write_lines``, checked against its record."""
+    lines, sums = datafile.Lines(), datafile.Checksums(md5=False)
+    out: list[bytes] = []
+    try:
+        with storage.open_read(key) as f:
+            while chunk := f.read(datafile.READ_CHUNK):
+                sums.update(chunk)
+                out += lines.feed(chunk)
+        rest = lines.finish()
+    except datafile.GzipError as exc:
+        raise BackupCorrupt(f"{storage.url}/{key}: {exc}") from None
+    if rest or sums.sha256 != sha256 or len(out) != count:
+        raise BackupCorrupt(f"{storage.url}/{key}: checksum or count differs from its record")
+    return out
+
+
+def save_actions(storage: Storage, recovery: str, actions: list[Action]) -> list[SavedFile]:
+    """The actions (and so the saved live state), ACTIONS_PER_FILE to a file."""
+    base, saved = prefix(recovery), []
+    for n, at in enumerate(range(0, len(actions), ACTIONS_PER_FILE)):
+        lines = (a.line() for a in actions[at : at + ACTIONS_PER_FILE])
+        f = write_lines(storage, base + actions_key(n), lines)
+        saved.append(dataclasses.replace(f, key=actions_key(n)))  # relative to the recovery
+    return saved
+
+
+def start(storage: Storage, recovery: str, doc: dict[str, Any]) -> None:
+    storage.put_bytes(prefix(recovery) + STARTED, orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+
+
+def started(storage: Storage, recovery: str) -> dict[str, Any] | None:
+    try:
+        return dict(orjson.loads(storage.get_bytes(prefix(recovery) + STARTED)))
+    except (NotFound, orjson.JSONDecodeError):
+        return None
+
+
+def save_forced(storage: Storage, recovery: str, n: int, k: int, action: Action) -> None:
+    """The version a --force write is about to replace, saved before it is."""
+    write_lines(storage, f"{prefix(recovery)}forced/{n:05d}-{k:06d}.json.gz", [action.line()])
+
+
+def forced(storage: Storage, recovery: str) -> list[Action]:
+    """The versions --force replaced, oldest first."""
+    out = []
+    for key in sorted(storage.list(f"{prefix(recovery)}forced/")):
+        lines, parsed = datafile.Lines(), []
+        try:
+            with storage.open_read(key) as f:
+                while chunk := f.read(datafile.READ_CHUNK):
+                    parsed += lines.feed(chunk)
+            lines.finish()
+        except datafile.GzipError as exc:
+            raise BackupCorrupt(f"{storage.url}/{key}: {exc}") from None
+        out += [parse_action(line, where=key) for line in parsed]
+    return out
+
+
+def commit(storage: Storage, recovery: str, record: dict[str, Any]) -> None:
+    """The record, then _SUCCESS: the saved state is complete."""
+    base = prefix(recovery)
+    storage.put_bytes(base + RECORD, orjson.dumps(record, option=orjson.OPT_INDENT_2))
+    storage.put_bytes(base + SUCCESS, b"")
+
+
+def record(storage: Storage, recovery: str) -> dict[str, Any]:
+    """A committed recovery's record; NotFound when there is none, RepositoryError when it is
+    not complete (its saved state was never finished: nothing was written)."""
+    if not is_recovery_id(recovery):
+        raise NotFound(f"{recovery!r} is not a recovery id (see `hippolyte list --recoveries`)")
+    base = prefix(recovery)
+    try:
+        doc = orjson.loads(storage.get_bytes(base + RECORD))
+    except NotFound:
+        raise NotFound(f"no recovery {recovery} in {storage.url}") from None
+    except orjson.JSONDecodeError as exc:
+        raise BackupCorrupt(f"{storage.url}/{base}{RECORD}: not JSON ({exc})") from None
+    if doc.get("format") != RECORD_FORMAT:
+        raise BackupCorrupt(f"{storage.url}/{base}{RECORD}: not a {RECORD_FORMAT} record")
+    if not storage.exists(base + SUCCESS):
+        raise RepositoryError(f"recovery {recovery} never finished saving; nothing was written")
+    return dict(doc)
+
+
+def actions(storage: Storage, recovery: str, doc: dict[str, Any]) -> Iterator[list[Action]]:
+    """The actions of a committed recovery, file by file, each file checked."""
+    base = prefix(recovery)
+    for f in doc["files"]:
+        lines = read_lines(storage, base + f["key"], sha256=f["sha256"], count=f["count"])
+        yield [parse_action(line, where=f"{base}{f['key']}") for line in lines]
+
+
+def progress(storage: Storage, recovery: str, n: int) -> dict[str, Any] | None:
+    try:
+        return dict(orjson.loads(storage.get_bytes(prefix(recovery) + progress_key(n))))
+    except NotFound:
+        return None
+
+
+def save_progress(storage: Storage, recovery: str, n: int, tally: dict[str, Any]) -> None:
+    storage.put_bytes(prefix(recovery) + progress_key(n), orjson.dumps(tally))
+
+
+def save_result(storage: Storage, recovery: str, result: dict[str, Any]) -> None:
+    storage.put_bytes(prefix(recovery) + RESULT, orjson.dumps(result, option=orjson.OPT_INDENT_2))
+
+
+def result(storage: Storage, recovery: str) -> dict[str, Any] | None:
+    try:
+        return dict(orjson.loads(storage.get_bytes(prefix(recovery) + RESULT)))
+    except NotFound:
+        return None
+
+
+def ids(storage: Storage) -> list[str]:
+    return sorted(d for d in storage.list_dirs(RECOVERIES) if is_recovery_id(d))
+
+
+def is_committed(storage: Storage, recovery: str) -> bool:
+    return storage.exists(prefix(recovery) + SUCCESS)
+
+
+def discard(storage: Storage, recovery: str) -> None:
+    """An uncommitted recovery's files (it wrote nothing into the table)."""
+    for key in list(storage.list(prefix(recovery))):
+        storage.delete(key)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RecoverySummary:
+    id: str
+    kind: str
+    table: str
+    backup: str
+    created: str
+    planned: int
+    status: str  # saving | saved | done | incomplete
+    proven: bool | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "table": self.table,
+            "backup": self.backup,
+            "created": self.created,
+            "planned": self.planned,
+            "status": self.status,
+            "proven": self.proven,
+        }
+
+
+def summaries(storage: Storage) -> list[RecoverySummary]:
+    """Every recovery of the repository, oldest first."""
+    out = []
+    for rid in ids(storage):
+        try:
+            doc = record(storage, rid)
+        except RepositoryError:
+            out.append(
+                RecoverySummary(
+                    id=rid,
+                    kind="?",
+                    table="?",
+                    backup="?",
+                    created=_created(rid),
+                    planned=0,
+                    status="saving",
+                    proven=None,
+                )
+            )
+            continue
+        res = result(storage, rid)
+        out.append(
+            RecoverySummary(
+                id=rid,
+                kind=str(doc.get("kind", "recover")),
+                table=str(doc.get("table", "")),
+                backup=str(doc.get("backup", "")),
+                created=str(doc.get("created", "")),
+                planned=int(doc.get("planned", 0)),
+                status="saved" if res is None else str(res.get("status", "done")),
+                proven=None if res is None else bool(res.get("proven")),
+            )
+        )
+    return out
+
+
+def _created(rid: str) -> str:
+    head = rid.rpartition("-")[0]
+    at = dt.datetime.strptime(head, "%Y-%m-%d-%H-%M-%S").replace(tzinfo=dt.UTC)
+    return at.isoformat()
