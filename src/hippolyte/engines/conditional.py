@@ -1,0 +1,259 @@
+"""Writing into a live table the application is using: conditional PutItem and DeleteItem
+that never overwrite a change they did not see, paced by the table's write budget and
+retried (``ConditionalWriter``); strongly consistent reads of chosen keys (``read_live``) and
+partitions (``query``).
+
+A write whose condition fails is not an error: the item is read again and the outcome says
+what happened. Already as wanted: a resumed run, or someone else did it. Unchanged, yet
+refused: the server cannot compare a map or a list (dynalite), so the write is sent again
+with the condition on every leaf. Changed: skipped with both versions, unless ``force``,
+which saves the version it is about to replace (``repo.recoveries.save_forced``) and
+replaces it only if it is still that one.
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+
+from hippolyte.adapters import aws, dynamodb_items
+from hippolyte.adapters.storage import Storage
+from hippolyte.core.diff import Key, key_of
+from hippolyte.core.errors import Interrupted
+from hippolyte.core.events import Emit, ItemsWritten
+from hippolyte.core.model import TableInfo
+from hippolyte.core.pacing import TokenBucket, write_units
+from hippolyte.core.recovery import (
+    Action,
+    Outcome,
+    Skipped,
+    Tally,
+    Uncheckable,
+    condition_for,
+    needed,
+)
+from hippolyte.core.retry import retrying
+from hippolyte.repo import recoveries
+
+FORCE_ATTEMPTS = 5  # a --force write retried against a key that keeps changing
+
+
+@dataclass(frozen=True, kw_only=True)
+class LiveTable:
+    """The table a recovery writes into: where it is, what DescribeTable said, its key."""
+
+    conn: aws.Connection
+    info: TableInfo
+    spec: Key
+
+    @property
+    def table(self) -> str:
+        return self.info.name
+
+    @property
+    def where(self) -> str:
+        return f"{self.conn.endpoint_url or ''} {self.conn.region or ''} {self.table}".strip()
+
+
+@dataclass(frozen=True, kw_only=True)
+class WriteSettings:
+    write_rate: float  # write units per second
+    workers: int = 4
+    max_attempts: int = 8
+    version_attribute: str | None = None
+    force: bool = False
+
+
+class ConditionalWriter:
+    """Conditional writes, paced by the table's write budget, retried, never blind."""
+
+    def __init__(
+        self,
+        storage: Storage,
+        rid: str,
+        *,
+        live: LiveTable,
+        settings: WriteSettings,
+        stop: threading.Event,
+    ) -> None:
+        self.storage, self.rid, self.live, self.params, self.stop = (
+            storage,
+            rid,
+            live,
+            settings,
+            stop,
+        )
+        self.client = dynamodb_items.item_client(live.conn, pool=settings.workers + 2)
+        self.bucket = TokenBucket(rate=settings.write_rate)
+        self._forced = 0
+        self._lock = threading.Lock()
+
+    def close(self) -> None:
+        self.client.close()
+
+    def apply(self, batch: list[Action], *, n: int, emit: Emit) -> Tally:
+        tally = Tally()
+        with ThreadPoolExecutor(max_workers=self.params.workers) as pool:
+            for outcome, skipped, forced in pool.map(lambda a: self._one(a, n=n), batch):
+                tally.add(outcome)
+                tally.forced += forced
+                if skipped is not None:
+                    tally.skipped.append(skipped)
+        emit(ItemsWritten(table=self.live.table, items=len(batch), raw_bytes=0, consumed=0.0))
+        return tally
+
+    def _one(self, a: Action, *, n: int) -> tuple[Outcome, Skipped | None, int]:
+        if self.stop.is_set():
+            raise Interrupted("recover interrupted; run it again with --resume to finish")
+        done = Outcome.PUT_BACK if a.target is not None else Outcome.DELETED
+        try:
+            condition = condition_for(
+                a.seen, spec=self.live.spec, version_attribute=self.params.version_attribute
+            )
+        except Uncheckable as exc:
+            if not self.params.force:
+                return (
+                    Outcome.UNCHECKABLE,
+                    Skipped(key=a.key, outcome=Outcome.UNCHECKABLE, reason=str(exc), seen=a.seen),
+                    0,
+                )
+            return self._force(a, current=self._get(a.key), n=n)
+        if self._write(a, condition):
+            return done, None, 0
+        current = self._get(a.key)
+        if not needed(a.target, current):
+            return Outcome.ALREADY, None, 0
+        if not needed(a.seen, current):  # unchanged, yet the server refused the condition:
+            flat = condition_for(a.seen, spec=self.live.spec, flat=True)  # it cannot compare
+            if self._write(a, flat):  # a map or a list; compare their leaves instead
+                return done, None, 0
+            current = self._get(a.key)
+            if not needed(a.target, current):
+                return Outcome.ALREADY, None, 0
+        if self.params.force:
+            return self._force(a, current=current, n=n)
+        return (
+            Outcome.CHANGED_SINCE,
+            Skipped(
+                key=a.key,
+                outcome=Outcome.CHANGED_SINCE,
+                reason="changed since the recovery read it (give --force to overwrite it)",
+                seen=a.seen,
+                current=current,
+            ),
+            0,
+        )
+
+    def _force(
+        self, a: Action, *, current: bytes | None, n: int
+    ) -> tuple[Outcome, Skipped | None, int]:
+        """Save the version about to be replaced, then replace it if it is still that one."""
+        done = Outcome.PUT_BACK if a.target is not None else Outcome.DELETED
+        for _ in range(FORCE_ATTEMPTS):
+            if not needed(a.target, current):
+                return Outcome.ALREADY, None, 0
+            forced = Action(key=a.key, target=a.target, seen=current)
+            with self._lock:
+                self._forced += 1
+                k = self._forced
+            recoveries.save_forced(self.storage, self.rid, n, k, forced)
+            try:
+                condition = condition_for(current, spec=self.live.spec, flat=True)
+            except Uncheckable:
+                condition = None  # --force on an item no condition can describe: as asked
+            if self._write(a, condition):
+                return done, None, 1
+            current = self._get(a.key)
+        return (
+            Outcome.CHANGED_SINCE,
+            Skipped(
+                key=a.key,
+                outcome=Outcome.CHANGED_SINCE,
+                reason=f"changed again each of {FORCE_ATTEMPTS} times --force tried to replace it",
+                seen=a.seen,
+                current=current,
+            ),
+            0,
+        )
+
+    def _write(self, a: Action, condition: Any) -> bool:
+        size = len(a.target) if a.target is not None else len(a.seen or a.key)
+        self.bucket.acquire(write_units(size), stop=self.stop)
+        if self.stop.is_set():
+            raise Interrupted("recover interrupted; run it again with --resume to finish")
+
+        def call() -> float | None:
+            if a.target is not None:
+                return dynamodb_items.put(
+                    self.client, table=self.live.table, item=a.target, condition=condition
+                )
+            return dynamodb_items.delete(
+                self.client, table=self.live.table, key=a.key, condition=condition
+            )
+
+        return retrying(call, attempts=self.params.max_attempts, stop=self.stop) is not None
+
+    def _get(self, key: bytes) -> bytes | None:
+        self.bucket.acquire(1, stop=self.stop)
+        items = retrying(
+            lambda: dynamodb_items.get_many(self.client, table=self.live.table, keys=[key]),
+            attempts=self.params.max_attempts,
+            stop=self.stop,
+        )
+        return items[0] if items else None
+
+
+def read_live(
+    live: LiveTable,
+    *,
+    keys: Iterable[bytes],
+    rate: float,
+    workers: int,
+    max_attempts: int,
+    stop: threading.Event,
+) -> dict[bytes, bytes]:
+    """Each key's live item (strongly consistent), by canonical key."""
+    client = dynamodb_items.item_client(live.conn, pool=workers + 2)
+    bucket = TokenBucket(rate=rate)
+    ordered = [key_doc(k, live.spec) for k in sorted(keys)]
+    found: dict[bytes, bytes] = {}
+    for at in range(0, len(ordered), dynamodb_items.MAX_GET_KEYS):
+        if stop.is_set():
+            raise Interrupted("recover interrupted while reading the live table; nothing written")
+        batch = ordered[at : at + dynamodb_items.MAX_GET_KEYS]
+        bucket.acquire(len(batch), stop=stop)
+        items = retrying(
+            functools.partial(dynamodb_items.get_many, client, table=live.table, keys=batch),
+            attempts=max_attempts,
+            stop=stop,
+        )
+        for item in items:
+            found[key_of(orjson.loads(item), live.spec)] = item
+    return found
+
+
+def key_doc(key: bytes, spec: Key) -> bytes:
+    """A canonical key (``core.diff.key_of``) as DynamoDB JSON of its attributes."""
+    return orjson.dumps(
+        {name: {kind: text} for (name, kind), text in zip(spec, orjson.loads(key), strict=True)}
+    )
+
+
+def query(live: LiveTable, value: bytes, *, rate: float) -> Iterator[bytes]:
+    """Every item of the partition whose canonical partition key is ``value``."""
+    client = dynamodb_items.item_client(live.conn, pool=2)
+    name, kind = live.spec[0]
+    (text,) = orjson.loads(value)
+    bucket = TokenBucket(rate=rate)
+    for item, units in dynamodb_items.query_partition(
+        client, table=live.table, name=name, value={kind: text}
+    ):
+        if units:
+            bucket.acquire(units)
+        yield item
