@@ -3,16 +3,23 @@ against an independent normal form (tests/corpus.normal_item), over generated it
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import random
+import tempfile
+import zlib
+from collections import Counter
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hippolyte.adapters.dynamodb import encode_item
+from hippolyte.adapters.storage import open_storage
 from hippolyte.core.diff import (
     Kind,
     Summary,
@@ -22,6 +29,13 @@ from hippolyte.core.diff import (
     normal,
     summary_line,
 )
+from hippolyte.core.model import TableInfo
+from hippolyte.engines.segment import DataFileWriter
+from hippolyte.formats.base import KeySchema, Source
+from hippolyte.formats.open import open_source
+from hippolyte.ops import diff_read, diff_stream
+from hippolyte.ops.diff import DiffParams, diff_backups
+from hippolyte.repo import writer
 from tests.corpus import attributes, nasty_items, normal_item, values
 
 KEY = (("pk", "S"), ("n", "N"))
@@ -132,3 +146,127 @@ def test_the_diff_file_lines() -> None:
     doc = orjson.loads(summary_line(summary))["summary"]
     assert (doc["deleted"], doc["added"], doc["changed"]) == (1, 0, 2)
     assert doc["changedAttributes"] == {"v": 2, "w": 1} and summary.differences == 3
+
+
+# -- two backups matched as they stream (ops/diff_stream), against spilling everything -------
+
+STREAM_SCHEMA = {
+    "TableName": "t",
+    "KeySchema": [{"AttributeName": "pk", "KeyType": "HASH"}],
+    "AttributeDefinitions": [{"AttributeName": "pk", "AttributeType": "S"}],
+    "ProvisionedThroughput": {"ReadCapacityUnits": 1, "WriteCapacityUnits": 1},
+}
+
+
+def _write_ours(root: Path, lines: list[bytes], *, files: int, hour: int) -> Source:
+    """A committed backup of ours, each line in the file of its key's hash (as a segment)."""
+    storage = open_storage(str(root))
+    at = dt.datetime(2026, 1, 1, hour, tzinfo=dt.UTC)
+    ref = writer.allocate(storage, table="t", at=at)
+    out = [
+        DataFileWriter(storage, prefix=ref.prefix, key=f"data/{i:05d}-00000.json.gz")
+        for i in range(files)
+    ]
+    for w in range(files):
+        out[w].write_items([x for x in lines if zlib.crc32(x[: x.index(b"}")]) % files == w])
+    info = TableInfo.from_description({**STREAM_SCHEMA, "ItemCount": len(lines)})
+    writer.commit(
+        storage,
+        ref=ref,
+        info=info,
+        extras={},
+        files=[w.commit() for w in out],
+        start=at,
+        end=at,
+        run={},
+        consumed=0.0,
+        source={},
+    )
+    return open_source(storage, ref.prefix, location=f"t/{ref.backup_id}")
+
+
+def _line(pk: str, v: str) -> bytes:
+    return b'{"pk":{"S":"%s"},"v":{"N":"%s"},"pad":{"S":"%s"}}' % (
+        pk.encode(),
+        v.encode(),
+        b"x" * 40,
+    )
+
+
+@st.composite
+def stream_pairs(draw: st.DrawFn) -> tuple[list[bytes], list[bytes]]:
+    """Two sides of one table: the second with items deleted, changed, respelled (the same
+    number in another notation: identical), added, and moved (a few places, or far)."""
+    n = draw(st.integers(0, 120))
+    before = [_line(f"k{i}", str(i)) for i in range(n)]
+    after: list[bytes] = []
+    for i, line in enumerate(before):
+        action = draw(st.sampled_from(["keep"] * 6 + ["delete", "change", "respell"]))
+        if action == "keep":
+            after.append(line)
+        elif action == "change":
+            after.append(_line(f"k{i}", str(i + 1)))
+        elif action == "respell":
+            after.append(_line(f"k{i}", f"{i}.0"))
+    for _ in range(draw(st.integers(0, 3))):
+        if after:
+            at, to = draw(st.integers(0, len(after) - 1)), draw(st.integers(0, len(after) - 1))
+            after.insert(to, after.pop(at))
+    for j in range(draw(st.integers(0, 10))):
+        after.insert(draw(st.integers(0, len(after))), _line(f"new{j}", "7"))
+    return before, after
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    pair=stream_pairs(),
+    files=st.integers(1, 3),
+    held=st.sampled_from([0, 200, 1 << 20]),
+    give_up=st.sampled_from([0, 5, 1 << 30]),
+    batch=st.sampled_from([1, 7, 1000]),
+)
+def test_streamed_match_is_exactly_the_spilled_diff(
+    monkeypatch: pytest.MonkeyPatch,
+    pair: tuple[list[bytes], list[bytes]],
+    files: int,
+    held: int,
+    give_up: int,
+    batch: int,
+) -> None:
+    """Whatever the order and however little may wait for its twin, streaming the two sides
+    reports byte for byte what spilling every item does (GIVE_UP_AFTER -1: all spilled)."""
+    before_lines, after_lines = pair
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        before = _write_ours(root / "repo", before_lines, files=files, hour=0)
+        after = _write_ours(root / "repo", after_lines, files=files, hour=1)
+        schema = KeySchema.from_description(STREAM_SCHEMA)
+        params = DiffParams(tmp_dir=root / "spill", limit=1000)
+        got, expected = io.BytesIO(), io.BytesIO()
+        monkeypatch.setattr(diff_read, "BATCH", batch)  # the batches the sides are read in
+        monkeypatch.setattr(diff_stream, "HELD_BYTES", held)
+        monkeypatch.setattr(diff_stream, "GIVE_UP_AFTER", give_up)
+        diff_backups(before, after, schema=schema, params=params, out=got)
+        monkeypatch.setattr(diff_stream, "GIVE_UP_AFTER", -1)
+        diff_backups(before, after, schema=schema, params=params, out=expected)
+    assert got.getvalue() == expected.getvalue()
+    lines = [orjson.loads(x) for x in got.getvalue().splitlines()]
+    summary = lines[-1]["summary"]
+    assert summary["before"]["items"] == len(before_lines)
+    assert summary["after"]["items"] == len(after_lines)
+    keys_before = {orjson.loads(x)["pk"]["S"]: x for x in before_lines}
+    keys_after = {orjson.loads(x)["pk"]["S"]: x for x in after_lines}
+    kinds = Counter(d["kind"] for d in lines[:-1])
+    assert kinds["deleted"] == len(keys_before.keys() - keys_after.keys())
+    assert kinds["added"] == len(keys_after.keys() - keys_before.keys())
+    changed = {
+        k
+        for k in keys_before.keys() & keys_after.keys()
+        if orjson.loads(keys_before[k])["v"]["N"] != orjson.loads(keys_after[k])["v"]["N"]
+        and Decimal(orjson.loads(keys_before[k])["v"]["N"])
+        != Decimal(orjson.loads(keys_after[k])["v"]["N"])
+    }
+    assert kinds["changed"] == len(changed)
+    assert summary["identical"] == len(keys_before.keys() & keys_after.keys()) - len(changed)

@@ -29,6 +29,7 @@ from hippolyte.ops.convert import schema_for
 from hippolyte.ops.diff_compare import Difference, DiffResult, compare
 from hippolyte.ops.diff_read import DiffParams, backup_bytes, read_backup, scan
 from hippolyte.ops.diff_spill import TMP_PREFIX, Spill, spills, workspace
+from hippolyte.ops.diff_stream import stream_backups
 
 __all__ = [
     "OVERLAP_MIN_BYTES",
@@ -115,9 +116,16 @@ def diff_backups(
     estimate = max(backup_bytes(before), backup_bytes(after))
     with workspace(params.tmp_dir) as folder:
         first, second = spills(folder, estimate)
-        read_backup(before, first, schema=schema, spec=spec, emit=emit, stop=stop)
-        read_backup(after, second, schema=schema, spec=spec, emit=emit, stop=stop)
-        summary = Summary(before=before.location, after=after.location)
+        before_items, after_items, identical = stream_backups(
+            before, after, first, second, schema=schema, spec=spec, emit=emit, stop=stop
+        )
+        summary = Summary(
+            before=before.location,
+            after=after.location,
+            before_items=before_items,
+            after_items=after_items,
+            identical=identical,
+        )
         return compare(first, second, summary, spec=spec, params=params, out=out, stop=stop)
 
 
@@ -157,7 +165,12 @@ def diff_live(
                 name="hippolyte-diff-side",
                 interrupted=f"{table}: diff interrupted",
             )
-        summary = Summary(before=before.location, after=f"live table {table}")
+        summary = Summary(
+            before=before.location,
+            after=f"live table {table}",
+            before_items=first.items,
+            after_items=second.items,
+        )
         return compare(first, second, summary, spec=spec, params=params, out=out, stop=stop)
 
 

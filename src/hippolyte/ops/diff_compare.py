@@ -59,7 +59,6 @@ def compare(
     out: BinaryIO | None,
     stop: threading.Event | None,
 ) -> DiffResult:
-    summary.before_items, summary.after_items = first.items, second.items
     result = DiffResult(summary=summary)
     if out is not None:
         out.write(b"")  # a sink that cannot be written fails before the comparison

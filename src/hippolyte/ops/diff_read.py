@@ -172,6 +172,19 @@ def checked_batches(
     ``formats.base.checked_items`` reads and checks (each line, then the file's checksums and
     count), each item's check and key taken from one decode. When anything is amiss, the file
     is read again by ``checked_items`` itself, which says what is wrong as a restore would."""
+    for batch in wire_batches(source, f, schema=schema):
+        try:
+            keyed = keys.checked(batch, schema)
+        except (BackupCorrupt, Unchecked, ValueError, msgspec.DecodeError):
+            read_again(source, f, schema=schema)
+            raise
+        yield keyed, sum(map(len, batch))
+
+
+def wire_batches(source: Source, f: SourceFile, *, schema: KeySchema) -> Iterator[list[bytes]]:
+    """One backup file's items (DynamoDB JSON, not yet checked) in batches, then the check of
+    the file's checksums and count; a file that cannot be read is read again by
+    ``checked_items``, which says what is wrong with it."""
     sums = datafile.Checksums(sha256=bool(f.sha256), md5=bool(f.md5))
     to_wire, items = source.to_wire, 0
     try:
@@ -179,11 +192,11 @@ def checked_batches(
         for _, line in iter_lines(source, f, on_chunk=sums.update):
             batch.append(to_wire(line))
             if len(batch) == BATCH:
-                yield keys.checked(batch, schema), sum(map(len, batch))
+                yield batch
                 items, batch = items + len(batch), []
-        yield keys.checked(batch, schema), sum(map(len, batch))
+        yield batch
         items += len(batch)
-    except (BackupCorrupt, Unchecked, ValueError, msgspec.DecodeError):
+    except (BackupCorrupt, ValueError, msgspec.DecodeError):
         read_again(source, f, schema=schema)
         raise
     if (
@@ -224,8 +237,7 @@ def scan(
     )
     emit(
         Step(
-            text=f"scanning {info.name}: {segments} segments, at most {budget:,.0f} "
-            f"read units/s ({params.read_percent:.0%} of its capacity)"
+            text=f"scanning {info.name}: {segments} segments, {_budget_text(info, budget, params)}"
         )
     )
     emit(ReadStarted(table=name, expected_items=info.item_count, exact=False))
@@ -246,16 +258,45 @@ def scan(
             spill.add(keyed(page.items))
             emit(ItemsRead(table=name, items=len(page.items), raw_bytes=sum(map(len, page.items))))
 
-    run_all(
-        one,
-        list(range(segments)),
-        workers=params.workers,
-        stop=stop,
-        name="hippolyte-diff",
-        interrupted=f"{info.name}: diff interrupted",
-    )
+    try:
+        run_all(
+            one,
+            list(range(segments)),
+            workers=params.workers,
+            stop=stop,
+            name="hippolyte-diff",
+            interrupted=f"{info.name}: diff interrupted",
+        )
+    except Interrupted:
+        if stop is not None and stop.is_set():  # SIGTERM: not "T: segment N stopped"
+            raise Interrupted(f"{info.name}: diff interrupted") from None
+        raise
     spill.close()
     emit(ItemsRead(table=name, items=0, raw_bytes=0, done=True))
+
+
+def _budget_text(info: TableInfo, budget: float, params: DiffParams) -> str:
+    """What the scan may read, as the budget really is: its share of the table's capacity
+    (the floor is more than --read-percent of a tiny table), or an on-demand table's budget."""
+    if info.on_demand or info.read_capacity <= 0:
+        capped = info.max_read_request_units and budget < params.on_demand_read_units
+        why = (
+            f"{params.read_percent:.0%} of its maximum of {info.max_read_request_units:,}"
+            if capped
+            else "the configured budget"
+        )
+        return f"at most {_amount(budget)} read units/s (on demand: {why})"
+    share = f"{_amount(100 * budget / info.read_capacity)}% of its capacity"
+    if budget > info.read_capacity * params.read_percent:
+        return (
+            f"at most {_amount(budget)} read units/s ({share}), the least a scan reads: "
+            f"--read-percent {params.read_percent:.0%} of {info.read_capacity:,} RCU is less"
+        )
+    return f"at most {_amount(budget)} read units/s ({share})"
+
+
+def _amount(x: float) -> str:
+    return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
 
 
 def stopped(stop: threading.Event | None) -> None:
