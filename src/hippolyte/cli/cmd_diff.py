@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import errno
+import os
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -135,18 +138,67 @@ def diff(
 
 @contextlib.contextmanager
 def _diff_file(path: str | None, *, to_stdout: bool) -> Iterator[BinaryIO | None]:
-    """The diff file: FILE, else stdout in JSON mode, else none. A diff that fails leaves no
-    FILE behind (it is written beside it and renamed at the end)."""
+    """The diff file: FILE, else stdout in JSON mode, else none. A diff that fails, or is
+    killed, leaves no FILE behind: it is written as an anonymous file in FILE's folder (Linux's
+    O_TMPFILE: a kill leaves nothing) given its name at the end, else beside it as
+    .FILE.partial, renamed at the end."""
     if path is None:
         yield sys.stdout.buffer if to_stdout else None
         return
     target = Path(path)
+    try:
+        fd = _anonymous(target.parent)
+    except OSError as exc:
+        raise ConfigError(
+            f"--out {path}: cannot write in {target.parent} ({exc.strerror})"
+        ) from None
+    if fd is None:
+        with _partial(target) as f:
+            yield f
+        return
+    with os.fdopen(fd, "w+b") as f:
+        yield f
+        f.flush()
+        _name(f, target)
+
+
+def _name(f: BinaryIO, target: Path) -> None:
+    """The anonymous file ``f`` as ``target``, in one step: linked to a temporary name, then
+    renamed. Where /proc cannot link it (some sandboxes say EXDEV), copied to .FILE.partial."""
+    named = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    named.unlink(missing_ok=True)
+    try:
+        os.link(f"/proc/self/fd/{f.fileno()}", named)
+    except OSError:
+        f.seek(0)
+        with _partial(target) as copy:
+            shutil.copyfileobj(f, copy, 1 << 20)
+        return
+    named.replace(target)
+
+
+def _anonymous(folder: Path) -> int | None:
+    """A file with no name in ``folder``, open for writing; None where the system or the
+    file system has no O_TMPFILE."""
+    flag = getattr(os, "O_TMPFILE", None)
+    if flag is None or not Path("/proc/self/fd").is_dir():
+        return None
+    try:
+        return os.open(folder, flag | os.O_RDWR, 0o666)
+    except OSError as exc:
+        if exc.errno in (errno.EOPNOTSUPP, errno.EISDIR, errno.EINVAL):
+            return None
+        raise
+
+
+@contextlib.contextmanager
+def _partial(target: Path) -> Iterator[BinaryIO]:
     partial = target.with_name(f".{target.name}.partial")
     try:
         f = open(partial, "wb")  # noqa: SIM115 - closed below, before the rename
     except OSError as exc:
         raise ConfigError(
-            f"--out {path}: cannot write in {target.parent} ({exc.strerror})"
+            f"--out {target}: cannot write in {target.parent} ({exc.strerror})"
         ) from None
     try:
         with f:
