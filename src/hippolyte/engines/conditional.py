@@ -18,7 +18,6 @@ import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
 
 import orjson
 
@@ -31,6 +30,7 @@ from hippolyte.core.model import TableInfo
 from hippolyte.core.pacing import TokenBucket, write_units
 from hippolyte.core.recovery import (
     Action,
+    Condition,
     Outcome,
     Skipped,
     Tally,
@@ -51,19 +51,17 @@ class LiveTable:
     conn: aws.Connection
     info: TableInfo
     spec: Key
+    where: str = ""  # the endpoint and the table's ARN: which table, whatever the spelling
 
     @property
     def table(self) -> str:
         return self.info.name
 
-    @property
-    def where(self) -> str:
-        return f"{self.conn.endpoint_url or ''} {self.conn.region or ''} {self.table}".strip()
-
 
 @dataclass(frozen=True, kw_only=True)
 class WriteSettings:
     write_rate: float  # write units per second
+    read_rate: float  # read units per second
     workers: int = 4
     max_attempts: int = 8
     version_attribute: str | None = None
@@ -98,9 +96,23 @@ class ConditionalWriter:
         self.client.close()
 
     def apply(self, batch: list[Action], *, n: int, emit: Emit) -> Tally:
+        """Each action of one actions file; the file's keys are read again first (strongly
+        consistent), so an item changed since the recovery's first read is not written."""
+        current = read_live(
+            self.live,
+            keys=[key_of(orjson.loads(a.key), self.live.spec) for a in batch],
+            rate=self.params.read_rate,
+            workers=self.params.workers,
+            max_attempts=self.params.max_attempts,
+            stop=self.stop,
+        )
         tally = Tally()
         with ThreadPoolExecutor(max_workers=self.params.workers) as pool:
-            for outcome, skipped, forced in pool.map(lambda a: self._one(a, n=n), batch):
+            results = pool.map(
+                lambda a: self._one(a, current.get(key_of(orjson.loads(a.key), self.live.spec)), n),
+                batch,
+            )
+            for outcome, skipped, forced in results:
                 tally.add(outcome)
                 tally.forced += forced
                 if skipped is not None:
@@ -108,105 +120,135 @@ class ConditionalWriter:
         emit(ItemsWritten(table=self.live.table, items=len(batch), raw_bytes=0, consumed=0.0))
         return tally
 
-    def _one(self, a: Action, *, n: int) -> tuple[Outcome, Skipped | None, int]:
+    def _one(self, a: Action, current: bytes | None, n: int) -> _Result:
         if self.stop.is_set():
             raise Interrupted("recover interrupted; run it again with --resume to finish")
-        done = Outcome.PUT_BACK if a.target is not None else Outcome.DELETED
+        if not needed(a.target, current):
+            return Outcome.ALREADY, None, 0
+        if needed(a.seen, current):
+            if self.params.force:
+                return self._force(a, current=current, n=n)
+            return _changed(a, current, "changed since the recovery read it")
         try:
             condition = condition_for(
                 a.seen, spec=self.live.spec, version_attribute=self.params.version_attribute
             )
         except Uncheckable as exc:
-            if not self.params.force:
-                return (
-                    Outcome.UNCHECKABLE,
-                    Skipped(key=a.key, outcome=Outcome.UNCHECKABLE, reason=str(exc), seen=a.seen),
-                    0,
-                )
-            return self._force(a, current=self._get(a.key), n=n)
-        if self._write(a, condition):
-            return done, None, 0
-        current = self._get(a.key)
-        if not needed(a.target, current):
-            return Outcome.ALREADY, None, 0
-        if not needed(a.seen, current):  # unchanged, yet the server refused the condition:
-            flat = condition_for(a.seen, spec=self.live.spec, flat=True)  # it cannot compare
-            if self._write(a, flat):  # a map or a list; compare their leaves instead
-                return done, None, 0
+            if self.params.force:
+                return self._force(a, current=current, n=n)
+            skipped = Skipped(key=a.key, outcome=Outcome.UNCHECKABLE, reason=str(exc), seen=a.seen)
+            return Outcome.UNCHECKABLE, skipped, 0
+        written = self._write(a.key, a.target, a.seen, condition)
+        if written is None:
             current = self._get(a.key)
             if not needed(a.target, current):
                 return Outcome.ALREADY, None, 0
+            if not needed(a.seen, current):  # unchanged, yet the server refused: it cannot
+                flat = condition_for(a.seen, spec=self.live.spec, flat=True)  # compare a map
+                written = self._write(a.key, a.target, a.seen, flat)  # or list; leaves can
+                if written is None:
+                    current = self._get(a.key)
+                    if not needed(a.target, current):
+                        return Outcome.ALREADY, None, 0
+            if written is None:
+                if self.params.force:
+                    return self._force(a, current=current, n=n)
+                return _changed(a, current, "changed since the recovery read it")
+        if not needed(a.seen, written.old):
+            return _done(a), None, 0
+        # The condition held, yet the item replaced was not the one read: an attribute added
+        # since, which no condition can name. Keep the application's version.
         if self.params.force:
-            return self._force(a, current=current, n=n)
-        return (
-            Outcome.CHANGED_SINCE,
-            Skipped(
-                key=a.key,
-                outcome=Outcome.CHANGED_SINCE,
-                reason="changed since the recovery read it (give --force to overwrite it)",
-                seen=a.seen,
-                current=current,
-            ),
-            0,
+            self._save_forced(Action(key=a.key, target=a.target, seen=written.old), n)
+            return _done(a), None, 1
+        self._put_back(a, written.old)
+        return _changed(
+            a,
+            written.old,
+            "changed since the recovery read it (an attribute was added): "
+            "its version was put back at once",
         )
 
-    def _force(
-        self, a: Action, *, current: bytes | None, n: int
-    ) -> tuple[Outcome, Skipped | None, int]:
+    def _put_back(self, a: Action, old: bytes | None) -> None:
+        """Undo one write that replaced a version the recovery had not seen, if nobody has
+        written the key since."""
+        try:
+            condition = condition_for(a.target, spec=self.live.spec, flat=True)
+        except Uncheckable:
+            condition = condition_for(
+                a.target, spec=self.live.spec, version_attribute=self.params.version_attribute
+            )
+        self._write(a.key, old, a.target, condition)
+
+    def _force(self, a: Action, *, current: bytes | None, n: int) -> _Result:
         """Save the version about to be replaced, then replace it if it is still that one."""
-        done = Outcome.PUT_BACK if a.target is not None else Outcome.DELETED
         for _ in range(FORCE_ATTEMPTS):
             if not needed(a.target, current):
                 return Outcome.ALREADY, None, 0
-            forced = Action(key=a.key, target=a.target, seen=current)
-            with self._lock:
-                self._forced += 1
-                k = self._forced
-            recoveries.save_forced(self.storage, self.rid, n, k, forced)
+            self._save_forced(Action(key=a.key, target=a.target, seen=current), n)
             try:
-                condition = condition_for(current, spec=self.live.spec, flat=True)
+                condition: Condition | None = condition_for(current, spec=self.live.spec, flat=True)
             except Uncheckable:
                 condition = None  # --force on an item no condition can describe: as asked
-            if self._write(a, condition):
-                return done, None, 1
+            written = self._write(a.key, a.target, current, condition)
+            if written is not None:
+                if needed(current, written.old):  # unconditional, and it changed meanwhile
+                    self._save_forced(Action(key=a.key, target=a.target, seen=written.old), n)
+                return _done(a), None, 1
             current = self._get(a.key)
-        return (
-            Outcome.CHANGED_SINCE,
-            Skipped(
-                key=a.key,
-                outcome=Outcome.CHANGED_SINCE,
-                reason=f"changed again each of {FORCE_ATTEMPTS} times --force tried to replace it",
-                seen=a.seen,
-                current=current,
-            ),
-            0,
+        return _changed(
+            a, current, f"changed again each of {FORCE_ATTEMPTS} times --force tried to replace it"
         )
 
-    def _write(self, a: Action, condition: Any) -> bool:
-        size = len(a.target) if a.target is not None else len(a.seen or a.key)
+    def _save_forced(self, action: Action, n: int) -> None:
+        with self._lock:
+            self._forced += 1
+            k = self._forced
+        recoveries.save_forced(self.storage, self.rid, n, k, action)
+
+    def _write(
+        self, key: bytes, item: bytes | None, replaced: bytes | None, condition: Condition | None
+    ) -> dynamodb_items.Written | None:
+        """Put ``item`` (None: delete ``key``) if ``condition`` holds; paced by the size of
+        the larger of ``item`` and the item it replaces."""
+        size = max(len(item or b""), len(replaced or b""), len(key))
         self.bucket.acquire(write_units(size), stop=self.stop)
         if self.stop.is_set():
             raise Interrupted("recover interrupted; run it again with --resume to finish")
 
-        def call() -> float | None:
-            if a.target is not None:
+        def call() -> dynamodb_items.Written | None:
+            if item is not None:
                 return dynamodb_items.put(
-                    self.client, table=self.live.table, item=a.target, condition=condition
+                    self.client, table=self.live.table, item=item, condition=condition
                 )
             return dynamodb_items.delete(
-                self.client, table=self.live.table, key=a.key, condition=condition
+                self.client, table=self.live.table, key=key, condition=condition
             )
 
-        return retrying(call, attempts=self.params.max_attempts, stop=self.stop) is not None
+        return retrying(call, attempts=self.params.max_attempts, stop=self.stop)
 
     def _get(self, key: bytes) -> bytes | None:
-        self.bucket.acquire(1, stop=self.stop)
         items = retrying(
             lambda: dynamodb_items.get_many(self.client, table=self.live.table, keys=[key]),
             attempts=self.params.max_attempts,
             stop=self.stop,
         )
         return items[0] if items else None
+
+
+_Result = tuple[Outcome, Skipped | None, int]  # outcome, why skipped, versions --force replaced
+
+
+def _done(a: Action) -> Outcome:
+    return Outcome.PUT_BACK if a.target is not None else Outcome.DELETED
+
+
+def _changed(a: Action, current: bytes | None, why: str) -> _Result:
+    reason = f"{why} (give --force to overwrite it)"
+    skipped = Skipped(
+        key=a.key, outcome=Outcome.CHANGED_SINCE, reason=reason, seen=a.seen, current=current
+    )
+    return Outcome.CHANGED_SINCE, skipped, 0
 
 
 def read_live(

@@ -205,7 +205,8 @@ def _table_name(source: Source) -> str:
 
 def _live(settings: Settings, table: str, schema: KeySchema | None, *, backup: str) -> LiveTable:
     conn = settings.effective_targets()[0].connection()
-    info = dynamodb.describe(dynamodb.control_client(conn), table)
+    control = dynamodb.control_client(conn)
+    info = dynamodb.describe(control, table)
     live = KeySchema.from_description(info.description)
     if schema is not None and schema.attributes != live.attributes:
         for (name, kind), (live_name, live_kind) in zip(
@@ -217,7 +218,8 @@ def _live(settings: Settings, table: str, schema: KeySchema | None, *, backup: s
                     f"{_describe(live_name, live_kind)} where the backup has "
                     f"{_describe(name, kind)}"
                 )
-    return LiveTable(conn=conn, info=info, spec=live.attributes)
+    where = f"{control.meta.endpoint_url} {info.arn or control.meta.region_name + ' ' + table}"
+    return LiveTable(conn=conn, info=info, spec=live.attributes, where=where)
 
 
 def _describe(name: str, kind: str) -> str:
@@ -320,6 +322,7 @@ def _run(
         live=live,
         settings=WriteSettings(
             write_rate=write_rate(live, params),
+            read_rate=read_rate(live, params),
             workers=params.workers,
             max_attempts=params.max_attempts,
             version_attribute=params.version_attribute,
