@@ -66,6 +66,11 @@ def test_demo_backs_up_and_verifies_sample_tables(tmp_path: Path) -> None:
         ("deleted", 114, []),
     ]  # not order 342, whose total was rewritten in another notation
     assert last["summary"]["identical"] == 395
+    recovered = summary["recover"]
+    assert recovered["ok"] and recovered["proven"] and recovered["diff_after"] == 0
+    assert (recovered["put_back"], recovered["deleted"], recovered["undo_plan"]) == (5, 1, 6)
+    rid = recovered["recovery_id"]
+    assert (tmp_path / "repo" / "@recoveries" / rid / "_SUCCESS").exists()
     notes = [
         orjson.loads(line)["text"] for line in proc.stderr.splitlines() if '"event":"step"' in line
     ]
@@ -96,7 +101,7 @@ def test_demo_on_a_terminal_tells_each_line_once_in_order(tmp_path: Path) -> Non
         ]
         assert order == sorted(order), screen
     assert "identical to their backup" in screen[-2] and screen[-1].startswith("look around")
-    assert screen[-2].endswith("diff found the bad deploy")
+    assert screen[-2].endswith("bad deploy found and put back")
     found = "diff found 2 deleted, 1 added, 3 changed and 295 identical items:"
     assert raw.count(found) == 1, screen  # told once, not again in the summary
     order = [
@@ -120,9 +125,17 @@ def test_demo_on_a_terminal_tells_each_line_once_in_order(tmp_path: Path) -> Non
         where(screen, "  added   customer=customer-009 order=300"),
         where(screen, "exactly what the bad deploy did, and nothing else"),
         where(screen, "every difference in full: "),
+        where(screen, "running hippolyte recover demo-orders/"),
+        where(screen, "recover 2"),  # recover <id>: put back 5 orders, deleted 1; ...
+        where(screen, "recover read them back: identical to the backup"),
+        where(screen, "hippolyte diff demo-orders/"),  # ... --live again: no difference
+        where(screen, "hippolyte recover --undo "),
+        where(screen, "  re-create customer=customer-009 order=300 as the bad deploy left it"),
         where(screen, "stopping DynamoDB Local"),
     ]
     assert order == sorted(order), screen
+    assert ": put back 5 orders, deleted 1;" in screen[where(screen, "recover 2")]
+    assert screen[where(screen, "hippolyte diff demo-orders/")].endswith("again: no difference")
     assert where(screen, "status demo-empty: empty") < where(screen, "monitor: ok")
     assert not any("Traceback" in line for line in screen), screen
 

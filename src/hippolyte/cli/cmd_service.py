@@ -42,7 +42,8 @@ def demo(ctx: click.Context, workdir: str, items: int, as_json: bool) -> None:
     """Start the embedded DynamoDB Local, create sample tables, plan and run tonight's job,
     verify, restore each backup into a new table and prove it, show the status, run the
     monitor with its notification going to a local webhook, then play a bad deploy on a
-    sample table and show `diff` finding exactly it; print what was done."""
+    sample table, show `diff` finding exactly it and `recover` putting it back; print what
+    was done."""
     from hippolyte.ops.demo import run_demo
 
     json_mode = wants_json(as_json)
@@ -56,7 +57,12 @@ def demo(ctx: click.Context, workdir: str, items: int, as_json: bool) -> None:
     else:
         print_demo_summary(summary)
     proven = all(p["proven"] for p in summary["restores"])
-    if not proven or not summary["monitor"]["ok"] or not summary["diff"]["matches"]:
+    if not (
+        proven
+        and summary["monitor"]["ok"]
+        and summary["diff"]["matches"]
+        and summary["recover"]["ok"]
+    ):
         from hippolyte.core.errors import BackupFailed
 
         raise BackupFailed("the demo found a problem (see above)")

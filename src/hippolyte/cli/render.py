@@ -251,12 +251,14 @@ def print_demo_summary(summary: dict[str, Any]) -> None:
     restores, monitor, diff = summary["restores"], summary["monitor"], summary["diff"]
     proven = sum(1 for p in restores if p["proven"])
     backed_up = sum(1 for r in summary["results"] if r.ok)
-    good = proven == len(restores) and monitor["ok"] and diff["matches"]
+    recovered = summary["recover"]["ok"]
+    good = proven == len(restores) and monitor["ok"] and diff["matches"] and recovered
     con.print(
         f"[{'green' if good else 'red'}]demo {'done' if good else 'FAILED'}:[/] "
         f"{backed_up} tables backed up, {proven} of {len(restores)} restores identical to "
         f"their backup, monitor {'ok' if monitor['ok'] else 'FAILED'}, "
-        f"diff {'found the bad deploy' if diff['matches'] else 'FAILED'}",
+        f"bad deploy {'found' if diff['matches'] else 'NOT found'} and "
+        f"{'put back' if recovered else 'NOT put back'}",
         highlight=False,
     )
     con.print(f"look around: hippolyte list --repo {summary['repository']}", markup=False)

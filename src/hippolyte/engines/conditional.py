@@ -117,7 +117,11 @@ class ConditionalWriter:
                 tally.forced += forced
                 if skipped is not None:
                     tally.skipped.append(skipped)
-        emit(ItemsWritten(table=self.live.table, items=len(batch), raw_bytes=0, consumed=0.0))
+        emit(
+            ItemsWritten(
+                table=f"recover {self.live.table}", items=len(batch), raw_bytes=0, consumed=0.0
+            )
+        )
         return tally
 
     def _one(self, a: Action, current: bytes | None, n: int) -> _Result:

@@ -1,4 +1,5 @@
-"""The demo's bad deploy on the orders table, and `diff` finding exactly what it did."""
+"""The demo's bad deploy on the orders table, `diff` finding exactly what it did, and
+`recover` putting it back (then `recover --undo` shown in a dry run)."""
 
 from __future__ import annotations
 
@@ -97,7 +98,7 @@ def diff_bad_deploy(
         page_attempts=settings.max_attempts,
     )
     conn = settings.effective_targets()[0].connection()
-    source = open_source(storage, ref.prefix, location=str(ref))
+    source = open_source(storage, ref.prefix, location=f"{ref.repo}/{ref}")  # as REF opens
     with out.open("wb") as sink:
         result = diff_live(
             source, conn=conn, table=ORDERS, schema=None, params=params, out=sink, emit=emit
@@ -172,3 +173,76 @@ def _value(value: Any, width: int = 40) -> str:
     ((tag, v),) = value.items()
     text = v if tag == "N" else orjson.dumps(v if tag == "S" else value).decode()
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def recover_bad_deploy(diff: dict[str, Any], *, settings: Settings, emit: Emit) -> dict[str, Any]:
+    """``recover`` from the diff file (deleting the added order too), ``diff`` again, which
+    must find nothing, then ``recover --undo`` in a dry run."""
+    from hippolyte.ops.context import open_backup
+    from hippolyte.ops.diff import DiffParams, diff_live
+    from hippolyte.ops.recover import RecoverParams, Selection, recover, undo
+
+    ref = diff["backup"]
+    emit(Step(text=f"running hippolyte recover {ref} --from-diff {diff['file']} --delete-added"))
+    params = RecoverParams(
+        workers=settings.workers,
+        on_demand_read_units=settings.on_demand_read_units,
+        delete_added=True,
+        max_attempts=settings.max_attempts,
+    )
+    report = recover(
+        settings,
+        ref,
+        table=None,
+        selection=Selection(from_diff=Path(diff["file"])),
+        params=params,
+        emit=emit,
+    )
+    t = report.tally
+    emit(
+        Step(
+            text=f"recover {report.recovery_id}: put back {t.put_back} orders, deleted "
+            f"{t.deleted}; their live versions saved first in @recoveries/"
+        )
+    )
+    emit(
+        Step(
+            text="recover read them back: "
+            + ("identical to the backup" if report.proven else "NOT identical: FAILED")
+        )
+    )
+    again = diff_live(
+        open_backup(settings, ref, repo=settings.repository),
+        conn=settings.effective_targets()[0].connection(),
+        table=ORDERS,
+        schema=None,
+        params=DiffParams(workers=settings.workers, limit=0),
+    )
+    emit(
+        Step(
+            text=f"hippolyte diff {ref} --live again: "
+            + ("no difference" if again.identical else f"{again.summary.differences} left")
+        )
+    )
+    emit(Step(text=f"hippolyte recover --undo {report.recovery_id} --dry-run would:"))
+    dry = undo(
+        settings,
+        str(report.recovery_id),
+        params=RecoverParams(workers=settings.workers, dry_run=True),
+        emit=lambda e: None,
+    )
+    for a in dry.plan:
+        key = " ".join(f"{n}={v}" for n, tv in orjson.loads(a.key).items() for v in tv.values())
+        what = "delete" if a.target is None else ("re-create" if a.seen is None else "put back")
+        emit(Step(text=f"  {what} {key} as the bad deploy left it"))
+    done = t.put_back + t.deleted
+    ok = bool(report.proven) and report.ok and again.identical and len(dry.plan) == done
+    return {
+        "recovery_id": report.recovery_id,
+        "put_back": t.put_back,
+        "deleted": t.deleted,
+        "proven": report.proven,
+        "diff_after": again.summary.differences,
+        "undo_plan": len(dry.plan),
+        "ok": ok,
+    }

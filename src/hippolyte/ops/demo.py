@@ -5,7 +5,8 @@ GSI and an LSI, on-demand, empty), fills them with varied items, backs them up i
 repository by running tonight's job (plan, pipelines), verifies every backup, restores each
 into a new table and proves it identical, shows the status, runs the monitor with its
 notification going to a local webhook, then plays a bad deploy on the orders table and shows
-`diff` finding exactly what it did, and stops the server by its pid. It prints nothing:
+`diff` finding exactly what it did and `recover` putting it back (its undo shown in a dry
+run), and stops the server by its pid. It prints nothing:
 what it does is told as events (`Step` lines among the backups' and restores' progress), and
 the CLI renders them.
 """
@@ -26,7 +27,7 @@ from hippolyte.core.config import Selection, Settings, Target
 from hippolyte.core.errors import ConfigError
 from hippolyte.core.events import Emit, Step
 from hippolyte.ops import jobs
-from hippolyte.ops.bad_deploy import diff_bad_deploy
+from hippolyte.ops.bad_deploy import diff_bad_deploy, recover_bad_deploy
 from hippolyte.ops.sample_tables import (
     EMPTY,
     ORDERS,
@@ -96,6 +97,7 @@ def run_demo(*, workdir: str, items: int, emit: Emit) -> dict[str, Any]:
             out=Path(repo) / "bad-deploy.diff.jsonl",
             emit=emit,
         )
+        recovered = recover_bad_deploy(found, settings=settings, emit=emit)
         tell(f"stopping DynamoDB Local (pid {server.pid})")
     return {
         "repository": repo,
@@ -107,6 +109,7 @@ def run_demo(*, workdir: str, items: int, emit: Emit) -> dict[str, Any]:
         "status": status,
         "monitor": monitor,
         "diff": found,
+        "recover": recovered,
     }
 
 

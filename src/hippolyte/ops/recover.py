@@ -332,7 +332,7 @@ def _run(
     )
     emit(
         LoadStarted(
-            table=live.table,
+            table=f"recover {live.table}",
             source=f"recovery {rid}",
             files=len(doc["files"]),
             expected_items=int(doc["planned"]),
