@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import botocore.exceptions
@@ -57,22 +58,28 @@ def _body(table: str, field: str, data: bytes, condition: Condition | None) -> b
         ]
         if condition.values:
             parts += [b',"ExpressionAttributeValues":', orjson.dumps(condition.values)]
-    parts.append(b',"ReturnConsumedCapacity":"TOTAL"}')
+    parts.append(b',"ReturnValues":"ALL_OLD","ReturnConsumedCapacity":"TOTAL"}')
     return b"".join(parts)
 
 
-def put(client: Any, *, table: str, item: bytes, condition: Condition | None) -> float | None:
-    """PutItem of ``item`` (DynamoDB JSON) if ``condition`` holds: the write units it took,
-    or None when the condition failed."""
+@dataclass(frozen=True)
+class Written:
+    units: float  # write units consumed
+    old: bytes | None  # the item the write replaced (ALL_OLD), None if there was none
+
+
+def put(client: Any, *, table: str, item: bytes, condition: Condition | None) -> Written | None:
+    """PutItem of ``item`` (DynamoDB JSON) if ``condition`` holds: what it replaced, or None
+    when the condition failed."""
     return _call(client, table, "put_item", _body(table, "Item", item, condition), "Item")
 
 
-def delete(client: Any, *, table: str, key: bytes, condition: Condition | None) -> float | None:
+def delete(client: Any, *, table: str, key: bytes, condition: Condition | None) -> Written | None:
     """DeleteItem of ``key`` if ``condition`` holds; as ``put``."""
     return _call(client, table, "delete_item", _body(table, "Key", key, condition), "Key")
 
 
-def _call(client: Any, table: str, method: str, body: bytes, field: str) -> float | None:
+def _call(client: Any, table: str, method: str, body: bytes, field: str) -> Written | None:
     _local.body = body
     try:
         with table_errors(table, what=f"{method} on {table!r}"):
@@ -84,7 +91,11 @@ def _call(client: Any, table: str, method: str, body: bytes, field: str) -> floa
                 raise
     finally:
         _local.body = None
-    return float((resp.get("ConsumedCapacity") or {}).get("CapacityUnits") or 0.0)
+    old = resp.get("Attributes")
+    return Written(
+        units=float((resp.get("ConsumedCapacity") or {}).get("CapacityUnits") or 0.0),
+        old=encode_item(old) if old else None,
+    )
 
 
 def get_many(client: Any, *, table: str, keys: list[bytes]) -> list[bytes]:
