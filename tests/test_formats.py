@@ -313,6 +313,19 @@ def test_bad_datapipeline_line_names_file_and_line(local: Storage) -> None:
         sources.check_file(source, source.files[0], schema=PK)
 
 
+def test_a_bad_nested_value_names_file_line_and_path(local: Storage) -> None:
+    """Values are checked at every depth as they are read, not by DynamoDB when written."""
+    good = b'{"Item":{"pk":{"S":"a"},"m":{"M":{"l":{"L":[{"N":"1"},{"N":"1E+3"}]}}}}}\n'
+    bad = good.replace(b'"1E+3"', b'"1E+300"').replace(b'"a"', b'"b"')
+    local.put_bytes("m/AWSDynamoDB/u/data/f.gz", gzip.compress(good + bad))
+    source = formats_native.detect(local, "m/", location="m")
+    assert source is not None
+    where = "m/AWSDynamoDB/u/data/f.gz line 2: "
+    what = 'attribute "m.l[1]": "N" value "1E+300" is out of DynamoDB\'s range'
+    with pytest.raises(BackupCorrupt, match=re.escape(where + what)):
+        sources.check_file(source, source.files[0], schema=PK)
+
+
 # --- convert ----------------------------------------------------------------------------------
 
 

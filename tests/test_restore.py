@@ -416,6 +416,36 @@ def test_cli_bad_export_line_names_file_and_line(
     assert "never" not in db_for(dynalite).client.list_tables()["TableNames"]
 
 
+def test_a_bad_nested_number_stops_the_restore_naming_file_and_line(
+    dynalite: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tests.format_fixtures import write_datapipeline_export
+
+    storage = open_storage(str(tmp_path / "dp"))
+    items = [{"pk": {"S": f"k{i}"}, "m": {"M": {"l": {"L": [{"N": str(i)}]}}}} for i in range(30)]
+    keys = write_datapipeline_export(storage, "t/2017-03-01-00-10-00/", items, items_per_file=10)
+    victim = tmp_path / "dp" / keys[2]
+    lines = victim.read_bytes().splitlines()
+    lines[6] = b'{"pk":{"s":"x"},"m":{"m":{"l":{"l":[{"n":"1"},{"n":"12abc"}]}}}}'
+    victim.write_bytes(b"\n".join(lines) + b"\n")
+    code, out, err = run(
+        capsys,
+        "restore",
+        str(tmp_path / "dp" / "t" / "2017-03-01-00-10-00"),
+        "--table",
+        "never",
+        "--key",
+        "pk:S",
+        "--endpoint-url",
+        dynalite.endpoint_url,
+        "--state-dir",
+        str(tmp_path / "st"),
+    )
+    assert code == 4, err
+    assert f'{victim.name} line 7: attribute "m.l[1]": "N" value "12abc" is not a number' in err
+    assert "never" not in db_for(dynalite).client.list_tables()["TableNames"]
+
+
 class _Watching:
     """A writer that counts the requests in flight at once, and can fail the n-th."""
 

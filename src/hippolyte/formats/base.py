@@ -12,14 +12,19 @@ DynamoDB's wire JSON. Formats:
 ``formats.open.open_source`` tells them apart; this module holds what they share.
 
 Reading never trusts a file blindly: ``check_file`` streams it once, verifying its checksum
-and that every line is an item whose top level is valid DynamoDB JSON and whose key matches
-the schema, so that a restore can refuse a file before writing any of it.
+and that every line is an item DynamoDB would accept (``check_item``: every value at every
+depth, numbers within DynamoDB's limits) whose key matches the schema, so that a restore can
+refuse a file before writing any of it, naming the file, the line and the attribute.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import binascii
+import re
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
 
 import msgspec
 
@@ -101,16 +106,15 @@ def item_of_export_line(line: bytes) -> bytes:
 
 # --- reading and checking files --------------------------------------------------------------
 
-_item_shape = msgspec.json.Decoder(dict[str, dict[str, msgspec.Raw]])
+_item_shape = msgspec.json.Decoder(dict[str, Any])
 
 
-def check_item(item: bytes, schema: KeySchema | None) -> dict[str, dict[str, msgspec.Raw]]:
-    """Top-level DynamoDB JSON: every attribute one known type tag; key attributes present
-    with the schema's types. Nested values are checked by DynamoDB itself."""
-    attrs = _item_shape.decode(item)
-    for name, value in attrs.items():
-        if len(value) != 1 or next(iter(value)) not in TYPE_TAGS:
-            raise ValueError(f"attribute {name!r} is not a DynamoDB value: {sorted(value)}")
+def check_item(item: bytes, schema: KeySchema | None) -> dict[str, Any]:
+    """An item's DynamoDB JSON, decoded, checked as DynamoDB would check it (``check_values``);
+    its key attributes present, of the schema's types, not empty. Raises ValueError (or
+    msgspec.DecodeError for what is not JSON) saying what is wrong and where."""
+    attrs: dict[str, Any] = _item_shape.decode(item)
+    check_values(attrs)
     if schema is not None:
         for name, kind in schema.attributes:
             key_value = attrs.get(name)
@@ -120,7 +124,167 @@ def check_item(item: bytes, schema: KeySchema | None) -> dict[str, dict[str, msg
                 raise ValueError(
                     f"key attribute {name!r} is {next(iter(key_value))}, the schema says {kind}"
                 )
+            if key_value[kind] == "":
+                raise ValueError(f"key attribute {name!r} is empty")
     return attrs
+
+
+def check_values(attrs: dict[str, Any]) -> None:
+    """Every attribute value of a decoded item, at every depth, as DynamoDB accepts it: one
+    known type tag; S a string; N a number of at most 38 significant digits, 1E-130 to
+    9.99..E+125 in magnitude; B base64; SS, NS, BS non-empty, without duplicates; M and L of
+    such values; NULL true; BOOL true or false. Raises ValueError naming the attribute's path
+    (``attribute "a.b[2]": "N" value "abc" is not a number``)."""
+    try:
+        _check_values(attrs.values())
+    except _Bad as bad:
+        name = next(k for k, v in attrs.items() if v is bad.value)
+        path = name + "".join(reversed(bad.path))
+        raise ValueError(f"attribute {_quoted(path)}: {bad}") from None
+
+
+class _Bad(ValueError):
+    """A bad value, raised by the loop over its container's values; each enclosing container
+    adds its key or index to ``path`` on the way out, found by the identity of ``value`` (a
+    ``try`` costs nothing until it catches: no path is built for the values that are right)."""
+
+    def __init__(self, what: str, value: Any) -> None:
+        super().__init__(what)
+        self.value = value  # the value object at the level being left
+        self.path: list[str] = []
+
+
+_SETS = frozenset({"SS", "NS", "BS"})
+
+
+def _check_values(values: Iterable[Any]) -> None:
+    """Raises _Bad for the first bad one of ``values`` (the members of one item, M or L).
+    Written for speed: this runs for every value of every item a backup reader reads."""
+    for value in values:
+        if type(value) is not dict or len(value) != 1:
+            shown = _json(sorted(value)) if type(value) is dict else _json_type(value)
+            raise _Bad(f"expected one type tag, got {shown}", value)
+        (tag,) = value
+        v = value[tag]
+        if tag == "S":
+            if type(v) is not str:
+                raise _Bad(f'"S" value must be a string, got {_json_type(v)}', value)
+        elif tag == "N":
+            # A plain number of 38 characters or fewer is within all of DynamoDB's limits.
+            if type(v) is not str or not (
+                len(v) <= MAX_DIGITS
+                and ((v.isascii() and v.isdigit()) or _PLAIN_NUMBER(v) is not None)
+            ):
+                _check_number(v, "N", value)
+        elif tag == "M":
+            if type(v) is not dict:
+                raise _Bad(f'"M" value must be an object, got {_json_type(v)}', value)
+            try:
+                _check_values(v.values())
+            except _Bad as bad:
+                bad.path.append("." + next(k for k, x in v.items() if x is bad.value))
+                bad.value = value
+                raise
+        elif tag == "L":
+            if type(v) is not list:
+                raise _Bad(f'"L" value must be a list, got {_json_type(v)}', value)
+            try:
+                _check_values(v)
+            except _Bad as bad:
+                bad.path.append(f"[{next(i for i, x in enumerate(v) if x is bad.value)}]")
+                bad.value = value
+                raise
+        elif tag == "BOOL":
+            if type(v) is not bool:
+                raise _Bad(f'"BOOL" value must be true or false, got {_json(v)}', value)
+        elif tag == "NULL":
+            if v is not True:
+                raise _Bad(f'"NULL" value must be true, got {_json(v)}', value)
+        elif tag == "B":
+            _base64(v, "B", value)
+        elif tag in _SETS:
+            _check_set(tag, v, value)
+        else:
+            raise _Bad(f"unknown type tag {_quoted(tag)}", value)
+
+
+def _check_set(tag: str, v: Any, value: Any) -> None:
+    if type(v) is not list:
+        raise _Bad(f"{_quoted(tag)} value must be a list, got {_json_type(v)}", value)
+    if not v:
+        raise _Bad(f"{_quoted(tag)} value is an empty set", value)
+    if tag == "SS":
+        for x in v:
+            if type(x) is not str:
+                raise _Bad(f'"SS" member must be a string, got {_json_type(x)}', value)
+        members: list[object] = v
+    elif tag == "NS":
+        members = [_check_number(x, "NS", value) for x in v]
+    else:
+        members = [_base64(x, "BS", value) for x in v]
+    if len(set(members)) != len(members):
+        seen: set[object] = set()
+        for x, m in zip(v, members, strict=True):
+            if m in seen:
+                raise _Bad(f"{_quoted(tag)} value holds {_json(x)} twice", value)
+            seen.add(m)
+
+
+MAX_DIGITS = 38  # significant digits of a DynamoDB number
+MIN_EXPONENT, MAX_EXPONENT = -130, 125  # of its first significant digit: 1E-130 .. 9.9..E+125
+_PLAIN = r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)"
+_PLAIN_NUMBER = re.compile(_PLAIN).fullmatch
+_NUMBER = re.compile(rf"{_PLAIN}(?:[eE][-+]?[0-9]+)?").fullmatch
+
+
+def _check_number(v: Any, tag: str, value: Any) -> Decimal:
+    """The number ``v`` if it is one DynamoDB accepts, else raises _Bad."""
+    if type(v) is not str:
+        raise _Bad(f"{_quoted(tag)} value must be a string, got {_json_type(v)}", value)
+    if _NUMBER(v) is None:
+        raise _Bad(f"{_quoted(tag)} value {_json(v)} is not a number", value)
+    try:
+        number = Decimal(v)
+    except InvalidOperation:  # an exponent beyond Decimal's own limits
+        raise _Bad(f"{_quoted(tag)} value {_json(v)} is out of DynamoDB's range", value) from None
+    digits = "".join(map(str, number.as_tuple().digits)).strip("0")
+    if len(digits) > MAX_DIGITS:
+        raise _Bad(
+            f"{_quoted(tag)} value {_json(v)} has {len(digits)} significant digits, "
+            f"more than {MAX_DIGITS}",
+            value,
+        )
+    if digits and not MIN_EXPONENT <= number.adjusted() <= MAX_EXPONENT:
+        raise _Bad(
+            f"{_quoted(tag)} value {_json(v)} is out of DynamoDB's range "
+            "(1E-130 to 9.9999999999999999999999999999999999999E+125 in magnitude)",
+            value,
+        )
+    return number
+
+
+def _base64(v: Any, tag: str, value: Any) -> bytes:
+    if type(v) is not str:
+        raise _Bad(f"{_quoted(tag)} value must be a base64 string, got {_json_type(v)}", value)
+    try:
+        return binascii.a2b_base64(v, strict_mode=True)
+    except (binascii.Error, ValueError):
+        raise _Bad(f"{_quoted(tag)} value {_json(v)} is not base64", value) from None
+
+
+def _json_type(v: Any) -> str:
+    names = {dict: "an object", list: "a list", str: "a string", bool: "a boolean"}
+    return "null" if v is None else names.get(type(v), "a number")
+
+
+def _json(v: Any, limit: int = 40) -> str:
+    """A value as JSON, for a message; long ones cut."""
+    text = msgspec.json.encode(v).decode()
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _quoted(text: str) -> str:
+    return _json(text, limit=200)
 
 
 def iter_lines(
