@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import secrets
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -120,10 +120,16 @@ class DiffEntry:
 
 
 def parse_diff_file(
-    lines: Iterator[bytes], *, where: str
+    lines: Iterable[bytes], *, where: str
 ) -> tuple[list[DiffEntry], dict[str, Any]]:
     """A diff file's differences and its summary; ValueError naming the line otherwise."""
-    entries: list[DiffEntry] = []
+    held = list(lines)
+    summary = diff_summary(held, where=where)
+    return list(diff_entries(held, where=where)), summary
+
+
+def diff_summary(lines: Iterable[bytes], *, where: str) -> dict[str, Any]:
+    """Read a whole diff file, checking every line; its summary (the last line)."""
     summary: dict[str, Any] | None = None
     n = 0
     for n, line in enumerate(lines, start=1):
@@ -131,23 +137,37 @@ def parse_diff_file(
             continue
         if summary is not None:
             raise ValueError(f"{where} line {n}: a difference after the summary line")
-        try:
-            doc = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"{where} line {n}: not JSON ({exc})") from None
-        if not isinstance(doc, dict):
-            raise ValueError(f"{where} line {n}: not a JSON object")
+        doc = _object(line, where=f"{where} line {n}")
         if "summary" in doc:
-            summary = doc["summary"]
-            if not isinstance(summary, dict):
+            if not isinstance(doc["summary"], dict):
                 raise ValueError(f"{where} line {n}: the summary is not an object")
+            summary = doc["summary"]
             continue
-        entries.append(_diff_entry(doc, where=f"{where} line {n}"))
+        _diff_entry(doc, where=f"{where} line {n}")
     if summary is None:
         raise ValueError(
             f"{where}: no summary line after {n} lines (not a diff file, or a cut one)"
         )
-    return entries, summary
+    return summary
+
+
+def diff_entries(lines: Iterable[bytes], *, where: str) -> Iterator[DiffEntry]:
+    """The differences of a diff file, one at a time (``diff_summary`` checked it first)."""
+    for n, line in enumerate(lines, start=1):
+        if line.strip():
+            doc = _object(line, where=f"{where} line {n}")
+            if "summary" not in doc:
+                yield _diff_entry(doc, where=f"{where} line {n}")
+
+
+def _object(line: bytes, *, where: str) -> dict[str, Any]:
+    try:
+        doc = orjson.loads(line)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"{where}: not JSON ({exc})") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"{where}: not a JSON object")
+    return doc
 
 
 def _diff_entry(doc: dict[str, Any], *, where: str) -> DiffEntry:
@@ -191,13 +211,11 @@ def check_diff_summary(summary: dict[str, Any], *, backup: str, table: str, wher
         raise ValueError(f"{where} compares with {against!r}, not with live table {table!r}")
 
 
-def actions_from_diff(entries: Sequence[DiffEntry], *, delete_added: bool) -> list[Action]:
+def actions_from_diff(entries: Iterable[DiffEntry], *, delete_added: bool) -> Iterator[Action]:
     """What the recovery saw is the diff's ``after``."""
-    return [
-        Action(key=e.key, target=e.before, seen=e.after)
-        for e in entries
-        if e.kind != Kind.ADDED or delete_added
-    ]
+    for e in entries:
+        if e.kind != Kind.ADDED or delete_added:
+            yield Action(key=e.key, target=e.before, seen=e.after)
 
 
 def parse_key_line(line: bytes, spec: Key, *, where: str) -> bytes:

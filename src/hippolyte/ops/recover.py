@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +35,7 @@ from hippolyte.engines.conditional import ConditionalWriter, LiveTable, WriteSet
 from hippolyte.formats.base import KeySchema, Source
 from hippolyte.ops.context import open_backup, storage_for
 from hippolyte.ops.recover_select import (
+    Count,
     RecoverParams,
     Selection,
     read_rate,
@@ -103,7 +105,9 @@ def recover(
     storage = _storage(settings, source)
     report = RecoverReport(table=name, backup=source.location, repository=storage.url)
     if params.resume and not params.dry_run:
-        pending = _unfinished(storage, backup=source.location, live=live, discard_saving=True)
+        pending = recoveries.unfinished(
+            storage, backup=source.location, where=live.where, discard_saving=True
+        )
         if pending:
             emit(Step(text=f"resuming recovery {pending} of {name}"))
             report.recovery_id, report.resumed = pending, True
@@ -111,15 +115,18 @@ def recover(
             return _run(storage, doc, live=live, params=params, report=report, emit=emit, stop=stop)
         emit(Note(text=f"no unfinished recovery of {name} from this backup: starting one"))
     elif not params.dry_run:
-        pending = _unfinished(storage, backup=source.location, live=live, discard_saving=False)
+        pending = recoveries.unfinished(
+            storage, backup=source.location, where=live.where, discard_saving=False
+        )
         if pending:
             raise ConfigError(
                 f"recovery {pending} of {name} from this backup did not finish: give --resume "
                 f"to finish it (or `hippolyte recover --undo {pending}` to take it back)"
             )
     emit(Step(text=f"selecting {selection.describe()} in {name}"))
-    actions, report.selected = select(
-        source, live=live, selection=selection, params=params, emit=emit, stop=stop
+    count = Count()
+    actions = select(
+        source, live=live, selection=selection, params=params, count=count, emit=emit, stop=stop
     )
     return _start(
         storage,
@@ -127,6 +134,7 @@ def recover(
         live=live,
         params=params,
         report=report,
+        count=count,
         extra={"selection": selection.describe()},
         emit=emit,
         stop=stop,
@@ -154,7 +162,9 @@ def undo(
         table=live.table, backup=f"recovery {recovery}", kind="undo", repository=storage.url
     )
     if params.resume and not params.dry_run:
-        pending = _unfinished(storage, backup=report.backup, live=live, discard_saving=True)
+        pending = recoveries.unfinished(
+            storage, backup=report.backup, where=live.where, discard_saving=True
+        )
         if pending:
             report.recovery_id, report.resumed = pending, True
             return _run(
@@ -166,23 +176,26 @@ def undo(
                 emit=emit,
                 stop=stop,
             )
-    skipped = _skipped_keys(storage, recovery, doc)
-    forced = _forced(storage, recovery, doc)
-    actions = []
-    for batch in recoveries.actions(storage, recovery, doc):
-        for a in batch:
-            canonical = key_of(orjson.loads(a.key), spec)
-            if canonical in skipped:
-                continue
-            actions.append(forced.get(canonical, a).undone())
-    report.selected = len(actions)
-    emit(Step(text=f"undoing recovery {recovery}: {len(actions):,} keys of {live.table}"))
+    skipped = recoveries.skipped_keys(storage, recovery, doc)
+    forced = recoveries.forced_by_key(storage, recovery, doc)
+    count = Count()
+
+    def actions() -> Iterator[Action]:
+        for batch in recoveries.actions(storage, recovery, doc):
+            for a in batch:
+                canonical = key_of(orjson.loads(a.key), spec)
+                if canonical not in skipped:
+                    count.value += 1
+                    yield forced.get(canonical, a).undone()
+
+    emit(Step(text=f"undoing recovery {recovery} ({doc['planned']:,} actions) in {live.table}"))
     return _start(
         storage,
-        actions,
+        actions(),
         live=live,
         params=params,
         report=report,
+        count=count,
         extra={"undoes": recovery},
         emit=emit,
         stop=stop,
@@ -231,51 +244,26 @@ def _storage(settings: Settings, source: Source) -> Storage:
     return storage_for(settings) if settings.repository else source.storage
 
 
-def _unfinished(
-    storage: Storage, *, backup: str, live: LiveTable, discard_saving: bool
-) -> str | None:
-    """The last recovery of this backup into this table that did not finish; ones that never
-    finished saving (they wrote nothing) are removed when ``discard_saving``."""
-    found = None
-    for rid in recoveries.ids(storage):
-        started = recoveries.started(storage, rid)
-        if started is None or started.get("backup") != backup or started.get("where") != live.where:
-            continue
-        if not recoveries.is_committed(storage, rid):
-            if discard_saving:
-                recoveries.discard(storage, rid)
-            continue
-        result = recoveries.result(storage, rid)
-        if result is None or result.get("status") == "interrupted":
-            found = rid
-    return found
-
-
 # -- saving, then writing ------------------------------------------------------------------------
 
 
 def _start(
     storage: Storage,
-    actions: list[Action],
+    actions: Iterable[Action],
     *,
     live: LiveTable,
     params: RecoverParams,
     report: RecoverReport,
+    count: Count | None = None,
     extra: dict[str, Any],
     emit: Emit,
     stop: threading.Event,
 ) -> RecoverReport:
-    puts = sum(1 for a in actions if a.target is not None)
-    emit(
-        Step(
-            text=f"{live.table}: {puts:,} items to put back, {len(actions) - puts:,} to delete "
-            f"(of {report.selected:,} keys looked at)"
-        )
-    )
     if params.dry_run:
-        report.plan = actions
-        return report
-    if not actions:
+        report.plan = list(actions)
+        report.selected = count.value if count else report.selected
+        puts = sum(1 for a in report.plan if a.target is not None)
+        _tell_planned(live, puts, len(report.plan) - puts, report, emit)
         return report
     rid = recovery_id(dt.datetime.now(dt.UTC))
     started = {
@@ -297,12 +285,33 @@ def _start(
         **extra,
     }
     recoveries.start(storage, rid, started)
-    emit(Step(text=f"saving the live state of {len(actions):,} items as recovery {rid}"))
-    files = recoveries.save_actions(storage, rid, actions)
-    doc = {**started, "planned": len(actions), "files": [f.to_json() for f in files]}
+    emit(Step(text=f"saving the live state of the items to recover as recovery {rid}"))
+    try:
+        files, puts = recoveries.save_actions(storage, rid, actions)
+    except BaseException:
+        recoveries.discard(storage, rid)  # nothing was written into the table
+        raise
+    report.selected = count.value if count else report.selected
+    planned = sum(f.count for f in files)
+    _tell_planned(live, puts, planned - puts, report, emit)
+    if not planned:
+        recoveries.discard(storage, rid)
+        return report
+    doc = {**started, "planned": planned, "files": [f.to_json() for f in files]}
     recoveries.commit(storage, rid, doc)
     report.recovery_id = rid
     return _run(storage, doc, live=live, params=params, report=report, emit=emit, stop=stop)
+
+
+def _tell_planned(
+    live: LiveTable, puts: int, deletes: int, report: RecoverReport, emit: Emit
+) -> None:
+    emit(
+        Step(
+            text=f"{live.table}: {puts:,} items to put back, {deletes:,} to delete "
+            f"(of {report.selected:,} keys looked at)"
+        )
+    )
 
 
 def _run(
@@ -340,7 +349,6 @@ def _run(
             write_budget=writer.bucket.rate,
         )
     )
-    done: list[Action] = []
     try:
         for n, batch in enumerate(recoveries.actions(storage, rid, doc)):
             saved = recoveries.progress(storage, rid, n)
@@ -350,8 +358,6 @@ def _run(
                 tally = writer.apply(batch, n=n, emit=emit)
                 recoveries.save_progress(storage, rid, n, tally.to_json())
             report.tally.merge(tally)
-            skipped = {s.key for s in tally.skipped}
-            done += [a for a in batch if a.key not in skipped]
     except Interrupted:
         recoveries.save_result(
             storage, rid, {"status": "interrupted", **report.tally.to_json(), "proven": None}
@@ -359,8 +365,11 @@ def _run(
         raise
     finally:
         writer.close()
-    emit(Step(text=f"proving: reading back {len(done):,} recovered keys of {live.table}"))
-    report.expected, report.found = _prove(done, live=live, params=params, stop=stop)
+    t = report.tally
+    emit(Step(text=f"proving: reading back {t.put_back + t.deleted + t.already:,} recovered keys"))
+    report.expected, report.found = _prove(
+        storage, doc, live=live, params=params, skipped={s.key for s in t.skipped}, stop=stop
+    )
     report.proven = (
         report.expected.count == report.found.count and report.expected.value == report.found.value
     )
@@ -374,33 +383,27 @@ def _run(
 
 
 def _prove(
-    done: list[Action], *, live: LiveTable, params: RecoverParams, stop: threading.Event
+    storage: Storage,
+    doc: dict[str, Any],
+    *,
+    live: LiveTable,
+    params: RecoverParams,
+    skipped: set[bytes],
+    stop: threading.Event,
 ) -> tuple[Digest, Digest]:
     """What was put back (the backup's items; deleted keys count as absent) against what the
-    table holds for those keys now, read strongly consistent."""
-    expected = digest_of([a.target for a in done if a.target is not None])
-    found_items = read_live(
-        live,
-        keys={key_of(orjson.loads(a.key), live.spec) for a in done},
-        rate=read_rate(live, params),
-        workers=params.workers,
-        max_attempts=params.max_attempts,
-        stop=stop,
-    )
-    return expected, digest_of(list(found_items.values()))
-
-
-def _skipped_keys(storage: Storage, recovery: str, doc: dict[str, Any]) -> set[bytes]:
-    spec: Key = tuple((str(n), str(k)) for n, k in doc["key"])
-    keys = set()
-    for n in range(len(doc["files"])):
-        saved = recoveries.progress(storage, recovery, n)
-        for s in (saved or {}).get("skipped_items", []):
-            keys.add(key_of(s["key"], spec))
-    return keys
-
-
-def _forced(storage: Storage, recovery: str, doc: dict[str, Any]) -> dict[bytes, Action]:
-    """The versions --force replaced, by key: an undo puts those back, not the first read."""
-    spec: Key = tuple((str(n), str(k)) for n, k in doc["key"])
-    return {key_of(orjson.loads(a.key), spec): a for a in recoveries.forced(storage, recovery)}
+    table holds for those keys now, read strongly consistent, one actions file at a time."""
+    expected, found = Digest(), Digest()
+    for batch in recoveries.actions(storage, str(doc["id"]), doc):
+        done = [a for a in batch if a.key not in skipped]
+        expected.merge(digest_of([a.target for a in done if a.target is not None]))
+        items = read_live(
+            live,
+            keys={key_of(orjson.loads(a.key), live.spec) for a in done},
+            rate=read_rate(live, params),
+            workers=params.workers,
+            max_attempts=params.max_attempts,
+            stop=stop,
+        )
+        found.merge(digest_of(list(items.values())))
+    return expected, found

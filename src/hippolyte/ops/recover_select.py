@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import tempfile
 import threading
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import orjson
 
@@ -16,10 +18,12 @@ from hippolyte.core.events import Emit
 from hippolyte.core.pacing import read_budget
 from hippolyte.core.recovery import (
     Action,
+    DiffEntry,
     action_for,
     actions_from_diff,
     check_diff_summary,
-    parse_diff_file,
+    diff_entries,
+    diff_summary,
     parse_key_line,
 )
 from hippolyte.engines.conditional import LiveTable, query, read_live
@@ -64,40 +68,72 @@ class RecoverParams:
     tmp_dir: Path | None = None
 
 
+class Count:
+    """How many keys a selection looked at, known once its actions have all been taken."""
+
+    def __init__(self) -> None:
+        self.value = 0
+
+
 def select(
     source: Source,
     *,
     live: LiveTable,
     selection: Selection,
     params: RecoverParams,
+    count: Count,
     emit: Emit,
     stop: threading.Event,
-) -> tuple[list[Action], int]:
-    """The actions, and how many keys were looked at."""
+) -> Iterator[Action]:
+    """The actions, one at a time: a diff file is read as they are taken, never held whole
+    (a wrong delete of a whole table is a million actions). Bad input is found before the
+    first action is given."""
     if selection.from_diff is not None:
-        return _from_diff(selection.from_diff, source=source, live=live, params=params)
+        return _from_diff(selection.from_diff, source=source, live=live, params=params, count=count)
     if selection.keys is not None or selection.partition_keys:
-        return _from_keys(source, live=live, selection=selection, params=params, stop=stop)
-    return _from_live_diff(source, live=live, params=params, emit=emit, stop=stop)
+        actions = _from_keys(source, live=live, selection=selection, params=params, stop=stop)
+        count.value = len(actions)
+        return iter(actions)
+    return _from_live_diff(source, live=live, params=params, count=count, emit=emit, stop=stop)
 
 
 def _from_diff(
-    path: Path, *, source: Source, live: LiveTable, params: RecoverParams
-) -> tuple[list[Action], int]:
+    path: Path, *, source: Source, live: LiveTable, params: RecoverParams, count: Count
+) -> Iterator[Action]:
     try:
-        with open(path, "rb") as f:
-            entries, summary = parse_diff_file(iter(f), where=str(path))
+        with open(path, "rb") as f:  # a first pass checks every line and the summary
+            summary = diff_summary(f, where=str(path))
         check_diff_summary(summary, backup=source.location, table=live.table, where=str(path))
+        f = open(path, "rb")  # noqa: SIM115 - closed by the generator
     except OSError as exc:
         raise ConfigError(f"--from-diff {path}: {exc.strerror}") from None
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    return actions_from_diff(entries, delete_added=params.delete_added), len(entries)
+    return _actions(f, where=str(path), params=params, count=count)
+
+
+def _actions(f: BinaryIO, *, where: str, params: RecoverParams, count: Count) -> Iterator[Action]:
+    """The actions of a checked diff file, which is closed once they are taken."""
+    with f:
+        entries = diff_entries(f, where=where)
+        yield from actions_from_diff(_counted(entries, count), delete_added=params.delete_added)
+
+
+def _counted(entries: Iterator[DiffEntry], count: Count) -> Iterator[DiffEntry]:
+    for entry in entries:
+        count.value += 1
+        yield entry
 
 
 def _from_live_diff(
-    source: Source, *, live: LiveTable, params: RecoverParams, emit: Emit, stop: threading.Event
-) -> tuple[list[Action], int]:
+    source: Source,
+    *,
+    live: LiveTable,
+    params: RecoverParams,
+    count: Count,
+    emit: Emit,
+    stop: threading.Event,
+) -> Iterator[Action]:
     diff_params = DiffParams(
         read_percent=params.read_percent,
         on_demand_read_units=params.on_demand_read_units,
@@ -106,7 +142,8 @@ def _from_live_diff(
         limit=0,
         tmp_dir=params.tmp_dir,
     )
-    with tempfile.TemporaryFile(dir=params.tmp_dir) as out:
+    out = tempfile.TemporaryFile(dir=params.tmp_dir)  # noqa: SIM115 - closed by _actions
+    try:
         diff_live(
             source,
             conn=live.conn,
@@ -118,8 +155,10 @@ def _from_live_diff(
             stop=stop,
         )
         out.seek(0)
-        entries, _ = parse_diff_file(iter(out), where="the diff")
-    return actions_from_diff(entries, delete_added=params.delete_added), len(entries)
+    except BaseException:
+        out.close()
+        raise
+    return _actions(out, where="the diff", params=params, count=count)
 
 
 def _from_keys(
@@ -129,7 +168,7 @@ def _from_keys(
     selection: Selection,
     params: RecoverParams,
     stop: threading.Event,
-) -> tuple[list[Action], int]:
+) -> list[Action]:
     spec = live.spec
     wanted = _read_keys(selection.keys, spec) if selection.keys else set()
     partitions = {_partition_value(v, spec) for v in selection.partition_keys}
@@ -164,7 +203,7 @@ def _from_keys(
         )
         if action is not None:
             actions.append(action)
-    return actions, len(wanted | set(backup) | set(current))
+    return actions
 
 
 def _read_keys(path: Path, spec: Key) -> set[bytes]:

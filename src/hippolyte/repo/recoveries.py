@@ -27,6 +27,7 @@ from typing import Any
 import orjson
 
 from hippolyte.adapters.storage import Storage
+from hippolyte.core.diff import Key, key_of
 from hippolyte.core.errors import BackupCorrupt, NotFound, RepositoryError
 from hippolyte.core.recovery import RECORD_FORMAT, Action, is_recovery_id, parse_action
 from hippolyte.repo import datafile
@@ -101,14 +102,28 @@ def read_lines(storage: Storage, key: str, *, sha256: str, count: int) -> list[b
     return out
 
 
-def save_actions(storage: Storage, recovery: str, actions: list[Action]) -> list[SavedFile]:
-    """The actions (and so the saved live state), ACTIONS_PER_FILE to a file."""
-    base, saved = prefix(recovery), []
-    for n, at in enumerate(range(0, len(actions), ACTIONS_PER_FILE)):
-        lines = (a.line() for a in actions[at : at + ACTIONS_PER_FILE])
-        f = write_lines(storage, base + actions_key(n), lines)
-        saved.append(dataclasses.replace(f, key=actions_key(n)))  # relative to the recovery
-    return saved
+def save_actions(
+    storage: Storage, recovery: str, actions: Iterable[Action]
+) -> tuple[list[SavedFile], int]:
+    """The actions (and so the saved live state), ACTIONS_PER_FILE to a file, taken one at a
+    time; the files and how many of the actions are puts."""
+    base, puts = prefix(recovery), 0
+    saved: list[SavedFile] = []
+    batch: list[bytes] = []
+
+    def flush() -> None:
+        f = write_lines(storage, base + actions_key(len(saved)), batch)
+        saved.append(dataclasses.replace(f, key=actions_key(len(saved))))  # relative
+        batch.clear()
+
+    for action in actions:
+        puts += action.target is not None
+        batch.append(action.line())
+        if len(batch) == ACTIONS_PER_FILE:
+            flush()
+    if batch:
+        flush()
+    return saved, puts
 
 
 def start(storage: Storage, recovery: str, doc: dict[str, Any]) -> None:
@@ -277,3 +292,41 @@ def _created(rid: str) -> str:
     head = rid.rpartition("-")[0]
     at = dt.datetime.strptime(head, "%Y-%m-%d-%H-%M-%S").replace(tzinfo=dt.UTC)
     return at.isoformat()
+
+
+def unfinished(storage: Storage, *, backup: str, where: str, discard_saving: bool) -> str | None:
+    """The last recovery of ``backup`` into the table at ``where`` (endpoint and ARN) that did
+    not finish; ones that never finished saving (they wrote nothing) are removed when
+    ``discard_saving``."""
+    found = None
+    for rid in ids(storage):
+        doc = started(storage, rid)
+        if doc is None or doc.get("backup") != backup or doc.get("where") != where:
+            continue
+        if not is_committed(storage, rid):
+            if discard_saving:
+                discard(storage, rid)
+            continue
+        res = result(storage, rid)
+        if res is None or res.get("status") == "interrupted":
+            found = rid
+    return found
+
+
+def _spec(doc: dict[str, Any]) -> Key:
+    return tuple((str(n), str(k)) for n, k in doc["key"])
+
+
+def skipped_keys(storage: Storage, recovery: str, doc: dict[str, Any]) -> set[bytes]:
+    """The canonical keys a recovery skipped (left as the application had them)."""
+    keys = set()
+    for n in range(len(doc["files"])):
+        saved = progress(storage, recovery, n)
+        for s in (saved or {}).get("skipped_items", []):
+            keys.add(key_of(s["key"], _spec(doc)))
+    return keys
+
+
+def forced_by_key(storage: Storage, recovery: str, doc: dict[str, Any]) -> dict[bytes, Action]:
+    """The versions --force replaced, by canonical key (the last one of a key wins)."""
+    return {key_of(orjson.loads(a.key), _spec(doc)): a for a in forced(storage, recovery)}
