@@ -552,3 +552,40 @@ def test_an_unfinished_recovery_must_be_resumed_or_undone_and_is_listed(
     assert code == 0 and report["resumed"], report
     code, out, _ = run(capsys, "list", "--recoveries", "--repo", str(repo))
     assert report["recovery_id"] in out and "done" in out
+
+
+def test_on_a_terminal_each_item_and_the_outcome_are_shown(
+    dynalite: Server, tmp_path: Path
+) -> None:
+    from tests.test_demo import run_on_terminal
+    from tests.test_render import terminal_screen
+
+    db = db_for(dynalite)
+    table = make_table(db, n=7, nasty=False)
+    repo = tmp_path / "repo"
+    ref = backup(db, table, repo)
+    db.client.delete_item(TableName=table, Key=key("p1", 1))
+    db.client.update_item(
+        TableName=table,
+        Key=key("p2", 2),
+        UpdateExpression="SET v = :v",
+        ExpressionAttributeValues={":v": {"N": "-1"}},
+    )
+    old = dict(os.environ)
+    os.environ.update(aws_env(dynalite))
+    try:
+        base = [sys.executable, "-m", "hippolyte", "recover", ref, "--endpoint-url"]
+        dry = terminal_screen(run_on_terminal([*base, dynalite.endpoint_url, "--dry-run"]))
+        done = terminal_screen(run_on_terminal([*base, dynalite.endpoint_url]))
+    finally:
+        os.environ.clear()
+        os.environ.update(old)
+    text = "\n".join(dry)
+    assert f"recover would write 2 items into {table}; nothing changed" in text, text
+    assert 're-create {"pk":{"S":"p1"},"sk":{"N":"1"}}' in text
+    assert 'put back  {"pk":{"S":"p2"},"sk":{"N":"2"}}' in text
+    assert 'v: {"N":"-1"} -> {"N":"20"}' in text
+    text = "\n".join(done)
+    assert "put back 2, deleted 0, already so 0, skipped 0" in text, text
+    assert "proven: 2 items read back" in text
+    assert "recover --undo " in text

@@ -187,17 +187,13 @@ def _print(report: Any, *, dry_run: bool, width: int = 60) -> None:
     con = Console()
     if dry_run:
         con.print(
-            f"[bold]dry run[/bold]: {report.kind} of {escape(report.table)} from "
-            f"{escape(report.backup)} would write {len(report.plan):,} items; nothing changed",
+            f"[bold]dry run[/bold]: {report.kind} would write {len(report.plan):,} items "
+            f"into {escape(report.table)}; nothing changed",
             highlight=False,
         )
+        con.print(f"  from {escape(report.backup)}", highlight=False)
         for a in report.plan[:50]:
-            colour = "red" if a.target is None else "green"
-            con.print(f"[{colour}]{a.verb:<6}[/] {escape(a.key.decode())}", highlight=False)
-            now = "(absent)" if a.seen is None else short_value(orjson.loads(a.seen), width)
-            then = "(delete)" if a.target is None else short_value(orjson.loads(a.target), width)
-            con.print(f"         now:     {escape(now)}", highlight=False)
-            con.print(f"         restore: {escape(then)}", highlight=False)
+            _print_action(con, a, width)
         if len(report.plan) > 50:
             con.print(f"  ... {len(report.plan) - 50:,} more (--json lists them all)")
         return
@@ -223,8 +219,30 @@ def _print(report: Any, *, dry_run: bool, width: int = 60) -> None:
         f"{report.expected.hex[:16]})",
         highlight=False,
     )
+    con.print(f"  saved in {escape(report.repository)}; take it back with:", highlight=False)
     con.print(
-        f"  saved in {escape(report.repository)}; take it back with: "
-        f"hippolyte recover --undo {report.recovery_id} --repo {escape(report.repository)}",
+        f"  hippolyte recover --undo {report.recovery_id} --repo {escape(report.repository)}",
         highlight=False,
+        soft_wrap=True,
     )
+
+
+def _print_action(con: Console, a: Any, width: int) -> None:
+    """One planned action: what the item is now and what it would become (for an item on both
+    sides, only the attributes that would change)."""
+    from hippolyte.core.diff import differing
+
+    key = escape(a.key.decode())
+    if a.target is None:
+        con.print(f"[red]delete[/]    {key}", highlight=False)
+        con.print(f"          now: {escape(short_value(orjson.loads(a.seen), width))}")
+        return
+    if a.seen is None:
+        con.print(f"[green]re-create[/] {key}", highlight=False)
+        con.print(f"          as: {escape(short_value(orjson.loads(a.target), width))}")
+        return
+    con.print(f"[yellow]put back[/]  {key}", highlight=False)
+    now, then = orjson.loads(a.seen), orjson.loads(a.target)
+    for name in differing(a.seen, a.target) or []:
+        old, new = short_value(now.get(name), width), short_value(then.get(name), width)
+        con.print(f"          {escape(name)}: {escape(old)} -> {escape(new)}", highlight=False)
