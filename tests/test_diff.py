@@ -1093,12 +1093,6 @@ def test_bad_line_of_an_export_exits_4_naming_file_and_line(
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a number that is not a number is found only when both sides hold the item and "
-    "differ, and then named by its key, not by its file and line (diff's reader, like "
-    "restore's check pass, does not check N values)",
-)
 def test_not_a_number_in_an_export_is_named_by_file_and_line(
     setup: Setup, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

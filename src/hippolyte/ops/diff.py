@@ -16,18 +16,20 @@ import functools
 import threading
 from typing import BinaryIO
 
+import orjson
+
 from hippolyte.adapters import aws, dynamodb
 from hippolyte.core.config import Settings
 from hippolyte.core.diff import Summary
-from hippolyte.core.errors import ConfigError
+from hippolyte.core.errors import BackupCorrupt, ConfigError
 from hippolyte.core.events import Emit, discard
 from hippolyte.core.model import Json, TableInfo
 from hippolyte.engines.pool import run_all
-from hippolyte.formats.base import KeySchema, Source
+from hippolyte.formats.base import KeySchema, Source, check_values
 from hippolyte.ops.context import open_backup
 from hippolyte.ops.convert import schema_for
-from hippolyte.ops.diff_compare import Difference, DiffResult, compare
-from hippolyte.ops.diff_read import DiffParams, backup_bytes, read_backup, scan
+from hippolyte.ops.diff_compare import Check, Difference, DiffResult, compare
+from hippolyte.ops.diff_read import DiffParams, backup_bytes, read_again, read_backup, scan
 from hippolyte.ops.diff_spill import TMP_PREFIX, Spill, spills, workspace
 from hippolyte.ops.diff_stream import stream_backups
 
@@ -126,7 +128,25 @@ def diff_backups(
             after_items=after_items,
             identical=identical,
         )
-        return compare(first, second, summary, spec=spec, params=params, out=out, stop=stop)
+        check = (_value_check(before, schema), _value_check(after, schema))
+        return compare(
+            first, second, summary, spec=spec, params=params, out=out, stop=stop, check=check
+        )
+
+
+def _value_check(source: Source, schema: KeySchema) -> Check:
+    """Check every value of one of ``source``'s items; a bad one is named by its file and line
+    (the backup is read again, as a restore's check pass reads it, to find it)."""
+
+    def check(item: bytes) -> None:
+        try:
+            check_values(orjson.loads(item))
+        except ValueError as exc:
+            for f in source.files:
+                read_again(source, f, schema=schema)  # raises, naming the file and line
+            raise BackupCorrupt(f"{source.location}: {exc}") from exc
+
+    return check
 
 
 def diff_live(
@@ -171,7 +191,10 @@ def diff_live(
             before_items=first.items,
             after_items=second.items,
         )
-        return compare(first, second, summary, spec=spec, params=params, out=out, stop=stop)
+        check = (_value_check(before, schema), None)
+        return compare(
+            first, second, summary, spec=spec, params=params, out=out, stop=stop, check=check
+        )
 
 
 def _same_key(schema: KeySchema, info: TableInfo, *, table: str, backup: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
@@ -26,6 +26,7 @@ from hippolyte.ops import diff_spill
 from hippolyte.ops.diff_read import DiffParams, stopped
 from hippolyte.ops.diff_spill import Spill
 
+Check = Callable[[bytes], None]  # raises BackupCorrupt naming the item's file and line
 SPLIT_AT = 2  # a partition over SPLIT_AT x PARTITION_BYTES is split again before comparing
 MAX_DIVISOR = 1 << 20  # no split beyond: the 32-bit hash has no digits left to spread keys
 
@@ -58,12 +59,19 @@ def compare(
     params: DiffParams,
     out: BinaryIO | None,
     stop: threading.Event | None,
+    check: tuple[Check | None, Check | None] = (None, None),
 ) -> DiffResult:
+    """``check``: for each side read from a backup, what checks an item's every value (and,
+    when one is bad, names its file and line). Only the items a difference reports are
+    checked this deeply here: an identical pair is compared, not validated (restore and
+    ``verify`` check every value)."""
     result = DiffResult(summary=summary)
     if out is not None:
         out.write(b"")  # a sink that cannot be written fails before the comparison
     for before, after, p in _partitions(first, second, stop=stop):
-        for d in _partition_differences(before, after, p, spec=spec, summary=summary):
+        for d in _partition_differences(before, after, p, spec=spec, summary=summary, check=check):
+            _checked(d.before, check[0])
+            _checked(d.after, check[1])
             summary.count(d.kind, d.attributes)
             if len(result.first) < params.limit:
                 result.first.append(d)
@@ -104,8 +112,19 @@ def _partitions(
         yield from _partitions(first.split(p, n), second.split(p, n), stop=stop, parent=size)
 
 
+def _checked(item: bytes | None, check: Check | None) -> None:
+    if item is not None and check is not None:
+        check(item)
+
+
 def _partition_differences(
-    first: Spill, second: Spill, p: int, *, spec: Key, summary: Summary
+    first: Spill,
+    second: Spill,
+    p: int,
+    *,
+    spec: Key,
+    summary: Summary,
+    check: tuple[Check | None, Check | None],
 ) -> list[Difference]:
     """The differences of one partition, sorted by key (the output does not depend on the
     order in which pages or files came)."""
@@ -122,6 +141,8 @@ def _partition_differences(
         try:
             attributes = differing(old, after)
         except ValueError as exc:
+            _checked(old, check[0])  # a bad value, named by its file and line where it can be
+            _checked(after, check[1])
             where = key_json(orjson.loads(after), spec).decode()
             raise BackupCorrupt(f"item {where}: {exc}") from exc
         if attributes is None:
