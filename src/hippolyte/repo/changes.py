@@ -164,6 +164,7 @@ class ChangeSet:
     end: int  # microseconds, exclusive
     source: dict[str, Any]
     files: list[ChangeFile] = field(default_factory=list)
+    view: str = "NEW_AND_OLD_IMAGES"  # or NEW_IMAGE: no OldImage, inserts look like updates
 
     @property
     def prefix(self) -> str:
@@ -276,6 +277,7 @@ class ChangeSetWriter:
             end=micros(end),
             source=source,
             files=list(self.files),
+            view=view,
         )
         self.storage.put_bytes(base + MANIFEST, _manifest(changes))
         self.storage.put_bytes(base + manifest.SUCCESS, b"")
@@ -293,6 +295,7 @@ def _manifest(changes: ChangeSet) -> bytes:
             "fromMicros": changes.start,
             "toMicros": changes.end,
             "source": changes.source,
+            "outputView": changes.view,
             "itemCount": changes.count,
             "files": [f.to_json() for f in changes.files],
         },
@@ -317,6 +320,7 @@ def load(storage: Storage, table: str, sid: str) -> ChangeSet:
             end=int(doc["toMicros"]),
             source=dict(doc.get("source") or {}),
             files=[ChangeFile.from_json(f) for f in doc["files"]],
+            view=str(doc.get("outputView", "NEW_AND_OLD_IMAGES")),
         )
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise BackupCorrupt(f"{where}: {exc}") from None
