@@ -55,6 +55,12 @@ from hippolyte.ops.convert import schema_for
 @click.option("--schema-from", help="Take the key schema and indexes from this existing table.")
 @click.option("--key", "key_spec", help="Key schema for exports without one: pk:S[,sk:N].")
 @click.option("--state-dir", type=click.Path(file_okay=False), help="Where checkpoints are kept.")
+@click.option(
+    "--at",
+    metavar="TIME",
+    help="The table as it was at TIME (ISO 8601, e.g. 2026-11-28T14:03:07Z): REF is then a "
+    "table (its newest full backup before TIME) or a full backup, plus its change sets.",
+)
 @aws_options
 @json_option
 @click.pass_context
@@ -71,6 +77,7 @@ def restore(
     schema_from: str | None,
     key_spec: str | None,
     state_dir: str | None,
+    at: str | None,
     as_json: bool,
     **aws: Any,
 ) -> None:
@@ -85,6 +92,10 @@ def restore(
         raise click.UsageError("give --schema-from or --key, not both")
     settings = settings_of(ctx, workers=workers, repository=repo, **aws)
     target = settings.effective_targets()[0]
+    if at is not None:
+        if "@" in ref:
+            raise click.UsageError("give REF@TIME or --at TIME, not both")
+        ref = f"{ref}@{at}"
     source = open_backup(settings, ref, repo=settings.repository)
     description = schema_for(settings, schema_from=schema_from, key_spec=key_spec, table=table)
     params = RestoreParams(

@@ -4,6 +4,7 @@ for the Lambda function. The CLI, `serve` and the Lambda handler all build throu
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 from typing import Any
@@ -17,6 +18,7 @@ from hippolyte.core.model import BackupRef
 from hippolyte.core.pipeline_defs import PipelineOptions
 from hippolyte.formats.base import Source
 from hippolyte.formats.open import open_source
+from hippolyte.ops import pitr
 from hippolyte.ops.backup import BackupParams
 from hippolyte.repo import manifest
 
@@ -52,6 +54,9 @@ def open_backup(settings: Settings, ref: str, *, repo: str | None) -> Source:
     """Any backup a restore reads: TABLE/BACKUP_ID within ``repo``, or the path/URL of a
     backup folder in any format (ours, a DynamoDB export, a Data Pipeline export)."""
     conn = settings.effective_targets()[0].connection()
+    at = pitr.split_ref(ref)
+    if at is not None:  # TABLE@TIME, TABLE/BACKUP_ID@TIME: computed from the history
+        return _at(settings, at, repo=repo, conn=conn)
     try:
         bref = manifest.parse_ref(ref, repo=repo)
     except ConfigError:  # not shaped like ours: any folder (a native or Data Pipeline export)
@@ -59,6 +64,26 @@ def open_backup(settings: Settings, ref: str, *, repo: str | None) -> Source:
         return open_source(open_storage(folder, conn=conn), "", location=folder)
     storage = open_storage(bref.repo, conn=conn)
     return open_source(storage, bref.prefix, location=f"{bref.repo}/{bref}")
+
+
+def _at(
+    settings: Settings, at: tuple[str, dt.datetime], *, repo: str | None, conn: aws.Connection
+) -> Source:
+    head, when = at
+    parts = head.rstrip("/").split("/")
+    if len(parts) >= 2 and manifest.is_backup_id(parts[-1]):  # a given full backup to start from
+        bref = manifest.parse_ref(head, repo=repo or settings.repository)
+        storage = open_storage(bref.repo, conn=conn)
+        point = pitr.PointInTime(table=bref.table, at=when, backup=bref.backup_id)
+    else:
+        url = repo or settings.repository
+        if not url:
+            raise ConfigError(f"{head}@...: a table's history needs --repo (or `repository`)")
+        if not manifest.TABLE_RE.match(head):
+            raise ConfigError(f"{head!r} is not a table name (in TABLE@TIME)")
+        storage = open_storage(url, conn=conn)
+        point = pitr.PointInTime(table=head, at=when)
+    return pitr.materialize(storage, point)
 
 
 def region_of(settings: Settings) -> str:
