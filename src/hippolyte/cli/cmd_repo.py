@@ -27,6 +27,11 @@ from hippolyte.ops.context import open_ref, storage_for
 @cli.command(name="list")
 @click.argument("table", required=False)
 @click.option("--recoveries", is_flag=True, help="List the recoveries (`recover`) instead.")
+@click.option(
+    "--history",
+    is_flag=True,
+    help="TABLE's restorable instants (full backups + change sets) and gaps only.",
+)
 @repo_option
 @aws_options
 @json_option
@@ -35,6 +40,7 @@ def list_cmd(
     ctx: click.Context,
     table: str | None,
     recoveries: bool,
+    history: bool,
     repo: str | None,
     as_json: bool,
     **aws: Any,
@@ -46,6 +52,11 @@ def list_cmd(
     settings = settings_of(ctx, repository=repo, **aws)
     if recoveries:
         _list_recoveries(settings, table, as_json=as_json)
+        return
+    if history:
+        if table is None:
+            raise click.UsageError("--history needs a TABLE")
+        _print_history(settings, table, as_json=as_json)
         return
     rows = list_backups(storage_for(settings), table)
     if wants_json(as_json):
@@ -77,6 +88,34 @@ def list_cmd(
             "[green]complete" if s.complete else "[yellow]incomplete",
         )
     Console().print(out)
+    if table is not None:
+        _print_history(settings, table, as_json=False, quiet=True)
+
+
+def _print_history(settings: Any, table: str, *, as_json: bool, quiet: bool = False) -> None:
+    from hippolyte.ops.pitr import history_report
+
+    doc = history_report(storage_for(settings), table)
+    if wants_json(as_json):
+        print_json(doc)
+        return
+    con = Console()
+    if not doc["changeSets"]:
+        if not quiet:
+            con.print(f"{table}: no change sets: only the full backups can be restored")
+        return
+    con.print(
+        f"{table}: {doc['changeSets']} change sets up to {doc['changesUntil']} "
+        f"({doc['lagSeconds']} s ago); restorable at any instant of:",
+        highlight=False,
+    )
+    for r in doc["ranges"]:
+        con.print(
+            f"  {r['from']} -> {r['to']}  (backup {r['backup']} + {r['changeSets']} change sets)",
+            highlight=False,
+        )
+    for g in doc["gaps"]:
+        con.print(f"  [yellow]gap[/] {g['from']} -> {g['to']}: {g['cause']}", highlight=False)
 
 
 def _list_recoveries(settings: Any, table: str | None, *, as_json: bool) -> None:

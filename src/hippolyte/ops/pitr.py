@@ -23,11 +23,12 @@ import weakref
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 from hippolyte.adapters.storage import Storage, open_storage
-from hippolyte.core.chain import FullBackup, Range, Window, nearest, plan_for
+from hippolyte.core.chain import FullBackup, Range, Window, covered, nearest, plan_for, ranges
 from hippolyte.core.diff import Key, key_of
 from hippolyte.core.errors import BackupNotFound, ConfigError
 from hippolyte.core.events import Emit, Step, discard
@@ -100,6 +101,39 @@ def history(storage: Storage, table: str) -> tuple[list[FullBackup], list[Window
         for c in changes.change_sets(storage, table)
     ]
     return backups, windows
+
+
+def history_report(
+    storage: Storage, table: str, *, now: dt.datetime | None = None
+) -> dict[str, Any]:
+    """What ``list TABLE`` shows of a table's history: the instants it can be restored to
+    (per full backup with an unbroken chain), every gap with its cause, and how far behind
+    the newest change set is."""
+    backups, windows = history(storage, table)
+    runs, gaps = covered(windows)
+    now = now or dt.datetime.now(dt.UTC)
+    newest = max((w.end for w in windows), default=None)
+
+    def iso(value: int) -> str:
+        return manifest.iso(changes.from_micros(value))
+
+    return {
+        "table": table,
+        "fullBackups": len(backups),
+        "changeSets": len(windows),
+        "ranges": [
+            {
+                "from": iso(r.start),
+                "to": iso(r.end),
+                "backup": r.backup,
+                "changeSets": len(r.windows),
+            }
+            for r in ranges(backups, windows)
+        ],
+        "gaps": [{"from": iso(g.start), "to": iso(g.end), "cause": g.cause} for g in gaps],
+        "changesUntil": iso(newest) if newest is not None else None,
+        "lagSeconds": round((changes.micros(now) - newest) / 1e6, 1) if newest else None,
+    }
 
 
 def materialize(
