@@ -1,4 +1,5 @@
-"""DynamoDB's native Export to S3 (ExportTableToPointInTime): full exports in DynamoDB JSON.
+"""DynamoDB's native Export to S3 (ExportTableToPointInTime): full exports in DynamoDB JSON,
+and the manifests of incremental ones (``incremental``).
 
 ``prefix`` may name the export folder itself (``.../AWSDynamoDB/<ExportId>/``, holding
 ``manifest-summary.json``, ``manifest-files.json`` and ``data/``), a folder holding exactly
@@ -10,7 +11,9 @@ the export was written to, so it is matched by its part after ``<ExportId>/``.
 
 from __future__ import annotations
 
+import datetime as dt
 import posixpath
+from dataclasses import dataclass
 
 import orjson
 
@@ -28,6 +31,9 @@ STARTED = "_started"
 DATA_DIR = "data/"
 SHARED_DATA = "data"  # AWSDynamoDB/data/: incremental exports' shared data folder
 FULL_EXPORT = "FULL_EXPORT"
+INCREMENTAL_EXPORT = "INCREMENTAL_EXPORT"
+INCREMENTAL_VERSION = "2023-08-01"
+VIEWS = ("NEW_AND_OLD_IMAGES", "NEW_IMAGE")
 DYNAMODB_JSON = "DYNAMODB_JSON"
 EXTRAS = ("tableArn", "tableId", "exportArn", "exportTime", "startTime", "endTime")
 
@@ -186,3 +192,108 @@ def _name(folder: str) -> str:
 
 def _join(location: str, name: str) -> str:
     return f"{location.rstrip('/')}/{name}" if location else name
+
+
+# --- incremental exports ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class IncrementalExport:
+    """What an incremental export's manifests say: its window ``[start, end)``, its view and
+    its data files (in the shared ``AWSDynamoDB/data/`` folder), each with count and md5."""
+
+    location: str
+    export_arn: str | None
+    start: dt.datetime  # exportFromTime, inclusive
+    end: dt.datetime  # exportToTime, exclusive
+    view: str  # NEW_AND_OLD_IMAGES | NEW_IMAGE
+    item_count: int
+    files: list[SourceFile]
+
+
+def incremental(storage: Storage, folder: str, *, location: str) -> IncrementalExport:
+    """The incremental export whose manifests are in ``folder`` (``.../AWSDynamoDB/<ExportId>/``).
+    Raises BackupCorrupt for what is missing or inconsistent, ConfigError for another kind."""
+    summary = _incremental_summary(storage, folder, location=location)
+    where = _join(location, FILES)
+    try:
+        rows = manifest.parse_manifest_files(storage.get_bytes(folder + FILES), where=where)
+    except NotFound:
+        raise BackupCorrupt(f"{location} has {SUMMARY} but no {FILES}") from None
+    exports = folder.rstrip("/").rsplit("/", 1)[0] + "/"  # the AWSDynamoDB/ folder
+    present = set(storage.list(exports + DATA_DIR))
+    files = [
+        _shared_file(row, exports, present, where=f"{where} line {n}")
+        for n, row in enumerate(rows, 1)
+    ]
+    counted = sum(f.item_count or 0 for f in files)
+    total = summary.get("itemCount", counted)
+    if total != counted:
+        raise BackupCorrupt(f"{location}: {SUMMARY} says {total} items, {FILES} lists {counted}")
+    return IncrementalExport(
+        location=location,
+        export_arn=summary.get("exportArn"),
+        start=_time(summary, "exportFromTime", location=location),
+        end=_time(summary, "exportToTime", location=location),
+        view=summary["outputView"],
+        item_count=counted,
+        files=files,
+    )
+
+
+def _incremental_summary(storage: Storage, folder: str, *, location: str) -> Json:
+    where = _join(location, SUMMARY)
+    try:
+        summary = orjson.loads(storage.get_bytes(folder + SUMMARY))
+    except NotFound:
+        raise BackupCorrupt(f"{location}: no {SUMMARY} (the export did not finish)") from None
+    except orjson.JSONDecodeError as exc:
+        raise BackupCorrupt(f"{where}: not valid JSON ({exc})") from exc
+    if not isinstance(summary, dict):
+        raise BackupCorrupt(f"{where}: not a JSON object")
+    kind = summary.get("exportType") or FULL_EXPORT
+    if kind != INCREMENTAL_EXPORT:
+        raise ConfigError(f"{location} is a {kind}, not an {INCREMENTAL_EXPORT}")
+    if summary.get("version") != INCREMENTAL_VERSION:
+        raise BackupCorrupt(
+            f"{where}: version {summary.get('version')!r}; Hippolyte reads incremental "
+            f"exports of version {INCREMENTAL_VERSION}"
+        )
+    fmt = summary.get("outputFormat") or DYNAMODB_JSON
+    if fmt != DYNAMODB_JSON:
+        raise ConfigError(f"{location} is in {fmt} format; only {DYNAMODB_JSON} is supported")
+    if summary.get("outputView") not in VIEWS:
+        raise BackupCorrupt(
+            f"{where}: outputView {summary.get('outputView')!r} is not one of {VIEWS}"
+        )
+    if not isinstance(summary.get("itemCount", 0), int):
+        raise BackupCorrupt(f"{where}: itemCount is not a number")
+    return summary
+
+
+def _time(summary: Json, name: str, *, location: str) -> dt.datetime:
+    value = summary.get(name)
+    try:
+        at = dt.datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise BackupCorrupt(f"{_join(location, SUMMARY)}: {name} {value!r} is not a time") from None
+    if at.tzinfo is None:
+        raise BackupCorrupt(f"{_join(location, SUMMARY)}: {name} {value!r} has no time zone")
+    return at.astimezone(dt.UTC)
+
+
+def _shared_file(row: Json, exports: str, present: set[str], *, where: str) -> SourceFile:
+    """A manifest row of an incremental export: its ``dataFileS3Key``
+    (``<prefix>/AWSDynamoDB/data/<name>``, relative to the bucket) mapped onto the storage by
+    its part after ``AWSDynamoDB/``."""
+    if not isinstance(row, dict):
+        raise BackupCorrupt(f"{where}: not a JSON object")
+    key, count, md5 = row.get("dataFileS3Key"), row.get("itemCount"), row.get("md5Checksum")
+    if not isinstance(key, str) or not isinstance(count, int) or not isinstance(md5, str):
+        raise BackupCorrupt(f"{where}: expected dataFileS3Key, itemCount and md5Checksum")
+    marker = f"{EXPORTS_DIR}/{DATA_DIR}"
+    at = key.rfind(marker)
+    found = exports + key[at + len(EXPORTS_DIR) + 1 :] if at >= 0 else None
+    if found is None or found not in present:
+        raise BackupCorrupt(f"{where}: data file {key} is missing from {exports}{DATA_DIR}")
+    return SourceFile(key=found, item_count=count, md5=md5)
