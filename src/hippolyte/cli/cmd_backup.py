@@ -110,6 +110,13 @@ def discover(ctx: click.Context, as_json: bool, **aws: Any) -> None:
     help="--engine export: fail tables without PITR instead of scanning them.",
 )
 @click.option("--scheduler", help="Dask scheduler address (tcp://HOST:PORT) for --engine dask.")
+@click.option(
+    "--incremental",
+    is_flag=True,
+    help="Instead of a full backup: export each table's changes since its last backup or "
+    "change set (DynamoDB's incremental export; PITR tables, s3:// repository) and commit "
+    "them as change sets.",
+)
 @aws_options
 @json_option
 @click.pass_context
@@ -126,15 +133,23 @@ def backup(
     export_at: str | None,
     no_fallback: bool,
     scheduler: str | None,
+    incremental: bool,
     as_json: bool,
     **aws: Any,
 ) -> None:
     """Back up the named tables; without names (or with --all), run tonight's plan: every
-    selected table, pipelines in parallel, boosting and reverting capacity as planned."""
+    selected table, pipelines in parallel, boosting and reverting capacity as planned.
+    With --incremental, commit each table's changes since its last backup as change sets."""
     from hippolyte.ops.context import backup_params
 
     if tables and all_:
         raise click.UsageError("give TABLE names or --all, not both")
+    if incremental:
+        if dry_run or export_at or engine:
+            raise click.UsageError("--incremental takes no --dry-run, --at or --engine")
+        settings = settings_of(ctx, repository=repo, **aws)
+        _incremental(settings, tables, as_json=as_json)
+        return
     if tables and dry_run:
         raise click.UsageError("--dry-run applies to the planned run (--all)")
     settings = settings_of(
@@ -201,6 +216,58 @@ def backup(
 
         raise BackupFailed(
             f"{len(failed)} of {len(results)} table backups failed: "
+            + "; ".join(f"{r.table}: {r.error}" for r in failed)
+        )
+
+
+def _incremental(settings: Settings, tables: tuple[str, ...], *, as_json: bool) -> None:
+    """backup --incremental: named tables (one target), else every selected table with PITR."""
+    from hippolyte.ops.incremental import incremental_backup, incremental_selected
+
+    targets = settings.effective_targets()
+    if tables and len(targets) > 1:
+        raise ConfigError(
+            "tables named on the command line need exactly one target "
+            f"(the config has {len(targets)}); pass --region/--endpoint-url"
+        )
+    json_mode = wants_json(as_json)
+    renderer = JsonLines() if json_mode else Bars(err_console)
+    try:
+        with stop_on_sigterm() as stop:
+            if tables:
+                results = incremental_backup(
+                    list(tables),
+                    conn=targets[0].connection(),
+                    storage=storage_for(settings, targets[0]),
+                    emit=renderer,
+                    stop=stop,
+                    max_attempts=settings.max_attempts,
+                )
+            else:
+                results = incremental_selected(settings, emit=renderer, stop=stop)
+    finally:
+        renderer.close()
+    if json_mode:
+        print_json({"results": results, "ok": all(r.ok for r in results)})
+    else:
+        out = Table("table", "change sets", "changes", "time", "status", box=None)
+        for r in results:
+            spans = ", ".join(f"[{s['from']}, {s['to']})" for s in r.sets) or "-"
+            status = "[red]failed: " if not r.ok else "[green]ok" + (": " if r.note else "")
+            out.add_row(
+                r.table,
+                spans,
+                f"{r.changes:,}",
+                f"{r.duration_s:.1f}s",
+                status + escape(r.error or r.note or ""),
+            )
+        Console().print(out)
+    failed = [r for r in results if not r.ok]
+    if failed:
+        from hippolyte.core.errors import BackupFailed
+
+        raise BackupFailed(
+            f"{len(failed)} of {len(results)} incremental backups failed: "
             + "; ".join(f"{r.table}: {r.error}" for r in failed)
         )
 
