@@ -48,7 +48,7 @@ def pitr_enabled(client: Any, table: str) -> bool:
     try:
         desc = client.describe_continuous_backups(TableName=table)["ContinuousBackupsDescription"]
     except botocore.exceptions.ClientError as exc:
-        error = _pitr_error(exc, table=table)
+        error = pitr_error(exc, table=table)
         if error is None:
             return False
         raise error from exc
@@ -58,7 +58,7 @@ def pitr_enabled(client: Any, table: str) -> bool:
     return pitr.get("PointInTimeRecoveryStatus") == "ENABLED"
 
 
-def _pitr_error(exc: botocore.exceptions.ClientError, *, table: str) -> Exception | None:
+def pitr_error(exc: botocore.exceptions.ClientError, *, table: str) -> Exception | None:
     """What a failed DescribeContinuousBackups means: None if the server lacks the API."""
     error = exc.response.get("Error", {})
     code = error.get("Code", "")
@@ -113,12 +113,12 @@ def export_table(
         desc = client.export_table_to_point_in_time(**kwargs)["ExportDescription"]
     except botocore.exceptions.ClientError as exc:
         raise aws.translate(exc, what=f"export of {info.name!r}") from exc
-    desc = _wait(client, desc, stop=stop, poll_s=poll_s)
+    desc = wait_for_export(client, desc, stop=stop, poll_s=poll_s)
     exported_at = desc.get("ExportTime") or at or dt.datetime.now(dt.UTC)
     return _files(storage, ref), manifest_time(exported_at)
 
 
-def _wait(
+def wait_for_export(
     client: Any, desc: dict[str, Any], *, stop: threading.Event | None, poll_s: float
 ) -> dict[str, Any]:
     deadline = time.monotonic() + TIMEOUT_S

@@ -23,7 +23,7 @@ import botocore.exceptions
 from hippolyte.adapters import aws
 from hippolyte.adapters.storage import Storage
 from hippolyte.core.errors import BackupCorrupt, ConfigError, HippolyteError
-from hippolyte.engines.export import POLL_S, ExportUnavailable, _pitr_error, _wait
+from hippolyte.engines.export import POLL_S, ExportUnavailable, pitr_error, wait_for_export
 from hippolyte.formats import native
 from hippolyte.formats.base import SourceFile
 from hippolyte.repo import changes, datafile
@@ -69,7 +69,7 @@ def restorable_since(client: Any, table: str) -> dt.datetime:
     try:
         desc = client.describe_continuous_backups(TableName=table)["ContinuousBackupsDescription"]
     except botocore.exceptions.ClientError as exc:
-        error = _pitr_error(exc, table=table)
+        error = pitr_error(exc, table=table)
         raise (error or ExportUnavailable(f"{table}: this server has no PITR API")) from exc
     except botocore.exceptions.BotoCoreError as exc:
         raise aws.translate(exc, what=f"point-in-time recovery state of {table!r}") from exc
@@ -120,7 +120,7 @@ def export_window(
         params = request(table_arn=table_arn, bucket=bucket, prefix=root + stage, window=window)
         try:
             desc = exporter(client, params)
-            desc = _wait(client, desc, stop=stop, poll_s=poll_s)
+            desc = wait_for_export(client, desc, stop=stop, poll_s=poll_s)
         except botocore.exceptions.ClientError as exc:
             raise aws.translate(exc, what=f"incremental export of {table!r}") from exc
         arn = str(desc["ExportArn"])
