@@ -404,59 +404,34 @@ def revert(
 @click.pass_context
 def status(ctx: click.Context, repo: str | None, as_json: bool, **aws: Any) -> None:
     """Per table: last committed backup, age, items, bytes, duration, last run; the tables with
-    no backup at all. Exit 1 when a selected table has no backup younger than the RPO."""
+    no backup at all; for a table with change sets, how far its changes reach, their lag and
+    the gaps since its newest full backup. Exit 1 when a selected table has no backup younger
+    than the RPO, or a table's changes have such a gap or lag more than capture_lag_seconds."""
+    from hippolyte.cli.render import print_status, status_doc
     from hippolyte.ops.status import fleet_status
 
     settings = settings_of(ctx, repository=repo, **aws)
     report = fleet_status(settings)
     if wants_json(as_json):
-        print_json(
-            {
-                "rpoHours": report.rpo_hours,
-                "tables": report.tables,
-                "uncovered": [t.table for t in report.uncovered],
-                "late": [t.table for t in report.late],
-                "ok": not report.late,
-            }
-        )
+        print_json(status_doc(report))
     else:
-        out = Table(
-            "target",
-            "table",
-            "selected",
-            "last backup",
-            "age",
-            "items",
-            "data",
-            "took",
-            "last run",
-            "RPO",
-        )
-        for t in report.tables:
-            out.add_row(
-                t.target,
-                t.table,
-                "yes" if t.selected else "no",
-                t.last_backup or "-",
-                f"{t.age_hours:.1f} h" if t.age_hours is not None else "-",
-                f"{t.items:,}" if t.items is not None else "-",
-                human_bytes(t.bytes),
-                f"{t.duration_s:.0f} s" if t.duration_s is not None else "-",
-                t.last_run or "-",
-                "[green]ok" if t.meets_rpo else ("[red]late" if t.selected else "-"),
-            )
-        Console().print(out)
-        if report.uncovered:
-            Console().print(
-                "no backup at all: " + ", ".join(t.table for t in report.uncovered), highlight=False
-            )
+        print_status(report)
+    problems = []
     if report.late:
-        from hippolyte.core.errors import BackupFailed
-
-        raise BackupFailed(
+        problems.append(
             f"{len(report.late)} selected tables have no committed backup younger "
             f"than {settings.rpo_hours:g} h: " + ", ".join(t.table for t in report.late)
         )
+    if report.broken_changes:
+        problems.append(
+            f"the changes of {len(report.broken_changes)} tables have a gap since their newest "
+            f"full backup or lag more than {settings.capture_lag_seconds:g} s: "
+            + ", ".join(t.table for t in report.broken_changes)
+        )
+    if problems:
+        from hippolyte.core.errors import BackupFailed
+
+        raise BackupFailed("; ".join(problems))
 
 
 @cli.command()
@@ -476,8 +451,10 @@ def monitor(
     as_json: bool,
     **aws: Any,
 ) -> None:
-    """Put capacity back, check every table of the night's run, notify on failure or when
-    nothing ran. Exit 1 when anything failed."""
+    """Put capacity back, check every table of the night's run and the change sets of those
+    that have any (a gap since the newest full backup, a lag over capture_lag_seconds), notify
+    on failure or when nothing ran. Exit 1 when anything failed."""
+    from hippolyte.cli.render import print_monitor
     from hippolyte.ops.jobs import nightly_monitor
 
     settings = settings_of(ctx, repository=repo, **aws)
@@ -489,34 +466,7 @@ def monitor(
             {"ok": outcome.ok, "reports": outcome.reports, "notifications": outcome.notifications}
         )
     else:
-        con = Console()
-        for r in outcome.reports:
-            if not r.ran:
-                con.print(f"[red]nothing ran[/red]: no run record for tonight in {r.repository}")
-                continue
-            running = f", {len(r.running)} still running" if r.running else ""
-            con.print(
-                f"run {r.run_id}: {len(r.tables) - len(r.failed) - len(r.running)} ok, "
-                f"{len(r.failed)} failed{running}; logs: {r.logs}",
-                highlight=False,
-            )
-            for t in r.tables:
-                mark = (
-                    "[green]ok  [/green]"
-                    if t.ok
-                    else "[yellow]RUN [/yellow]"
-                    if t.running
-                    else "[red]FAIL[/red]"
-                )
-                con.print(
-                    f"  {mark} pipeline {t.pipeline} {t.table}: {escape(t.reason)}", highlight=False
-                )
-            for line in r.capacity:
-                con.print(f"  capacity {line}", highlight=False)
-        for n in outcome.notifications:
-            con.print(
-                f"  notify {n.channel}: {'sent' if n.ok else 'FAILED ' + n.detail}", highlight=False
-            )
+        print_monitor(outcome)
     if not outcome.ok:
         from hippolyte.core.errors import BackupFailed
 

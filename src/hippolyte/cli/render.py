@@ -351,3 +351,125 @@ def short_value(value: Any, width: int) -> str:
         return "(absent)"
     text = orjson.dumps(value).decode()
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def status_doc(report: Any) -> dict[str, Any]:
+    """``status --json``: a table without change sets has no ``changes`` key."""
+    rows = []
+    for t in report.tables:
+        row = to_plain(t)
+        if row.get("changes") is None:
+            row.pop("changes", None)
+        rows.append(row)
+    return {
+        "rpoHours": report.rpo_hours,
+        "captureLagSeconds": report.capture_lag_seconds,
+        "tables": rows,
+        "uncovered": [t.table for t in report.uncovered],
+        "late": [t.table for t in report.late],
+        "changesProblems": [t.table for t in report.broken_changes],
+        "ok": report.ok,
+    }
+
+
+def print_status(report: Any) -> None:
+    """``status``: the backups' table; then, when some table has change sets, the changes'
+    table (how far they reach, the lag, the gaps since the newest full backup) and one line
+    per gap or lag."""
+    con = Console()
+    out = Table(
+        "target",
+        "table",
+        "selected",
+        "last backup",
+        "age",
+        "items",
+        "data",
+        "took",
+        "last run",
+        "RPO",
+    )
+    for t in report.tables:
+        out.add_row(
+            t.target,
+            t.table,
+            "yes" if t.selected else "no",
+            t.last_backup or "-",
+            f"{t.age_hours:.1f} h" if t.age_hours is not None else "-",
+            f"{t.items:,}" if t.items is not None else "-",
+            human_bytes(t.bytes),
+            f"{t.duration_s:.0f} s" if t.duration_s is not None else "-",
+            t.last_run or "-",
+            "[green]ok" if t.meets_rpo else ("[red]late" if t.selected else "-"),
+        )
+    con.print(out)
+    if report.uncovered:
+        con.print(
+            "no backup at all: " + ", ".join(t.table for t in report.uncovered), highlight=False
+        )
+    captured = [t for t in report.tables if t.changes is not None]
+    if captured:
+        _print_changes(con, captured, now=report.checked_at)
+
+
+def _print_changes(con: Console, captured: list[Any], *, now: Any) -> None:
+    from hippolyte.core.messages import changes_problems
+
+    out = Table("target", "table", "change sets", "changes until (UTC)", "lag", "gaps", "changes")
+    for t in captured:
+        c = t.changes
+        verdict = ", ".join(w for w, bad in (("gap", c.gaps), ("late", c.late)) if bad)
+        out.add_row(
+            t.target,
+            t.table,
+            str(c.change_sets),
+            c.changes_until.strftime("%Y-%m-%d %H:%M:%S"),
+            f"{c.lag_seconds:,.0f} s",
+            str(len(c.gaps)),
+            f"[red]{verdict}" if verdict else "[green]ok",
+        )
+    con.print(out)
+    for t in captured:
+        for line in changes_problems(t.table, t.changes, now=now):
+            con.print(escape(line), highlight=False)
+
+
+def print_monitor(outcome: Any) -> None:
+    """``monitor``: per report, the run's line, each table's backup check, each captured
+    table's changes check, capacity, then the notifications."""
+    from hippolyte.core.messages import ChangesCheck
+
+    con = Console()
+    for r in outcome.reports:
+        changes = [t for t in r.tables if isinstance(t, ChangesCheck)]
+        backups = [t for t in r.tables if not isinstance(t, ChangesCheck)]
+        if not r.ran:
+            con.print(f"[red]nothing ran[/red]: no run record for tonight in {r.repository}")
+        else:
+            failed = [t for t in backups if not t.ok and not t.running]
+            running = f", {len(r.running)} still running" if r.running else ""
+            con.print(
+                f"run {r.run_id}: {len(backups) - len(failed) - len(r.running)} ok, "
+                f"{len(failed)} failed{running}; logs: {r.logs}",
+                highlight=False,
+            )
+        for t in backups:
+            mark = (
+                "[green]ok  [/green]"
+                if t.ok
+                else "[yellow]RUN [/yellow]"
+                if t.running
+                else "[red]FAIL[/red]"
+            )
+            con.print(
+                f"  {mark} pipeline {t.pipeline} {t.table}: {escape(t.reason)}", highlight=False
+            )
+        for t in changes:
+            mark = "[green]ok  [/green]" if t.ok else "[red]FAIL[/red]"
+            con.print(f"  {mark} changes {t.table}: {escape(t.reason)}", highlight=False)
+        for line in r.capacity:
+            con.print(f"  capacity {line}", highlight=False)
+    for n in outcome.notifications:
+        con.print(
+            f"  notify {n.channel}: {'sent' if n.ok else 'FAILED ' + n.detail}", highlight=False
+        )

@@ -19,6 +19,7 @@ from hippolyte.core.selection import Rules
 
 ENV_CONFIG = "HIPPOLYTE_CONFIG"
 DEFAULT_NAME = "hippolyte.toml"
+CAPTURE_LAG_SECONDS = 300.0  # capture flushes every 60 s: five flushes missed is late
 
 
 class _Strict(BaseModel):
@@ -140,6 +141,8 @@ class Settings(_Strict):
     serve: Serve = Serve()
     datapipeline: DataPipeline = DataPipeline()
     rpo_hours: float = Field(default=24, gt=0)  # status fails when a backup is older
+    # status and monitor fail when a table's newest change set ends longer ago than this
+    capture_lag_seconds: float = Field(default=CAPTURE_LAG_SECONDS, gt=0)
     notifications: list[Channel] = []  # SNS topics, SMTP e-mail, webhooks
     notify_on_success: bool = False  # the monitor also reports a night with no failure
 

@@ -4,6 +4,10 @@ A ``Message`` carries the same news four ways: a subject that SNS accepts for e-
 subscribers (ASCII, one line, under 100 characters), a plain-text body for e-mail, a short
 Slack mrkdwn line and a JSON-ready ``data`` dict for webhooks. The adapters in
 ``hippolyte.adapters.notify`` deliver it; nothing here touches the network.
+
+Besides a run's backups, the monitor checks each captured table's change sets: a gap since
+its newest full backup, or changes that stopped arriving (a lag over the threshold), is a
+failure of its own (:class:`ChangesCheck`), told with one line per problem.
 """
 
 from __future__ import annotations
@@ -45,6 +49,106 @@ def subject_line(text: str) -> str:
     return one_line[: SUBJECT_MAX - 3].rstrip() + "..."
 
 
+# -- a table's changes ---------------------------------------------------------------------------
+
+GAP_CAUSES = {  # the causes the capture records (engines/capture), told plainly
+    "trimmed": "the stream was trimmed before it was read",
+    "stream-replaced": "the stream was disabled and enabled again: "
+    "the changes in between were never streamed",
+    "position-lost": "the capture's position is no longer in its shard",
+    "shard-expired": "a shard left the stream before it was read to its end",
+    "parent-expired": "a parent shard left the stream before it was read",
+}
+
+
+def gap_explanation(cause: str) -> str:
+    """A gap's cause (a code the capture records, or already a sentence) for people."""
+    return GAP_CAUSES.get(cause, cause)
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChangesState:
+    """How far a table's change sets reach, how far behind they are, and the gaps that break
+    its chain since its newest full backup: what ``status`` shows and ``monitor`` checks."""
+
+    change_sets: int
+    changes_until: dt.datetime  # the end of the newest change set
+    lag_seconds: float  # how long ago that was
+    lag_limit_seconds: float  # the threshold (``capture_lag_seconds``)
+    gaps: tuple[Json, ...] = ()  # {"from", "to" (ISO), "cause", "explanation"[, "detail"]}
+    late: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "late", self.lag_seconds > self.lag_limit_seconds)
+
+    @property
+    def ok(self) -> bool:
+        return not self.late and not self.gaps
+
+
+def changes_problems(table: str, state: ChangesState, *, now: dt.datetime) -> list[str]:
+    """One line per problem: ``orders: no changes captured since 14:03:07 (lag 912 s,
+    threshold 300 s)``, ``orders: gap 14:03:07 -> 14:20:00: the stream was trimmed ...``.
+    Times are UTC, with their date when it is not ``now``'s."""
+    lines = []
+    if state.late:
+        lines.append(
+            f"{table}: no changes captured since {_clock(state.changes_until, now)} "
+            f"(lag {state.lag_seconds:.0f} s, threshold {state.lag_limit_seconds:g} s)"
+        )
+    for gap in state.gaps:
+        start, end = (dt.datetime.fromisoformat(gap[k]) for k in ("from", "to"))
+        span = f"{_clock(start, now)} -> {_clock(end, now)}" if end > start else _clock(end, now)
+        lines.append(f"{table}: gap {span}: {_one_line(str(gap['explanation']))}")
+    return lines
+
+
+@dataclass(frozen=True, kw_only=True)
+class ChangesCheck(TableCheck):
+    """The monitor's verdict on a table's change sets (beside its checks of the run's
+    backups); ``backup`` names the change sets' folder, ``TABLE/@changes``."""
+
+    changes: ChangesState
+
+
+def changes_check(
+    *, table: str, target: str, state: ChangesState, now: dt.datetime
+) -> ChangesCheck:
+    problems = [p.removeprefix(f"{table}: ") for p in changes_problems(table, state, now=now)]
+    healthy = f"changes until {_clock(state.changes_until, now)} UTC, lag {state.lag_seconds:.0f} s"
+    return ChangesCheck(
+        table=table,
+        target=target,
+        ok=not problems,
+        reason="; ".join(problems) or healthy,
+        backup=f"{table}/@changes",
+        changes=state,
+    )
+
+
+def _is_changes(check: TableCheck) -> bool:
+    return isinstance(check, ChangesCheck)
+
+
+def _backups(checks: Iterable[TableCheck]) -> list[TableCheck]:
+    """The checks of the run's backups (not of the tables' change sets)."""
+    return [c for c in checks if not _is_changes(c)]
+
+
+def broken_changes(report: MonitorReport) -> list[ChangesCheck]:
+    """The tables whose change sets have a gap or are late, by target and name."""
+    found = [c for c in report.tables if isinstance(c, ChangesCheck) and not c.ok]
+    return sorted(found, key=lambda c: (c.target, c.table))
+
+
+def _changes_lines(report: MonitorReport) -> list[str]:
+    return [
+        line
+        for c in broken_changes(report)
+        for line in changes_problems(c.table, c.changes, now=report.checked_at)
+    ]
+
+
 # -- builders ------------------------------------------------------------------------------------
 
 
@@ -54,7 +158,7 @@ def for_report(report: MonitorReport) -> Message:
         return nothing_ran(
             expected_night=report.checked_at.date().isoformat(), repository=report.repository
         )
-    failed = report.failed
+    failed = _backups(report.failed)
     return Message(
         subject=subject_line(_report_subject(report)),
         text=_report_text(report),
@@ -108,33 +212,49 @@ _FOOTER = "\n-- \nSent by Hippolyte (DynamoDB backups)."
 
 
 def _report_subject(report: MonitorReport) -> str:
-    total, failed = len(report.tables), len(report.failed)
+    total, failed = len(_backups(report.tables)), len(_backups(report.failed))
+    broken = broken_changes(report)
     where = _single_target(report.tables)
     suffix = f" ({where})" if where else ""
     if failed:
         return f"Hippolyte FAILED: {failed} of {total} tables, run {report.run_id}{suffix}"
+    if broken:
+        what = broken[0].table if len(broken) == 1 else f"{len(broken)} tables"
+        return f"Hippolyte CHANGES: a gap or lag in {what}, run {report.run_id}{suffix}"
     if report.running:
         return f"Hippolyte OK so far: {_progress(report)}, run {report.run_id}{suffix}"
     return f"Hippolyte OK: {total} tables backed up, run {report.run_id}{suffix}"
 
 
 def _report_text(report: MonitorReport) -> str:
-    failed = report.failed
+    failed = _backups(report.failed)
+    broken = broken_changes(report)
     lines = [_headline(report), "", *_facts(report), ""]
     if failed:
         lines += ["FAILED TABLES", *_failed_block(failed), ""]
     else:
-        lines += ["TABLES", *_ok_block(report.tables), ""]
+        lines += ["TABLES", *_ok_block(_backups(report.tables)), ""]
+    if broken:
+        lines += ["CHANGES (times in UTC)", *[f"  {line}" for line in _changes_lines(report)], ""]
     lines += ["CAPACITY AND AUTOSCALING", *_capacity_block(report.capacity), ""]
     if failed:
-        lines += ["TO RE-RUN", *_rerun_block(failed, run_id=report.run_id)]
+        lines += ["TO RE-RUN", *_rerun_block(failed, run_id=report.run_id), ""]
+    if broken:
+        lines += ["TO REPAIR THE CHANGES", *_repair_block(broken)]
     return "\n".join(lines).rstrip() + "\n" + _FOOTER
 
 
 def _headline(report: MonitorReport) -> str:
-    total, failed = len(report.tables), len(report.failed)
+    total, failed = len(_backups(report.tables)), len(_backups(report.failed))
+    broken = broken_changes(report)
     if failed:
         return f"Hippolyte: {failed} of {total} tables failed in backup run {report.run_id}."
+    if broken:
+        done = _progress(report) if report.running else f"all {total} tables were backed up"
+        return (
+            f"Hippolyte: {done} in run {report.run_id}, but the changes of {len(broken)} "
+            "tables have a gap or stopped arriving."
+        )
     if report.running:
         return f"Hippolyte: {_progress(report)} in run {report.run_id}; none failed."
     return f"Hippolyte: all {total} tables were backed up in run {report.run_id}."
@@ -182,7 +302,7 @@ def _ok_block(tables: list[TableCheck]) -> list[str]:
 
 
 def _progress(report: MonitorReport) -> str:
-    total, running = len(report.tables), len(report.running)
+    total, running = len(_backups(report.tables)), len(report.running)
     return f"{total - running} of {total} tables backed up, {running} still running"
 
 
@@ -200,6 +320,25 @@ def _rerun_block(failed: list[TableCheck], *, run_id: str | None) -> list[str]:
         lines.append(f"    hippolyte backup {' '.join(names)}")
     if run_id:
         lines.append(f"  Then check again:  hippolyte monitor --run {run_id}")
+    return lines
+
+
+def _repair_block(broken: list[ChangesCheck]) -> list[str]:
+    gapped = sorted({c.table for c in broken if c.changes.gaps})
+    late = sorted({c.table for c in broken if c.changes.late})
+    lines = []
+    if gapped:
+        lines += [
+            "  A gap is closed by the next full backup, which starts a new chain:",
+            f"    hippolyte backup {' '.join(gapped)}",
+        ]
+    if late:
+        lines += [
+            "  Changes stopped arriving: check that the capture runs (`hippolyte capture`,",
+            "  `serve` with [capture], the Lambda's stream trigger) or that",
+            "  `backup --incremental` is scheduled; then check again:",
+            f"    hippolyte capture {' '.join(late)}",
+        ]
     return lines
 
 
@@ -229,12 +368,17 @@ def _single_target(tables: list[TableCheck]) -> str | None:
 
 
 def _report_slack(report: MonitorReport) -> str:
-    failed = report.failed
+    failed = _backups(report.failed)
+    total = len(_backups(report.tables))
     run = f"run `{_esc(report.run_id or '?')}`"
-    if not failed:
-        done = _progress(report) if report.running else f"all {len(report.tables)} tables backed up"
+    done = _progress(report) if report.running else f"all {total} tables backed up"
+    changes = _changes_lines(report)
+    if not failed and not changes:
         return f":white_check_mark: *Hippolyte*: {done}, {run}"
-    lines = [f":x: *Hippolyte*: {len(failed)} of {len(report.tables)} tables failed, {run}"]
+    if failed:
+        lines = [f":x: *Hippolyte*: {len(failed)} of {total} tables failed, {run}"]
+    else:
+        lines = [f":warning: *Hippolyte*: {done}, {run}; changes with a gap or lag:"]
     for c in _ordered(failed)[:SLACK_MAX_TABLES]:
         where = f"pipeline {c.pipeline}, " if c.pipeline is not None else ""
         lines.append(
@@ -242,6 +386,9 @@ def _report_slack(report: MonitorReport) -> str:
         )
     if len(failed) > SLACK_MAX_TABLES:
         lines.append(f"_and {len(failed) - SLACK_MAX_TABLES} more_")
+    lines += [f"\u2022 {_esc(line)}" for line in changes[:SLACK_MAX_TABLES]]
+    if len(changes) > SLACK_MAX_TABLES:
+        lines.append(f"_and {len(changes) - SLACK_MAX_TABLES} more about changes_")
     lines.append(f"Logs: `{_esc(logs_location(report))}`")
     return "\n".join(lines)
 
@@ -256,8 +403,8 @@ def _report_data(report: MonitorReport, failed: list[TableCheck]) -> Json:
         "repository": report.repository,
         "logs": logs_location(report),
         "counts": {
-            "tables": len(report.tables),
-            "ok": len(report.tables) - len(failed) - len(report.running),
+            "tables": len(_backups(report.tables)),
+            "ok": len(_backups(report.tables)) - len(failed) - len(report.running),
             "failed": len(failed),
             # only for a run on Data Pipeline with exports still running
             **({"running": len(report.running)} if report.running else {}),
@@ -273,7 +420,24 @@ def _report_data(report: MonitorReport, failed: list[TableCheck]) -> Json:
             for c in _ordered(failed)
         ],
         "capacity": list(report.capacity),
+        **({"changes": _changes_data(report)} if broken_changes(report) else {}),
     }
+
+
+def _changes_data(report: MonitorReport) -> list[Json]:
+    return [
+        {
+            "table": c.table,
+            "target": c.target,
+            "changes_until": c.changes.changes_until.isoformat(),
+            "lag_seconds": c.changes.lag_seconds,
+            "lag_limit_seconds": c.changes.lag_limit_seconds,
+            "late": c.changes.late,
+            "gaps": [dict(g) for g in c.changes.gaps],
+            "problems": changes_problems(c.table, c.changes, now=report.checked_at),
+        }
+        for c in broken_changes(report)
+    ]
 
 
 # -- small helpers -------------------------------------------------------------------------------
@@ -283,6 +447,13 @@ def _when(at: dt.datetime) -> str:
     if at.tzinfo is None:
         return at.strftime("%Y-%m-%d %H:%M:%S")
     return at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _clock(at: dt.datetime, now: dt.datetime) -> str:
+    """A UTC time of day, with its date when it is not ``now``'s."""
+    at = at.astimezone(dt.UTC)
+    same_day = at.date() == now.astimezone(dt.UTC).date()
+    return at.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S")
 
 
 def _one_line(text: str) -> str:

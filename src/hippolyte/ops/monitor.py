@@ -12,6 +12,12 @@ way: each pipeline's state is read and a done one deleted; capacity goes back fo
 of done pipelines only; each such table's folder ``<table>/<run-id>/`` must hold the EMR
 connector's ``manifest`` and ``_SUCCESS``. A table whose pipeline still runs is reported as
 running, not failed, until the plan's window closes.
+
+The tables of the run that have change sets are checked too (all the repository's tables with
+change sets when nothing ran): a gap since the table's newest full backup, or changes whose
+newest set ended more than ``capture_lag_seconds`` ago, fails the check
+(:class:`hippolyte.core.messages.ChangesCheck`, beside the table's backup check), so the
+notification tells it.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ from collections.abc import Iterable
 from croniter import croniter
 
 from hippolyte.adapters.storage import Storage
+from hippolyte.core.config import CAPTURE_LAG_SECONDS
 from hippolyte.core.errors import HippolyteError, NotFound
+from hippolyte.core.messages import changes_check
 from hippolyte.core.model import (
     BackupRef,
     CapacityOutcome,
@@ -33,6 +41,7 @@ from hippolyte.core.model import (
 )
 from hippolyte.engines import capacity, datapipeline_engine
 from hippolyte.formats import datapipeline as formats_datapipeline
+from hippolyte.ops.status import changes_state
 from hippolyte.repo import catalog, manifest, runs
 from hippolyte.repo.journal import Journal
 from hippolyte.repo.verify import verify
@@ -67,11 +76,20 @@ def monitor(
     backup_cron: str,
     now: dt.datetime | None = None,
     check_files: bool = False,
+    capture_lag_seconds: float = CAPTURE_LAG_SECONDS,
 ) -> MonitorReport:
     now = now or dt.datetime.now(dt.UTC)
     rid = find_run(storage, run_id=run_id, since=expected_since(backup_cron, now))
     if rid is None:
-        return MonitorReport(run_id=None, checked_at=now, ran=False, repository=storage.url)
+        return MonitorReport(
+            run_id=None,
+            checked_at=now,
+            ran=False,
+            repository=storage.url,
+            tables=_changes_checks(
+                storage, catalog.tables(storage), target=target, now=now, limit=capture_lag_seconds
+            ),
+        )
     journal = Journal.open(storage, rid, create=True)
     plan = runs.read_plan(storage, rid)
     if journal.pipelines():
@@ -93,17 +111,31 @@ def monitor(
             )
             for index, name in _planned(plan)
         ]
+    planned = list(dict.fromkeys(name for _, name in _planned(plan)))
     report = MonitorReport(
         run_id=rid,
         checked_at=now,
         ran=True,
         repository=storage.url,
-        tables=checks,
+        tables=checks
+        + _changes_checks(storage, planned, target=target, now=now, limit=capture_lag_seconds),
         capacity=[f"{o.table}: {o.status} {o.note}".strip() for o in outcomes],
         logs=f"{storage.url.rstrip('/')}/{runs.RUNS}{rid}/",
     )
     runs.write_monitor(storage, report)
     return report
+
+
+def _changes_checks(
+    storage: Storage, tables: Iterable[str], *, target: str, now: dt.datetime, limit: float
+) -> list[TableCheck]:
+    """A check of each table's change sets, for the tables that have any."""
+    out: list[TableCheck] = []
+    for table in tables:
+        state = changes_state(storage, table, now=now, lag_limit_s=limit)
+        if state is not None:
+            out.append(changes_check(table=table, target=target, state=state, now=now))
+    return out
 
 
 def _planned(plan: Json) -> Iterable[tuple[int | None, str]]:

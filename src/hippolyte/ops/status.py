@@ -1,22 +1,27 @@
 """Status and coverage: per table, the last committed backup and its age; the tables of the
-account that have no backup at all; whether every selected table meets its RPO."""
+account that have no backup at all; whether every selected table meets its RPO; and, for a
+table with change sets, how far its changes reach, their lag, and the gaps that break its
+chain since its newest full backup (the monitor checks the same)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hippolyte.adapters import dynamodb
 from hippolyte.adapters.storage import Storage
-from hippolyte.core.config import Settings
+from hippolyte.core.chain import FullBackup, Gap, Window, covered
+from hippolyte.core.config import CAPTURE_LAG_SECONDS, Settings
 from hippolyte.core.errors import BackupCorrupt, HippolyteError, NotFound
-from hippolyte.core.model import Selected, TableResult
+from hippolyte.core.messages import ChangesState, gap_explanation
+from hippolyte.core.model import Json, Selected, TableResult
 from hippolyte.ops.context import storage_for
 from hippolyte.ops.discover import discover
-from hippolyte.repo import catalog, manifest, runs
+from hippolyte.ops.pitr import history
+from hippolyte.repo import catalog, changes, manifest, runs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -32,11 +37,14 @@ class TableStatus:
     last_run: str | None = None  # e.g. "2026-11-22-00-10-00: ok" / ": failed: ..."
     meets_rpo: bool = False
     note: str = ""
+    changes: ChangesState | None = None  # None: the table has no change sets
 
 
 @dataclass(kw_only=True)
 class StatusReport:
     rpo_hours: float
+    capture_lag_seconds: float = CAPTURE_LAG_SECONDS
+    checked_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     tables: list[TableStatus] = field(default_factory=list)
 
     @property
@@ -49,12 +57,27 @@ class StatusReport:
         """Selected tables without a committed backup younger than the RPO."""
         return [t for t in self.tables if t.selected and not t.meets_rpo]
 
+    @property
+    def broken_changes(self) -> list[TableStatus]:
+        """Selected tables with change sets that have a gap since their newest full backup, or
+        whose changes lag more than the threshold (a table left out of the backups has no
+        full backup to bring forward: its changes are shown, not judged)."""
+        return [t for t in self.tables if t.selected and t.changes is not None and not t.changes.ok]
+
+    @property
+    def ok(self) -> bool:
+        return not self.late and not self.broken_changes
+
 
 def fleet_status(settings: Settings, *, now: dt.datetime | None = None) -> StatusReport:
     """Every target's tables (selected or not) against the repository: the report of
     ``hippolyte status``."""
-    report = StatusReport(rpo_hours=settings.rpo_hours)
     now = now or dt.datetime.now(dt.UTC)
+    report = StatusReport(
+        rpo_hours=settings.rpo_hours,
+        capture_lag_seconds=settings.capture_lag_seconds,
+        checked_at=now,
+    )
     for target in settings.effective_targets():
         storage = storage_for(settings, target)
         last_run = last_run_states(storage)
@@ -64,17 +87,19 @@ def fleet_status(settings: Settings, *, now: dt.datetime | None = None) -> Statu
             rules=settings.selection.rules(),
             max_attempts=settings.max_attempts,
         ):
-            report.tables.append(
-                table_status(
-                    storage,
-                    sel,
-                    target=target.label,
-                    rpo_hours=settings.rpo_hours,
-                    last_run=last_run,
-                    now=now,
-                    is_empty=functools.partial(_is_empty, control),
-                )
+            status = table_status(
+                storage,
+                sel,
+                target=target.label,
+                rpo_hours=settings.rpo_hours,
+                last_run=last_run,
+                now=now,
+                is_empty=functools.partial(_is_empty, control),
             )
+            state = changes_state(
+                storage, sel.table.name, now=now, lag_limit_s=settings.capture_lag_seconds
+            )
+            report.tables.append(replace(status, changes=state))
     return report
 
 
@@ -143,3 +168,61 @@ def _outcome(result: TableResult) -> str:
     if result.started_in:
         return f"started in {result.started_in}"
     return "ok" if result.ok else f"failed: {result.error}"
+
+
+# --- a table's changes ----------------------------------------------------------------------
+
+
+def changes_state(
+    storage: Storage,
+    table: str,
+    *,
+    now: dt.datetime,
+    lag_limit_s: float = CAPTURE_LAG_SECONDS,
+) -> ChangesState | None:
+    """How far ``table``'s change sets reach, their lag at ``now`` and the gaps since its
+    newest full backup; None when it has no change set."""
+    if not storage.list_dirs(f"{table}/{changes.CHANGES}"):
+        return None  # never captured: its backups need not be read
+    backups, windows = history(storage, table)
+    if not windows:
+        return None
+    newest = max(w.end for w in windows)
+    return ChangesState(
+        change_sets=len(windows),
+        changes_until=changes.from_micros(newest),
+        lag_seconds=round((changes.micros(now) - newest) / 1e6, 1),
+        lag_limit_seconds=lag_limit_s,
+        gaps=tuple(_gap_doc(g) for g in gaps_since_newest(backups, windows)),
+    )
+
+
+def gaps_since_newest(backups: Sequence[FullBackup], windows: Sequence[Window]) -> list[Gap]:
+    """The gaps that keep the newest full backup from being brought forward: every gap of
+    the chain that ends after its start, and the time from its start to the first change
+    set when the changes begin after it. With no full backup, every gap. Pure."""
+    runs_, gaps = covered(windows)
+    if not backups:
+        return gaps
+    since = max(b.start for b in backups)
+    found = [g for g in gaps if g.end > since]
+    if runs_ and since < runs_[0][0]:
+        first = runs_[0][0]
+        found.append(Gap(start=since, end=first, cause="the changes begin after the backup"))
+    return sorted(found, key=lambda g: (g.start, g.end))
+
+
+def _gap_doc(gap: Gap) -> Json:
+    """A gap for people and machines; the capture records its cause as a document
+    (``{"cause": "trimmed", "detail": ...}``), a chain's own gaps as a sentence."""
+    raw: Any = gap.cause
+    cause = str(raw.get("cause", "unknown")) if isinstance(raw, dict) else str(raw)
+    doc: Json = {
+        "from": manifest.iso(changes.from_micros(gap.start)),
+        "to": manifest.iso(changes.from_micros(gap.end)),
+        "cause": cause,
+        "explanation": gap_explanation(cause),
+    }
+    if isinstance(raw, dict) and raw.get("detail"):
+        doc["detail"] = str(raw["detail"])
+    return doc
