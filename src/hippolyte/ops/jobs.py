@@ -101,6 +101,7 @@ def nightly_monitor(
             backup_cron=settings.schedule.backup,
             now=now,
             check_files=check_files,
+            capture_lag_seconds=settings.capture_lag_seconds,
         )
         for t in settings.effective_targets()
     ]

@@ -95,7 +95,7 @@ def history(storage: Storage, table: str) -> tuple[list[FullBackup], list[Window
             id=c.id,
             start=c.start,
             end=c.end,
-            gap_before=c.source.get("gapBefore"),
+            gap_before=_cause(c.source.get("gapBefore")),
             old_images=c.view == "NEW_AND_OLD_IMAGES",
         )
         for c in changes.change_sets(storage, table)
@@ -134,6 +134,16 @@ def history_report(
         "changesUntil": iso(newest) if newest is not None else None,
         "lagSeconds": round((changes.micros(now) - newest) / 1e6, 1) if newest else None,
     }
+
+
+def _cause(gap: Any) -> str | None:
+    """A change set's ``gapBefore``: a sentence, or a document with its ``cause``."""
+    if gap is None or isinstance(gap, str):
+        return gap
+    if isinstance(gap, dict):
+        detail = gap.get("detail")
+        return str(gap.get("cause", "changes were lost")) + (f" ({detail})" if detail else "")
+    return str(gap)
 
 
 def materialize(
