@@ -185,6 +185,7 @@ def test_the_history_lists_ranges_and_gaps(tmp_path: Path) -> None:
             "from": "2026-11-28T14:00:20.000Z",
             "to": "2026-11-28T14:00:30.000Z",
             "cause": "no change set covers this time",
+            "detail": None,
         }
     ]
     assert doc["lagSeconds"] == 5.0 and doc["changeSets"] == 2

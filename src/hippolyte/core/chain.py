@@ -32,6 +32,7 @@ class Window:
     start: int
     end: int
     gap_before: str | None = None
+    gap_detail: str | None = None  # what the source said about it (a shard, an error)
     old_images: bool = True  # NEW_AND_OLD_IMAGES: each change says what the item was before
 
 
@@ -40,6 +41,7 @@ class Gap:
     start: int
     end: int
     cause: str
+    detail: str | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,11 +67,18 @@ def covered(windows: Sequence[Window]) -> tuple[list[tuple[int, int, list[Window
         if runs:
             before = runs[-1][1]
             if w.gap_before is not None:
-                gaps.append(Gap(start=min(before, w.start), end=w.start, cause=w.gap_before))
+                gaps.append(
+                    Gap(
+                        start=min(before, w.start),
+                        end=w.start,
+                        cause=w.gap_before,
+                        detail=w.gap_detail,
+                    )
+                )
             else:
                 gaps.append(Gap(start=before, end=w.start, cause="no change set covers this time"))
         elif w.gap_before is not None:
-            gaps.append(Gap(start=w.start, end=w.start, cause=w.gap_before))
+            gaps.append(Gap(start=w.start, end=w.start, cause=w.gap_before, detail=w.gap_detail))
         runs.append((w.start, w.end, [w]))
     return runs, gaps
 

@@ -167,6 +167,30 @@ def for_report(report: MonitorReport) -> Message:
     )
 
 
+def changes_only(report: MonitorReport) -> Message:
+    """The problems of the tables' changes, when no run was there to report them with."""
+    lines = _changes_lines(report)
+    text = "\n".join(
+        [
+            "Hippolyte found problems in the changes kept between full backups:",
+            "",
+            *[f"  {line}" for line in lines],
+            "",
+            f"Repository: {report.repository}",
+            "",
+            "A gap is closed by the next full backup (hippolyte backup TABLE), which starts a",
+            "new chain; a lag means `hippolyte capture` or the incremental exports stopped.",
+            _FOOTER,
+        ]
+    )
+    return Message(
+        subject=subject_line(f"Hippolyte CHANGES: {len(lines)} problems"),
+        text=text,
+        slack_text=":warning: *Hippolyte* changes: " + "; ".join(_esc(x) for x in lines),
+        data={"kind": "changes", "repository": report.repository, "changes": lines},
+    )
+
+
 def nothing_ran(*, expected_night: str, repository: str) -> Message:
     """No run record exists for the night the monitor expected (the original's second e-mail)."""
     text = "\n".join(

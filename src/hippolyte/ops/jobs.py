@@ -122,6 +122,9 @@ def send_reports(
         if not report.ran:
             night = (now or dt.datetime.now(dt.UTC)).strftime("%Y-%m-%d")
             message = messages.nothing_ran(expected_night=night, repository=report.repository)
+            if messages.broken_changes(report):  # the tables' changes are checked all the same
+                results += send_all(settings.notifications, message)
+                message = messages.changes_only(report)
         elif report.failed or settings.notify_on_success:
             message = messages.for_report(report)
         else:

@@ -96,6 +96,7 @@ def history(storage: Storage, table: str) -> tuple[list[FullBackup], list[Window
             start=c.start,
             end=c.end,
             gap_before=_cause(c.source.get("gapBefore")),
+            gap_detail=_detail(c.source.get("gapBefore")),
             old_images=c.view == "NEW_AND_OLD_IMAGES",
         )
         for c in changes.change_sets(storage, table)
@@ -130,20 +131,26 @@ def history_report(
             }
             for r in ranges(backups, windows)
         ],
-        "gaps": [{"from": iso(g.start), "to": iso(g.end), "cause": g.cause} for g in gaps],
+        "gaps": [
+            {"from": iso(g.start), "to": iso(g.end), "cause": g.cause, "detail": g.detail}
+            for g in gaps
+        ],
         "changesUntil": iso(newest) if newest is not None else None,
         "lagSeconds": round((changes.micros(now) - newest) / 1e6, 1) if newest else None,
     }
 
 
 def _cause(gap: Any) -> str | None:
-    """A change set's ``gapBefore``: a sentence, or a document with its ``cause``."""
+    """A change set's ``gapBefore``: a cause, or a document holding one (and its detail)."""
     if gap is None or isinstance(gap, str):
         return gap
     if isinstance(gap, dict):
-        detail = gap.get("detail")
-        return str(gap.get("cause", "changes were lost")) + (f" ({detail})" if detail else "")
+        return str(gap.get("cause", "changes were lost"))
     return str(gap)
+
+
+def _detail(gap: Any) -> str | None:
+    return str(gap["detail"]) if isinstance(gap, dict) and gap.get("detail") else None
 
 
 def materialize(

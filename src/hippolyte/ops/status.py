@@ -215,14 +215,13 @@ def gaps_since_newest(backups: Sequence[FullBackup], windows: Sequence[Window]) 
 def _gap_doc(gap: Gap) -> Json:
     """A gap for people and machines; the capture records its cause as a document
     (``{"cause": "trimmed", "detail": ...}``), a chain's own gaps as a sentence."""
-    raw: Any = gap.cause
-    cause = str(raw.get("cause", "unknown")) if isinstance(raw, dict) else str(raw)
+    cause = gap.cause
     doc: Json = {
         "from": manifest.iso(changes.from_micros(gap.start)),
         "to": manifest.iso(changes.from_micros(gap.end)),
         "cause": cause,
         "explanation": gap_explanation(cause),
     }
-    if isinstance(raw, dict) and raw.get("detail"):
-        doc["detail"] = str(raw["detail"])
+    if gap.detail:
+        doc["detail"] = gap.detail
     return doc
