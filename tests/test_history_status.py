@@ -392,3 +392,22 @@ def _toml(path: str) -> dict[str, Any]:
     import tomllib
 
     return tomllib.loads(Path(path).read_text())
+
+
+def test_when_nothing_ran_the_changes_problems_are_still_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hippolyte.adapters.notify as notify
+    from hippolyte.core.config import Settings
+    from hippolyte.ops.jobs import send_reports
+
+    storage = open_storage(str(tmp_path / "repo"))
+    write_changes(storage, "orders", start=ago(2000), end=ago(900))
+    report = monitor(storage, target="t", run_id=None, backup_cron="10 0 * * *", now=NOW)
+    sent: list[Any] = []
+    monkeypatch.setattr(notify, "send_all", lambda channels, message: [sent.append(message)])
+    settings = Settings().model_copy(update={"notifications": ["a channel"]})
+    send_reports(settings, [report], now=NOW)
+    subjects = [m.subject for m in sent]
+    assert len(sent) == 2 and "NOTHING RAN" in subjects[0] and "CHANGES" in subjects[1]
+    assert "orders: no changes captured since" in sent[1].text
