@@ -11,7 +11,7 @@ writing anything wrong. A failed condition is an answer (``False``), not an erro
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,20 +71,22 @@ class Written:
 def put(client: Any, *, table: str, item: bytes, condition: Condition | None) -> Written | None:
     """PutItem of ``item`` (DynamoDB JSON) if ``condition`` holds: what it replaced, or None
     when the condition failed."""
-    return _call(client, table, "put_item", _body(table, "Item", item, condition), "Item")
+    _local.body = _body(table, "Item", item, condition)
+    return _call(table, "PutItem", lambda: client.put_item(TableName=table, Item={}))
 
 
 def delete(client: Any, *, table: str, key: bytes, condition: Condition | None) -> Written | None:
     """DeleteItem of ``key`` if ``condition`` holds; as ``put``."""
-    return _call(client, table, "delete_item", _body(table, "Key", key, condition), "Key")
+    _local.body = _body(table, "Key", key, condition)
+    return _call(table, "DeleteItem", lambda: client.delete_item(TableName=table, Key={}))
 
 
-def _call(client: Any, table: str, method: str, body: bytes, field: str) -> Written | None:
-    _local.body = body
+def _call(table: str, what: str, send: Callable[[], Any]) -> Written | None:
+    """``send`` the prepared body (the placeholder's is swapped for it)."""
     try:
-        with table_errors(table, what=f"{method} on {table!r}"):
+        with table_errors(table, what=f"{what} on {table!r}"):
             try:
-                resp = getattr(client, method)(TableName=table, **{field: {}})
+                resp = send()
             except botocore.exceptions.ClientError as exc:
                 if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
                     return None

@@ -35,7 +35,8 @@ SERVICES = (
     "sns",
     "application-autoscaling",
     "datapipeline",
-)  # also their IAM prefixes
+    "dynamodbstreams",
+)  # also their IAM prefixes, but DynamoDB Streams' actions are dynamodb:
 PACKAGE = Path(__file__).resolve().parents[1]
 # Modules that only ever talk to the local servers they start (tests, the demo).
 LOCAL_ONLY = frozenset(
@@ -80,7 +81,16 @@ NECESSITIES = {  # what AWS requires beyond the calls, and why
     "sts:AssumeRole": "targets with role_arn (botocore assumes them, no client call)",
     "iam:PassRole": "Data Pipeline runs as its pipeline and resource roles (engine datapipeline)",
 }
-ACCOUNT_WIDE = {"dynamodb:ListTables", "dynamodb:DescribeLimits"}  # AWS requires Resource "*"
+ACCOUNT_WIDE = {  # AWS requires Resource "*"
+    "dynamodb:ListTables",
+    "dynamodb:DescribeLimits",
+    "dynamodb:ListStreams",
+}
+STREAM_ACTIONS = {  # on a table's streams: arn:...:table/NAME/stream/*
+    "dynamodb:DescribeStream",
+    "dynamodb:GetShardIterator",
+    "dynamodb:GetRecords",
+}
 
 
 # -- the calls in the code -----------------------------------------------------------------------
@@ -95,7 +105,8 @@ class Call:
 
     @property
     def action(self) -> str:
-        name = f"{self.service}:{self.operation}"
+        prefix = "dynamodb" if self.service == "dynamodbstreams" else self.service
+        name = f"{prefix}:{self.operation}"
         return _IAM_NAME.get(name, name)
 
 
@@ -335,7 +346,8 @@ class Scope:
 def statements(actions: set[str], restore: set[str], scope: Scope) -> list[dict[str, Any]]:
     """``actions`` grouped by the resources they act on; ``restore``: the actions of a restore,
     whose target may be a table of any name."""
-    ddb = {a for a in actions if a.startswith("dynamodb:")} - ACCOUNT_WIDE
+    streams = {a for a in actions if a in STREAM_ACTIONS}
+    ddb = {a for a in actions if a.startswith("dynamodb:")} - ACCOUNT_WIDE - streams
     s3 = {a for a in actions if a.startswith("s3:")}
     aas = {a for a in actions if a.startswith("application-autoscaling:")}
     changes_scaling = any(":Describe" not in a for a in aas)  # AAS then manages alarms too
@@ -346,6 +358,7 @@ def statements(actions: set[str], restore: set[str], scope: Scope) -> list[dict[
         ("AccountWideDynamoDB", actions & ACCOUNT_WIDE, ["*"], None),
         ("Tables", ddb - restore, scope.tables, None),
         ("RestoreTargets", ddb & restore, scope.restore_tables, None),
+        ("Streams", streams, [f"{t}/stream/*" for t in scope.tables], None),
         ("RepositoryObjects", s3 - {"s3:ListBucket"}, scope.objects, None),
         *[
             (f"RepositoryList{i}", s3 & {"s3:ListBucket"}, [arn], _prefix(prefix))
