@@ -6,6 +6,7 @@ The library's face, the same operations the CLI, `serve` and the Lambda handler 
     settings = hippolyte.load_config("hippolyte.toml")
     runs = hippolyte.nightly_backup(settings)           # tonight's plan, every target
     source = hippolyte.open_backup(settings, "orders/2026-11-28-00-10-00", repo=None)
+    as_of = hippolyte.open_backup(settings, "orders@2026-11-28T14:03:07Z", repo=None)
 
 Names are imported on first use, so `import hippolyte` stays cheap.
 """
@@ -35,6 +36,14 @@ _API = {
     "list_backups": "hippolyte.repo.catalog:list_backups",
     "verify": "hippolyte.repo.verify:verify",
     "verify_all": "hippolyte.repo.verify:verify_all",
+    "diff_refs": "hippolyte.ops.diff:diff_refs",
+    "recover": "hippolyte.ops.recover:recover",
+    "undo_recovery": "hippolyte.ops.recover:undo",
+    "RecoverParams": "hippolyte.ops.recover:RecoverParams",
+    "capture": "hippolyte.ops.capture:capture",
+    "CaptureParams": "hippolyte.ops.capture:CaptureParams",
+    "table_history": "hippolyte.ops.pitr:history_report",
+    "incremental_backup": "hippolyte.ops.incremental:incremental_backup",
 }
 __all__ = ["__version__", *_API]
 
