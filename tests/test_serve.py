@@ -201,3 +201,51 @@ def _serve_backup_once(settings: config.Settings) -> str:
     finally:
         stop.set()
         thread.join(timeout=30)
+
+
+@pytest.mark.servers
+def test_serve_with_capture_keeps_change_sets_until_sigterm(
+    dynamodb_local: Server, tmp_path: Path
+) -> None:
+    from hippolyte.repo import changes
+
+    db = db_for(dynamodb_local)
+    table = db.table(prefix="captured", items=[{"pk": {"S": str(i)}} for i in range(3)])
+    db.client.update_table(
+        TableName=table,
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    repo = tmp_path / "repo"
+    cfg = tmp_path / "hippolyte.toml"
+    cfg.write_text(
+        f'repository = "{repo}"\n[[targets]]\nregion = "us-east-1"\n'
+        f'endpoint_url = "{dynamodb_local.endpoint_url}"\n[selection]\n'
+        f'include = ["{table}$"]\n[serve]\nport = 0\n[capture]\nflush_seconds = 0.5\n'
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hippolyte", "--config", str(cfg), "serve"],
+        env=os.environ.copy(),
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        time.sleep(1)
+        for i in range(5):
+            db.client.put_item(TableName=table, Item={"pk": {"S": f"new{i}"}})
+        storage = open_storage(str(repo))
+        deadline = time.monotonic() + 60
+        seen = 0
+        while time.monotonic() < deadline and seen < 5:
+            seen = sum(
+                1
+                for c in changes.change_sets(storage, table)
+                for ch in changes.read_changes(storage, c)
+                if b"new" in ch.keys
+            )
+            time.sleep(0.3)
+        assert seen == 5
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
+    db.client.delete_table(TableName=table)

@@ -108,6 +108,15 @@ class Schedule(_Strict):
         return _cron(expr)
 
 
+class Capture(_Strict):
+    """`serve` keeps capturing the tables' DynamoDB Streams into change sets (`capture`)."""
+
+    tables: list[str] = []  # none: every selected table
+    flush_seconds: float = Field(default=60, gt=0)
+    enable_stream: bool = False  # turn a table's stream on (NEW_AND_OLD_IMAGES) if it has none
+    restart_seconds: float = Field(default=30, gt=0)  # after a failure, capture again after this
+
+
 class DataPipeline(_Strict):
     """engine = "datapipeline": where the pipelines run and as whom (see datapipeline.py)."""
 
@@ -139,6 +148,7 @@ class Settings(_Strict):
     planning: Planning = Planning()
     schedule: Schedule = Schedule()
     serve: Serve = Serve()
+    capture: Capture | None = None  # [capture]: `serve` captures the streams continuously
     datapipeline: DataPipeline = DataPipeline()
     rpo_hours: float = Field(default=24, gt=0)  # status fails when a backup is older
     # status and monitor fail when a table's newest change set ends longer ago than this

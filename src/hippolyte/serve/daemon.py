@@ -175,6 +175,54 @@ def _release(locks: list[RepoLock]) -> None:
             )
 
 
+def _capture_forever(
+    settings: Settings, target: Any, *, stop: threading.Event, daemon: Daemon
+) -> None:
+    """``[capture]``: capture the target's tables until ``stop``; when it ends otherwise (a
+    table that could not be captured, an error, a stream turned off), again after
+    ``restart_seconds``."""
+    from hippolyte.ops.capture import CaptureParams, capture
+
+    config = settings.capture
+    assert config is not None
+    params = CaptureParams(
+        flush_seconds=config.flush_seconds,
+        enable_stream=config.enable_stream,
+        max_attempts=settings.max_attempts,
+    )
+    while not stop.is_set():
+        try:
+            results = capture(
+                config.tables,
+                conn=target.connection(),
+                storage=context.storage_for(settings, target),
+                params=params,
+                emit=_log_capture,
+                stop=stop,
+                rules=settings.selection.rules(),
+            )
+            failed = [r for r in results if not r.ok]
+            daemon.last["capture"] = {
+                "at": daemon.clock().isoformat(),
+                "tables": {r.table: r.status for r in results},
+            }
+            for r in failed:
+                log.error(
+                    "capture failed",
+                    extra={"table": r.table, "status": r.status, "error": r.error},
+                )
+        except HippolyteError as exc:
+            log.error("capture failed", extra={"target": target.label, "error": str(exc)})
+        stop.wait(config.restart_seconds)
+
+
+def _log_capture(event: Any) -> None:
+    from hippolyte.core.events import Note
+
+    if isinstance(event, Note):
+        log.info(event.text, extra={"table": event.table, "level": event.level})
+
+
 def serve(
     settings: Settings,
     *,
@@ -191,9 +239,23 @@ def serve(
     log.info("serving", extra={"metrics": f"{url}/metrics", "healthz": f"{url}/healthz"})
     if on_listen:
         on_listen(url)
+    capturing = [
+        threading.Thread(
+            target=_capture_forever,
+            args=(settings, target),
+            kwargs={"stop": stop, "daemon": daemon},
+            name=f"hippolyte-capture-{target.label}",
+        )
+        for target in (settings.effective_targets() if settings.capture else [])
+    ]
+    for thread in capturing:
+        thread.start()
     try:
         daemon.loop(run_now=run_now)
     finally:
+        stop.set()
+        for thread in capturing:  # each commits what it has read, then returns
+            thread.join()
         http.shutdown()
         http.server_close()
         log.info("stopped")
