@@ -19,6 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_dask  # noqa: E402
 import bench_planning  # noqa: E402
+import bench_recover  # noqa: E402
 import bench_restore  # noqa: E402
 import bench_signer  # noqa: E402
 
@@ -38,6 +39,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[..., Report]]] = {
     bench_dask.NAME: (bench_dask.TITLE, bench_dask.run),
     bench_signer.NAME: (bench_signer.TITLE, bench_signer.run),
     bench_diff.NAME: (bench_diff.TITLE, bench_diff.run),
+    bench_recover.NAME: (bench_recover.TITLE, bench_recover.run),
 }
 
 
