@@ -66,6 +66,10 @@ def test_demo_backs_up_and_verifies_sample_tables(tmp_path: Path) -> None:
         ("deleted", 114, []),
     ]  # not order 342, whose total was rewritten in another notation
     assert last["summary"]["identical"] == 395
+    history = summary["history"]
+    assert history["ok"] and history["matches"] and history["proven"]
+    assert (history["deleted"], history["added"], history["changed"]) == (2, 1, 3)
+    assert history["items"] == 400  # the orders as they were just before the deploy
     recovered = summary["recover"]
     assert recovered["ok"] and recovered["proven"] and recovered["diff_after"] == 0
     assert (recovered["put_back"], recovered["deleted"], recovered["undo_plan"]) == (5, 1, 6)
@@ -125,6 +129,10 @@ def test_demo_on_a_terminal_tells_each_line_once_in_order(tmp_path: Path) -> Non
         where(screen, "  added   customer=customer-009 order=300"),
         where(screen, "exactly what the bad deploy did, and nothing else"),
         where(screen, "every difference in full: "),
+        where(screen, "running hippolyte diff demo-orders@"),
+        where(screen, "diff demo-orders@"),
+        where(screen, "running hippolyte restore demo-orders --at "),
+        where(screen, "restored demo-orders-at as of "),
         where(screen, "running hippolyte recover demo-orders/"),
         where(screen, "recover 2"),  # recover <id>: put back 5 orders, deleted 1; ...
         where(screen, "recover read them back: identical to the backup"),

@@ -62,6 +62,7 @@ def demo(ctx: click.Context, workdir: str, items: int, as_json: bool) -> None:
         and summary["monitor"]["ok"]
         and summary["diff"]["matches"]
         and summary["recover"]["ok"]
+        and summary["history"]["ok"]
     ):
         from hippolyte.core.errors import BackupFailed
 

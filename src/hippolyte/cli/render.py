@@ -251,7 +251,7 @@ def print_demo_summary(summary: dict[str, Any]) -> None:
     restores, monitor, diff = summary["restores"], summary["monitor"], summary["diff"]
     proven = sum(1 for p in restores if p["proven"])
     backed_up = sum(1 for r in summary["results"] if r.ok)
-    recovered = summary["recover"]["ok"]
+    recovered = summary["recover"]["ok"] and summary["history"]["ok"]
     good = proven == len(restores) and monitor["ok"] and diff["matches"] and recovered
     con.print(
         f"[{'green' if good else 'red'}]demo {'done' if good else 'FAILED'}:[/] "

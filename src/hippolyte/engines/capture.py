@@ -304,6 +304,7 @@ class TableCapture:
             if self.stop.is_set():
                 return False
             issued = micros(self.clock())
+            fresh = shard.id not in self.iters
             try:
                 it = self.iters.get(shard.id) or self._iterator(shard)
                 page = streams.get_records(self.client, iterator=it, shard=shard.id)
@@ -315,6 +316,8 @@ class TableCapture:
                 continue
             except streams.TrimmedData as exc:
                 self.iters.pop(shard.id, None)
+                if not fresh and self._still_there(shard):  # an iterator that waited
+                    continue
                 self._gap("trimmed", str(exc), shard=shard.id)
                 self.read[shard.id] = None
                 continue
@@ -332,6 +335,18 @@ class TableCapture:
             )
             self._commit(final=False)
         return False
+
+    def _still_there(self, shard: streams.Shard) -> bool:
+        """After GetRecords answered "trimmed": a new iterator after the last record read (or
+        at the horizon, when none was) that the stream grants proves nothing was trimmed
+        after it; GetShardIterator itself answers "trimmed" when something was. (DynamoDB
+        Local answers "trimmed" to an iterator that waited while other tables wrote: its
+        sequence numbers are shared by all its tables.)"""
+        try:
+            self.iters[shard.id] = self._iterator(shard)
+        except streams.TrimmedData:
+            return False
+        return True
 
     def _iterator(self, shard: streams.Shard) -> str:
         return streams.shard_iterator(

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -78,15 +78,18 @@ def diff_bad_deploy(
     items: int,
     out: Path,
     emit: Emit,
-) -> dict[str, Any]:
-    """Play the bad deploy, diff the orders' backup against the live table into ``out``, tell
-    what diff found, and check it is exactly what the deploy did."""
+    before: Callable[[Any], None] = lambda ref: None,
+) -> tuple[dict[str, Any], BadDeploy]:
+    """Play the bad deploy (``before`` is called first, with the backup's ref), diff the
+    orders' backup against the live table into ``out``, tell what diff found, and check it is
+    exactly what the deploy did."""
     from hippolyte.formats.open import open_source
     from hippolyte.ops.diff import DiffParams, diff_live
 
     ref = next((r.ref for r in results if r.table == ORDERS and r.ref is not None), None)
     if ref is None:
         raise BackupFailed(f"no backup of {ORDERS} to compare the live table with")
+    before(ref)
     deploy = bad_deploy(client, items=items)
     for line in deploy.story:
         emit(Step(text=line))
@@ -120,7 +123,7 @@ def diff_bad_deploy(
         "identical": s.identical,
         "file": str(out),
         "matches": matches,
-    }
+    }, deploy
 
 
 def _diff_lines(result: Any, *, matches: bool, out: Path) -> list[str]:

@@ -13,6 +13,7 @@ the CLI renders them.
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import tempfile
 from pathlib import Path
@@ -28,6 +29,7 @@ from hippolyte.core.errors import ConfigError
 from hippolyte.core.events import Emit, Step
 from hippolyte.ops import jobs
 from hippolyte.ops.bad_deploy import diff_bad_deploy, recover_bad_deploy
+from hippolyte.ops.demo_history import capturing, history_of_deploy, instant_before_deploy
 from hippolyte.ops.sample_tables import (
     EMPTY,
     ORDERS,
@@ -37,6 +39,7 @@ from hippolyte.ops.sample_tables import (
     order_item,
     session_item,
 )
+from hippolyte.repo import manifest
 from hippolyte.repo.verify import verify
 
 MIN_ITEMS = 10  # the bad deploy touches seven distinct orders
@@ -72,31 +75,43 @@ def run_demo(*, workdir: str, items: int, emit: Emit) -> dict[str, Any]:
         repo = str(Path(workdir).resolve())
         settings = demo_settings(conn, repo=repo, webhook=hook.url)
         storage = open_storage(repo)
-        plan_lines = write_plan(settings, storage=storage, html=Path(repo) / "plan.html")
-        for line in plan_lines:
-            tell(line)
-        tell(f"running tonight's job into {repo} ...")
-        (run,) = jobs.nightly_backup(settings, emit=emit)
-        verified = [_verify_line(storage, r.ref) for r in run.results if r.ref is not None]
-        for line in verified:
-            tell(line)
-        with tempfile.TemporaryDirectory(prefix="hippolyte-demo-") as state_dir:
-            proofs = restore_all(
-                run.results, storage=storage, conn=conn, state_dir=Path(state_dir), emit=emit
+        with capturing(settings, storage, client, emit):
+            plan_lines = write_plan(settings, storage=storage, html=Path(repo) / "plan.html")
+            for line in plan_lines:
+                tell(line)
+            tell(f"running tonight's job into {repo} ...")
+            (run,) = jobs.nightly_backup(settings, emit=emit)
+            verified = [_verify_line(storage, r.ref) for r in run.results if r.ref is not None]
+            for line in verified:
+                tell(line)
+            with tempfile.TemporaryDirectory(prefix="hippolyte-demo-") as state_dir:
+                proofs = restore_all(
+                    run.results, storage=storage, conn=conn, state_dir=Path(state_dir), emit=emit
+                )
+            status = status_lines(settings)
+            for line in status:
+                tell(line)
+            monitor = run_monitor(settings, hook=hook, emit=emit)
+            instant: list[dt.datetime] = []
+
+            def before(ref: Any) -> None:
+                started = manifest.parse_backup_id(ref.backup_id)
+                instant.append(instant_before_deploy(started))
+                tell(f"{ORDERS} just before the deploy: {manifest.iso(instant[0])}")
+
+            found, deploy = diff_bad_deploy(
+                run.results,
+                settings=settings,
+                storage=storage,
+                client=client,
+                items=items,
+                out=Path(repo) / "bad-deploy.diff.jsonl",
+                emit=emit,
+                before=before,
             )
-        status = status_lines(settings)
-        for line in status:
-            tell(line)
-        monitor = run_monitor(settings, hook=hook, emit=emit)
-        found = diff_bad_deploy(
-            run.results,
-            settings=settings,
-            storage=storage,
-            client=client,
-            items=items,
-            out=Path(repo) / "bad-deploy.diff.jsonl",
-            emit=emit,
-        )
+            history = history_of_deploy(
+                settings, storage=storage, deploy=deploy, at=instant[0], emit=emit
+            )
         recovered = recover_bad_deploy(found, settings=settings, emit=emit)
         tell(f"stopping DynamoDB Local (pid {server.pid})")
     return {
@@ -109,6 +124,7 @@ def run_demo(*, workdir: str, items: int, emit: Emit) -> dict[str, Any]:
         "status": status,
         "monitor": monitor,
         "diff": found,
+        "history": history,
         "recover": recovered,
     }
 
