@@ -142,6 +142,8 @@ def _from_live_diff(
         limit=0,
         tmp_dir=params.tmp_dir,
     )
+    if params.tmp_dir is not None:
+        params.tmp_dir.mkdir(parents=True, exist_ok=True)
     out = tempfile.TemporaryFile(dir=params.tmp_dir)  # noqa: SIM115 - closed by _actions
     try:
         diff_live(
