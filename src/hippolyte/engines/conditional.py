@@ -91,6 +91,7 @@ class ConditionalWriter:
         self.bucket = TokenBucket(rate=settings.write_rate)
         self._forced = 0
         self._lock = threading.Lock()
+        self._leaves = False  # the server cannot compare maps and lists: compare their leaves
 
     def close(self) -> None:
         self.client.close()
@@ -134,9 +135,7 @@ class ConditionalWriter:
                 return self._force(a, current=current, n=n)
             return _changed(a, current, "changed since the recovery read it")
         try:
-            condition = condition_for(
-                a.seen, spec=self.live.spec, version_attribute=self.params.version_attribute
-            )
+            condition = self._condition(a.seen)
         except Uncheckable as exc:
             if self.params.force:
                 return self._force(a, current=current, n=n)
@@ -148,8 +147,17 @@ class ConditionalWriter:
             if not needed(a.target, current):
                 return Outcome.ALREADY, None, 0
             if not needed(a.seen, current):  # unchanged, yet the server refused: it cannot
-                flat = condition_for(a.seen, spec=self.live.spec, flat=True)  # compare a map
-                written = self._write(a.key, a.target, a.seen, flat)  # or list; leaves can
+                try:  # compare a map or a list; their leaves it can
+                    flat = condition_for(a.seen, spec=self.live.spec, flat=True)
+                except Uncheckable as exc:
+                    why = f"the server cannot compare its maps or lists, and {exc}"
+                    skipped = Skipped(
+                        key=a.key, outcome=Outcome.UNCHECKABLE, reason=why, seen=a.seen
+                    )
+                    return Outcome.UNCHECKABLE, skipped, 0
+                written = self._write(a.key, a.target, a.seen, flat)
+                if written is not None:
+                    self._leaves = True  # from now on, leaves first
                 if written is None:
                     current = self._get(a.key)
                     if not needed(a.target, current):
@@ -172,6 +180,22 @@ class ConditionalWriter:
             "changed since the recovery read it (an attribute was added): "
             "its version was put back at once",
         )
+
+    def _condition(self, seen: bytes | None) -> Condition:
+        """``seen``'s condition: on the attributes, or (once the server has shown it cannot
+        compare maps and lists) on the leaves of an item that has any, when that fits."""
+        plain = functools.partial(
+            condition_for,
+            seen,
+            spec=self.live.spec,
+            version_attribute=self.params.version_attribute,
+        )
+        if self._leaves and seen is not None and (b'{"M":' in seen or b'{"L":' in seen):
+            try:
+                return plain(flat=True)
+            except Uncheckable:
+                pass
+        return plain()
 
     def _put_back(self, a: Action, old: bytes | None) -> None:
         """Undo one write that replaced a version the recovery had not seen, if nobody has
