@@ -18,6 +18,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_dask  # noqa: E402
+import bench_history  # noqa: E402
 import bench_planning  # noqa: E402
 import bench_recover  # noqa: E402
 import bench_restore  # noqa: E402
@@ -40,6 +41,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[..., Report]]] = {
     bench_signer.NAME: (bench_signer.TITLE, bench_signer.run),
     bench_diff.NAME: (bench_diff.TITLE, bench_diff.run),
     bench_recover.NAME: (bench_recover.TITLE, bench_recover.run),
+    bench_history.NAME: (bench_history.TITLE, bench_history.run),
 }
 
 
