@@ -101,7 +101,7 @@ def test_bucket_is_private_encrypted_versioned_retained_with_retention() -> None
 def test_schedules_topic_and_function_as_the_original() -> None:
     doc = _doc(function_code="s3://artifacts/hippolyte.zip")
     res = doc["Resources"]
-    rules = [k for k, r in res.items() if r["Type"] == "AWS::Events::Rule"]
+    rules = [k for k, r in res.items() if isinstance(r, dict) and r["Type"] == "AWS::Events::Rule"]
     assert rules == ["BackupSchedule", "MonitorSchedule"]
     for job, cron in (("backup", "cron(10 0 * * ? *)"), ("monitor", "cron(15 1-10 * * ? *)")):
         rule = res[f"{job.title()}Schedule"]["Properties"]
@@ -271,7 +271,7 @@ class _Stack:
 @pytest.fixture
 def stack(moto_server: Server, monkeypatch: pytest.MonkeyPatch) -> _Stack:
     """The template's bucket, topic and environment on moto; tables get a fresh prefix."""
-    for service in ("DYNAMODB", "S3", "APPLICATION_AUTO_SCALING", "SNS"):
+    for service in ("DYNAMODB", "DYNAMODB_STREAMS", "S3", "APPLICATION_AUTO_SCALING", "SNS"):
         monkeypatch.setenv(f"AWS_ENDPOINT_URL_{service}", moto_server.endpoint_url)
     monkeypatch.setattr(aws, "_sessions", {})
     name = uuid.uuid4().hex[:10]
@@ -402,3 +402,73 @@ def test_logs_are_json_lines_in_lambda(
     (line,) = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
     assert line["level"] == "error" and line["message"] == "job failed"
     assert "unknown action" in line["error"]
+
+
+def _stream_event(stream_arn: str, *, n: int = 1) -> dict[str, Any]:
+    """What an event source mapping delivers: a batch of one shard's records (the handler
+    reads the stream itself; the batch is the trigger)."""
+    return {
+        "Records": [
+            {
+                "eventID": str(i),
+                "eventName": "INSERT",
+                "eventSource": "aws:dynamodb",
+                "eventSourceARN": stream_arn,
+                "awsRegion": "eu-west-3",
+                "dynamodb": {"Keys": {"pk": {"S": f"k{i}"}}, "SequenceNumber": str(100 + i)},
+            }
+            for i in range(n)
+        ]
+    }
+
+
+def test_a_streams_event_captures_its_table_into_change_sets(stack: _Stack) -> None:
+    from hippolyte.repo import changes
+    from hippolyte.repo.lock import RepoLock
+
+    table = stack.table("orders", rcu=100, items=3)
+    ddb = stack.client("dynamodb")
+    ddb.update_table(
+        TableName=table,
+        StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"},
+    )
+    arn = ddb.describe_table(TableName=table)["Table"]["LatestStreamArn"]
+    for i in range(5):
+        ddb.put_item(TableName=table, Item={"pk": {"S": f"new{i}"}, "v": {"N": str(i)}})
+    assert aws_lambda.action_of(_stream_event(arn)) == "capture"
+    summary = aws_lambda.handler(_stream_event(arn, n=3), _Context(remaining_s=300))
+    assert summary["action"] == "capture" and summary["ok"], [t["error"] for t in summary["tables"]]
+    (result,) = summary["tables"]
+    assert result["table"] == table and result["status"] == "caught-up"
+    storage = context.storage_for(context.lambda_settings(region=stack.region, account=None))
+    captured = [
+        c.keys
+        for s in changes.change_sets(storage, table)
+        for c in changes.read_changes(storage, s)
+    ]
+    assert sum(b"new" in k for k in captured) == 5
+    # another invocation while one captures the table leaves the work to it
+    lock = RepoLock(
+        storage=storage, lease_s=60, purpose="capture", key=f"{table}/@capture/lock.json"
+    )
+    assert lock.acquire()
+    try:
+        busy = aws_lambda.handler(_stream_event(arn), _Context(remaining_s=300))
+    finally:
+        lock.release()
+    assert busy["ok"] and busy["tables"] == [{"table": table, "status": "busy", "ok": True}]
+
+
+def test_the_template_maps_each_listed_stream_to_the_function() -> None:
+    doc = _doc()
+    assert doc["Transform"] == "AWS::LanguageExtensions"
+    assert doc["Parameters"]["CaptureStreamArns"]["Type"] == "CommaDelimitedList"
+    name, over, body = doc["Resources"]["Fn::ForEach::Capture"]
+    assert (name, over) == ("StreamArn", {"Ref": "CaptureStreamArns"})
+    mapping = body["Capture&{StreamArn}"]
+    assert mapping["Type"] == "AWS::Lambda::EventSourceMapping"
+    assert mapping["Condition"] == "HasCapture"
+    assert mapping["Properties"]["EventSourceArn"] == {"Ref": "StreamArn"}
+    role = _role_policy(doc)
+    streams = [s for s in role["Statement"] if s["Sid"] == "Streams"]
+    assert streams and "dynamodb:GetRecords" in streams[0]["Action"]

@@ -61,7 +61,9 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         action = action_of(event)
         settings = settings_for(context)
         log.info("job started", extra={"job": action, "request": _request_id(context)})
-        if action == "backup":
+        if action == "capture":
+            summary = capture_streams(settings, event=event, context=context)
+        elif action == "backup":
             summary = _locked(settings, action, lambda: backup(settings, context=context))
         else:
             summary = _locked(settings, action, lambda: monitor(settings, event=event))
@@ -76,6 +78,13 @@ def action_of(event: Any) -> str:
     """``backup`` or ``monitor``: ``event["action"]``, else the EventBridge rule's name."""
     if not isinstance(event, dict):
         raise UnknownEvent(f"the event is not a JSON object: {event!r}")
+    records = event.get("Records")
+    if (
+        isinstance(records, list)
+        and records
+        and all(isinstance(r, dict) and r.get("eventSource") == "aws:dynamodb" for r in records)
+    ):
+        return "capture"  # a DynamoDB Streams event source mapping
     if "action" in event:
         if event["action"] in ACTIONS:
             return str(event["action"])
@@ -115,6 +124,77 @@ def _locked(settings: Settings, job: str, run: Callable[[], dict[str, Any]]) -> 
         return run()
     finally:
         lock.release()
+
+
+# -- capture -------------------------------------------------------------------------------------
+
+
+def stream_tables(event: dict[str, Any]) -> list[str]:
+    """The tables a DynamoDB Streams event is about (``...:table/NAME/stream/LABEL``)."""
+    names = []
+    for record in event["Records"]:
+        arn = str(record.get("eventSourceARN", ""))
+        _, found, rest = arn.partition(":table/")
+        name = rest.partition("/stream/")[0]
+        if not found or not name:
+            raise UnknownEvent(f"a stream record without a table's stream ARN: {arn!r}")
+        if name not in names:
+            names.append(name)
+    return names
+
+
+def capture_streams(settings: Settings, *, event: dict[str, Any], context: Any) -> dict[str, Any]:
+    """A DynamoDB Streams event: capture each of its tables until caught up, as
+    ``hippolyte capture --once`` does, into the same change sets. The event is the trigger,
+    not the data: a batch holds one shard's records, and only reading every shard from the
+    table's checkpoint keeps its chain whole (a record read twice is harmless). One capture
+    of a table at a time (a lease in ``<table>/@capture/lock.json``): an invocation finding
+    it taken leaves the work to the one holding it."""
+    from hippolyte.ops.capture import CaptureParams, capture
+
+    target = settings.effective_targets()[0]
+    storage = context_mod.storage_for(settings, target)
+    params = CaptureParams(flush_seconds=60, once=True, max_attempts=settings.max_attempts)
+    results: list[dict[str, Any]] = []
+    with _deadline(remaining_s(context) - _margin()) as stop:
+        for table in stream_tables(event):
+            lock = RepoLock(
+                storage=storage,
+                lease_s=settings.serve.lock_lease_s,
+                purpose="capture",
+                key=f"{table}/@capture/lock.json",
+            )
+            if not lock.acquire():
+                results.append({"table": table, "status": "busy", "ok": True})
+                continue
+            try:
+                (outcome,) = capture(
+                    [table],
+                    conn=target.connection(),
+                    storage=storage,
+                    params=params,
+                    emit=_log_event,
+                    stop=stop,
+                )
+            finally:
+                lock.release()
+            results.append(
+                {
+                    "table": table,
+                    "status": outcome.status,
+                    "records": outcome.records,
+                    "changeSets": outcome.change_sets,
+                    "gaps": outcome.gaps,
+                    "error": outcome.error,
+                    "ok": outcome.ok,
+                }
+            )
+    return {
+        "action": "capture",
+        "ok": all(r["ok"] for r in results),
+        "tables": results,
+        "failures": [r for r in results if not r["ok"]],
+    }
 
 
 # -- backup --------------------------------------------------------------------------------------
@@ -188,9 +268,7 @@ def _backup_target(settings: Settings, target: Target, *, context: Any) -> dict[
     error = None
     with _deadline(remaining - STOP_BEFORE_S) as stop:  # scans still running are stopped
         try:
-            _, run = jobs.run_target(
-                settings, target, emit=_log_event, stop=stop, now=now, fit=cut
-            )
+            _, run = jobs.run_target(settings, target, emit=_log_event, stop=stop, now=now, fit=cut)
             finished = run.results
         except Interrupted as exc:
             error = f"stopped {STOP_BEFORE_S:.0f} s before the Lambda's time limit: {exc}"

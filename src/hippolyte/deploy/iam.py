@@ -358,7 +358,7 @@ def statements(actions: set[str], restore: set[str], scope: Scope) -> list[dict[
         ("AccountWideDynamoDB", actions & ACCOUNT_WIDE, ["*"], None),
         ("Tables", ddb - restore, scope.tables, None),
         ("RestoreTargets", ddb & restore, scope.restore_tables, None),
-        ("Streams", streams, [f"{t}/stream/*" for t in scope.tables], None),
+        ("Streams", streams, [_stream_of(t) for t in scope.tables], None),
         ("RepositoryObjects", s3 - {"s3:ListBucket"}, scope.objects, None),
         *[
             (f"RepositoryList{i}", s3 & {"s3:ListBucket"}, [arn], _prefix(prefix))
@@ -384,6 +384,13 @@ def statements(actions: set[str], restore: set[str], scope: Scope) -> list[dict[
         for sid, acts, res, cond in found
         if acts and res
     ]
+
+
+def _stream_of(table: Resource) -> Resource:
+    """A table's ARN (a string, or a template's Fn::Sub) -> its streams' ARNs."""
+    if isinstance(table, dict):
+        return {"Fn::Sub": table["Fn::Sub"] + "/stream/*"}
+    return f"{table}/stream/*"
 
 
 def _prefix(prefix: str) -> dict[str, Any] | None:

@@ -264,6 +264,12 @@ def _parameters(code: tuple[str, str] | None) -> dict[str, Any]:
         "NotificationEmail": text("e-mail address subscribed to the topic (optional)", ""),
         "RetentionDays": {"Type": "Number", "Default": 35, "MinValue": 1},
         "ConfigPath": text("a hippolyte.toml in the package, e.g. /var/task/hippolyte.toml", ""),
+        "CaptureStreamArns": {
+            "Type": "CommaDelimitedList",
+            "Default": "",
+            "Description": "the DynamoDB stream ARNs (LatestStreamArn) of the tables whose "
+            "changes the function captures into change sets between backups (optional)",
+        },
     }
 
 
@@ -287,6 +293,28 @@ def _resources(settings: Settings) -> dict[str, Any]:
         "FunctionRetries": {"Type": "AWS::Lambda::EventInvokeConfig", "Properties": retries},
         **_schedule("backup", settings.schedule.backup),
         **_schedule("monitor", settings.schedule.monitor),
+        "Fn::ForEach::Capture": [
+            "StreamArn",
+            _ref("CaptureStreamArns"),
+            {"Capture&{StreamArn}": _capture_mapping()},
+        ],
+    }
+
+
+def _capture_mapping() -> dict[str, Any]:
+    """The function triggered by each listed stream (the handler captures the table from
+    its checkpoint; the batch window only gathers triggers)."""
+    return {
+        "Type": "AWS::Lambda::EventSourceMapping",
+        "Condition": "HasCapture",
+        "Properties": {
+            "EventSourceArn": _ref("StreamArn"),
+            "FunctionName": _ref("Function"),
+            "StartingPosition": "TRIM_HORIZON",
+            "BatchSize": 1000,
+            "MaximumBatchingWindowInSeconds": 60,
+            "MaximumRetryAttempts": 2,
+        },
     }
 
 
@@ -302,7 +330,13 @@ def build(*, settings: Settings, code: tuple[str, str] | None = None) -> dict[st
         "AWSTemplateFormatVersion": "2010-09-09",
         "Description": "Hippolyte: recurring DynamoDB backups (Lambda, EventBridge, S3, SNS)",
         "Parameters": _parameters(code),
-        "Conditions": {"HasEmail": {"Fn::Not": [{"Fn::Equals": [_ref("NotificationEmail"), ""]}]}},
+        "Transform": "AWS::LanguageExtensions",  # Fn::ForEach: a mapping per captured stream
+        "Conditions": {
+            "HasEmail": {"Fn::Not": [{"Fn::Equals": [_ref("NotificationEmail"), ""]}]},
+            "HasCapture": {
+                "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", _ref("CaptureStreamArns")]}, ""]}]
+            },
+        },
         "Resources": _resources(settings),
         "Outputs": {k: {"Value": v} for k, v in outputs.items()},
     }

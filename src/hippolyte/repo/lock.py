@@ -43,20 +43,21 @@ class RepoLock:
     storage: Storage
     lease_s: float
     purpose: str = "run"
+    key: str = KEY  # the lock object; a table's capture has its own
     clock: Callable[[], dt.datetime] = field(default=lambda: dt.datetime.now(dt.UTC))
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def _read(self) -> dict[str, object] | None:
         try:
-            return dict(orjson.loads(self.storage.get_bytes(KEY)))
+            return dict(orjson.loads(self.storage.get_bytes(self.key)))
         except (NotFound, orjson.JSONDecodeError):
             return None
 
     def _write(self) -> None:
         now = self.clock()
         self.storage.put_bytes(
-            KEY,
+            self.key,
             orjson.dumps(
                 {
                     "token": self.token,
@@ -104,4 +105,4 @@ class RepoLock:
     def release(self) -> None:
         self._stop.set()
         if (self._read() or {}).get("token") == self.token:
-            self.storage.delete(KEY)
+            self.storage.delete(self.key)
