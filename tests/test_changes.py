@@ -60,3 +60,21 @@ def test_a_corrupt_change_file_is_named_by_file_and_line(tmp_path: Path) -> None
     path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
     with pytest.raises(BackupCorrupt, match=r"00000.json.gz line 3: not a change line"):
         list(changes.read_changes(storage, committed))
+
+
+def test_verify_all_reads_every_change_set_and_names_a_bad_line(tmp_path: Path) -> None:
+    from hippolyte.repo.verify import verify_all
+
+    storage = open_storage(str(tmp_path))
+    writer = ChangeSetWriter(storage, table="orders", start=T0)
+    for i in range(5):
+        writer.add(change(i))
+    committed = writer.commit(end=T0 + dt.timedelta(seconds=1), source={})
+    (report,) = verify_all(storage)
+    assert report.ok and report.items == 5 and str(report.ref).endswith(committed.id)
+    path = tmp_path / committed.prefix / committed.files[0].key
+    lines = gzip.decompress(path.read_bytes()).splitlines()
+    lines[3] = b"not json"
+    path.write_bytes(gzip.compress(b"\n".join(lines) + b"\n"))
+    (report,) = verify_all(storage)
+    assert not report.ok and "00000.json.gz line 4: not a change line" in report.problems[0]

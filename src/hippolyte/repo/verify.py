@@ -16,7 +16,7 @@ import orjson
 from hippolyte.adapters.storage import Storage
 from hippolyte.core.errors import HippolyteError
 from hippolyte.core.model import BackupRef, FileEntry
-from hippolyte.repo import catalog, datafile, manifest
+from hippolyte.repo import catalog, changes, datafile, manifest
 
 
 @dataclass(kw_only=True)
@@ -34,8 +34,35 @@ class VerifyReport:
 
 def verify_all(storage: Storage, *, workers: int = 4) -> list[VerifyReport]:
     """Every backup folder of the repository, the incomplete ones reported as failures (a
-    folder without ``_SUCCESS`` is never usable; a run still writing one shows it too)."""
-    return [verify(storage, ref, workers=workers) for ref in catalog.refs(storage)]
+    folder without ``_SUCCESS`` is never usable; a run still writing one shows it too), then
+    every committed change set of every table."""
+    reports = [verify(storage, ref, workers=workers) for ref in catalog.refs(storage)]
+    for table in catalog.tables(storage):
+        reports += verify_changes(storage, table)
+    return reports
+
+
+def verify_changes(storage: Storage, table: str) -> list[VerifyReport]:
+    """Each committed change set of ``table``: every file re-read, its sha256 and count
+    against the manifest, every line a change (a bad one named by file and line)."""
+    reports = []
+    try:
+        sets = changes.change_sets(storage, table)
+    except HippolyteError as exc:
+        ref = BackupRef(repo=storage.url, table=table, backup_id=changes.CHANGES.rstrip("/"))
+        return [VerifyReport(ref=ref, problems=[str(exc)])]
+    for c in sets:
+        ref = BackupRef(repo=storage.url, table=table, backup_id=f"{changes.CHANGES}{c.id}")
+        report = VerifyReport(ref=ref)
+        for f in c.files:
+            try:
+                report.items += sum(1 for _ in changes.read_file(storage, c, f))
+            except HippolyteError as exc:
+                report.problems.append(str(exc))
+            report.files += 1
+            report.stored_bytes += f.size
+        reports.append(report)
+    return reports
 
 
 def verify(storage: Storage, ref: BackupRef, *, workers: int = 4) -> VerifyReport:
