@@ -28,7 +28,7 @@ from hippolyte.adapters.storage import open_storage
 from hippolyte.core.events import Event
 from hippolyte.engines import capture as engine
 from hippolyte.ops.capture import CaptureParams, capture
-from hippolyte.repo import changes
+from hippolyte.repo import capture_state, changes
 from tests import corpus
 from tests.helpers import Db, db_for, run
 from tests.support import faults
@@ -272,7 +272,7 @@ def _chain(root: Path, table: str) -> list[changes.ChangeSet]:
 
 
 def _assert_one_gap(root: Path, table: str, cause: str) -> dict[str, Any]:
-    (gap,) = engine.read_gaps(open_storage(str(root)), table)
+    (gap,) = capture_state.read_gaps(open_storage(str(root)), table)
     assert gap["cause"] == cause, gap
     sets = _chain(root, table)
     holes = [(a, b) for a, b in zip(sets, sets[1:], strict=False) if a.end != b.start]
@@ -531,6 +531,6 @@ def test_closed_parents_are_read_to_their_end_before_their_children(tmp_path: Pa
         c for cs in changes.change_sets(storage, "t") for c in changes.read_changes(storage, cs)
     ]
     assert orjson.loads(last[-1].new or b"")["by"]["S"] in {"shardId-g1/2", "shardId-c2/2"}
-    checkpoint = engine.load_position(storage, "t")
+    checkpoint = capture_state.load_position(storage, "t")
     assert checkpoint is not None
     assert {k for k, v in checkpoint.shards.items() if v.done} == {"shardId-p", "shardId-c1"}

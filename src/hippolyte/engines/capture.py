@@ -38,10 +38,15 @@ from hippolyte.core.errors import HippolyteError
 from hippolyte.core.events import Emit, ItemsRead, Note
 from hippolyte.core.model import Json
 from hippolyte.repo import changes, manifest
+from hippolyte.repo.capture_state import (
+    Position,
+    ShardPos,
+    checkpoint_key,
+    load_position,
+    record_gap,
+)
 from hippolyte.repo.changes import Change, ChangeSetWriter, from_micros, micros
 
-STATE = "@capture/"
-CHECKPOINT_FORMAT = "hippolyte-capture-checkpoint/1"
 SOURCE_TYPE = "dynamodb-stream"
 STREAM_DELAY = 1_000_000  # microseconds a write may take to show in the stream
 FIRST_START_REACH = dt.timedelta(hours=23)  # a first start vouches for this much history at most
@@ -50,62 +55,12 @@ DESCRIBE_EVERY = 30.0  # seconds between DescribeStream calls (AWS allows 10 a s
 ITERATOR_RENEWALS = 3  # expired iterators in a row before giving up
 
 
-def checkpoint_key(table: str) -> str:
-    return f"{table}/{STATE}checkpoint.json"
-
-
-def gaps_key(table: str) -> str:
-    return f"{table}/{STATE}gaps.json"
-
-
 @dataclass(frozen=True, kw_only=True)
 class CaptureSettings:
     flush_seconds: float = 60.0
     flush_bytes: int = 64 << 20
     poll_seconds: float = 1.0  # the pause once every shard is read to its end
     once: bool = False  # stop once every shard is read to its end
-
-
-@dataclass(kw_only=True)
-class ShardPos:
-    sequence: str | None = None  # the last sequence number committed; None: none yet
-    parent: str | None = None
-    closed: bool = False
-    done: bool = False  # closed and read to its end
-
-    def to_json(self) -> Json:
-        return {k: getattr(self, k) for k in ("sequence", "parent", "closed", "done")}
-
-
-@dataclass(kw_only=True)
-class Position:
-    """Where the chain stands: the stream, the end of the last committed set (the next set's
-    start) and every shard's position."""
-
-    stream_arn: str
-    to: int  # microseconds
-    change_set: str | None = None
-    shards: dict[str, ShardPos] = field(default_factory=dict)
-
-    def to_json(self, table: str) -> Json:
-        return {
-            "format": CHECKPOINT_FORMAT,
-            "table": table,
-            "streamArn": self.stream_arn,
-            "to": manifest.iso(from_micros(self.to)),
-            "toMicros": self.to,
-            "changeSet": self.change_set,
-            "shards": {k: v.to_json() for k, v in sorted(self.shards.items())},
-        }
-
-    @classmethod
-    def from_json(cls, doc: Json) -> Position:
-        return cls(
-            stream_arn=str(doc["streamArn"]),
-            to=int(doc["toMicros"]),
-            change_set=doc.get("changeSet"),
-            shards={k: ShardPos(**v) for k, v in doc.get("shards", {}).items()},
-        )
 
 
 def lineage(shards: Iterable[streams.Shard]) -> list[streams.Shard]:
@@ -490,41 +445,3 @@ def _in_range(seq: str, shard: streams.Shard) -> bool:
         return True
     low, high = int(shard.start), int(shard.end) if shard.end and shard.end.isdigit() else None
     return int(seq) >= low and (high is None or int(seq) <= high)
-
-
-def record_gap(storage: Storage, table: str, gap: Json) -> None:
-    """Add ``gap`` to ``<table>/@capture/gaps.json``; the same gap found again after a
-    restart (same cause, shard and start) replaces its first record."""
-    gaps = list((changes.read_checkpoint(storage, gaps_key(table)) or {}).get("gaps", []))
-    same = (gap["cause"], gap["shardId"], gap["fromMicros"])
-    gaps = [g for g in gaps if (g.get("cause"), g.get("shardId"), g.get("fromMicros")) != same]
-    changes.write_checkpoint(storage, gaps_key(table), {"table": table, "gaps": [*gaps, gap]})
-
-
-def read_gaps(storage: Storage, table: str) -> list[Json]:
-    return list((changes.read_checkpoint(storage, gaps_key(table)) or {}).get("gaps", []))
-
-
-def load_position(storage: Storage, table: str) -> Position | None:
-    """The checkpoint, or the position carried by a change set committed after it (a crash
-    between a commit and its checkpoint), or by the newest set when no checkpoint exists."""
-    doc = changes.read_checkpoint(storage, checkpoint_key(table))
-    pos = Position.from_json(doc) if doc else None
-    if pos is None:
-        ids = [i for i in storage.list_dirs(f"{table}/{changes.CHANGES}") if changes.is_set_id(i)]
-        committed = [
-            i for i in sorted(ids) if storage.exists(changes.prefix(table, i) + manifest.SUCCESS)
-        ]
-        candidates = committed[-1:]
-    else:
-        candidates = [changes.set_id(from_micros(pos.to))]
-    while candidates:
-        sid = candidates.pop()
-        if not storage.exists(changes.prefix(table, sid) + manifest.SUCCESS):
-            break
-        later = changes.load(storage, table, sid).source.get("positions")
-        if not later or later.get("format") != CHECKPOINT_FORMAT:
-            break
-        pos = Position.from_json(later)
-        candidates = [changes.set_id(from_micros(pos.to))]
-    return pos
