@@ -25,18 +25,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import orjson
-
 from hippolyte.adapters.storage import Storage, open_storage
 from hippolyte.core.chain import FullBackup, Range, Window, covered, nearest, plan_for, ranges
-from hippolyte.core.diff import Key, key_of
+from hippolyte.core.diff import Key
 from hippolyte.core.errors import BackupNotFound, ConfigError
 from hippolyte.core.events import Emit, Step, discard
 from hippolyte.core.model import BackupRef, TableInfo
 from hippolyte.engines.segment import FILE_MAX_RAW_BYTES, DataFileWriter
-from hippolyte.formats.base import KeySchema, Source, checked_items
+from hippolyte.formats.base import KeySchema, Source
 from hippolyte.formats.open import open_source
-from hippolyte.ops.diff_read import backup_bytes
+from hippolyte.ops.diff_read import Keys, backup_bytes, checked_batches
 from hippolyte.ops.diff_spill import MAX_PARTITIONS, PARTITION_BYTES, Spill
 from hippolyte.repo import catalog, changes, manifest, writer
 
@@ -232,23 +230,19 @@ def _compute(
     spill_dir.mkdir()
     spill = Spill(spill_dir, "state", n)
     schema = KeySchema(attributes=spec)
-    for f in source.files:
-        batch = []
-        for item in checked_items(source, f, schema=schema):
-            batch.append((key_of(orjson.loads(item), spec), _BACKUP + item))
-            if len(batch) == 1000:
-                spill.add(batch)
-                batch = []
-        spill.add(batch)
+    keys = Keys(spec)
+    for f in source.files:  # each file checked as diff reads a backup (one decode an item)
+        for keyed, _ in checked_batches(source, f, schema=schema, keys=keys):
+            spill.add([(key, _BACKUP + item) for key, item in keyed])
     old_images = all(c.view == "NEW_AND_OLD_IMAGES" for c in used)
     for c in used:
-        batch = []
+        pending: list[changes.Change] = []
         for change in changes.read_changes(storage, c):
-            batch.append((key_of(orjson.loads(change.keys), spec), _record(change)))
-            if len(batch) == 1000:
-                spill.add(batch)
-                batch = []
-        spill.add(batch)
+            pending.append(change)
+            if len(pending) == 1000:
+                spill.add(_keyed(keys, pending))
+                pending = []
+        spill.add(_keyed(keys, pending))
     spill.close()
     out_storage = open_storage(str(folder / "repo"))
     ref = BackupRef(repo=out_storage.url, table=point.table, backup_id=manifest.backup_id(point.at))
@@ -287,6 +281,11 @@ def _compute(
     shutil.rmtree(spill_dir, ignore_errors=True)
     location = f"{storage.url}/{point.table}@{manifest.iso(point.at)}"
     return open_source(out_storage, ref.prefix, location=location)
+
+
+def _keyed(keys: Keys, batch: list[changes.Change]) -> list[tuple[bytes, bytes]]:
+    keyed = keys([c.keys for c in batch])
+    return [(key, _record(c)) for (key, _), c in zip(keyed, batch, strict=True)]
 
 
 def _record(change: changes.Change) -> bytes:

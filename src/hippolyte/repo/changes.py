@@ -34,6 +34,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import orjson
 
 from hippolyte.adapters.storage import Storage
@@ -99,22 +100,41 @@ class Change:
     old: bytes | None = None  # the item before, when the source gave it
 
 
+class _Number(msgspec.Struct):
+    N: str
+
+
+class _Metadata(msgspec.Struct):
+    WriteTimestampMicros: _Number
+
+
+class _Line(msgspec.Struct):
+    # msgspec.Raw cannot be part of a union with None: an empty Raw means "absent"
+    Metadata: _Metadata
+    Keys: msgspec.Raw
+    NewImage: msgspec.Raw = msgspec.Raw()
+    OldImage: msgspec.Raw = msgspec.Raw()
+
+
+_line = msgspec.json.Decoder(_Line)
+
+
 def parse_change(line: bytes, *, where: str) -> Change:
+    """One change line; its keys and images are kept as the bytes they are in the line."""
     try:
-        doc = orjson.loads(line)
-        stamp = int(doc["Metadata"]["WriteTimestampMicros"]["N"])
-        keys = doc["Keys"]
-    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise BackupCorrupt(f"{where}: not a change line ({type(exc).__name__}: {exc})") from None
-    if not isinstance(keys, dict) or not keys:
+        doc = _line.decode(line)
+        stamp = int(doc.Metadata.WriteTimestampMicros.N)
+    except (msgspec.DecodeError, ValueError) as exc:
+        raise BackupCorrupt(f"{where}: not a change line ({exc})") from None
+    keys = bytes(doc.Keys)
+    if not keys.startswith(b"{") or not orjson.loads(keys):
         raise BackupCorrupt(f"{where}: a change line without its Keys")
-    new, old = doc.get("NewImage"), doc.get("OldImage")
-    return Change(
-        stamp=stamp,
-        keys=orjson.dumps(keys),
-        new=None if new is None else orjson.dumps(new),
-        old=None if old is None else orjson.dumps(old),
-    )
+    new, old = bytes(doc.NewImage), bytes(doc.OldImage)
+    return Change(stamp=stamp, keys=keys, new=_image(new), old=_image(old))
+
+
+def _image(raw: bytes) -> bytes | None:
+    return None if raw in (b"", b"null") else raw
 
 
 @dataclass(frozen=True, kw_only=True)
