@@ -534,3 +534,27 @@ def test_closed_parents_are_read_to_their_end_before_their_children(tmp_path: Pa
     checkpoint = capture_state.load_position(storage, "t")
     assert checkpoint is not None
     assert {k for k, v in checkpoint.shards.items() if v.done} == {"shardId-p", "shardId-c1"}
+
+
+def test_one_capture_of_a_table_at_a_time(dynamodb_local: Server, tmp_path: Path) -> None:
+    from hippolyte.ops.capture import lock_key
+    from hippolyte.repo.lock import RepoLock
+
+    db = db_for(dynamodb_local)
+    table = make_table(db)
+    storage = open_storage(str(tmp_path / "repo"))
+    held = RepoLock(storage=storage, lease_s=60, purpose="capture", key=lock_key(table))
+    assert held.acquire()
+    try:
+        (result,) = capture(
+            [table],
+            conn=db.conn,
+            storage=storage,
+            params=CaptureParams(flush_seconds=0.3, poll_seconds=0.1, once=True),
+            emit=lambda _: None,
+            stop=threading.Event(),
+        )
+    finally:
+        held.release()
+    assert result.status == "busy" and result.ok and result.records == 0
+    assert changes.change_sets(storage, table) == []

@@ -148,8 +148,8 @@ def capture_streams(settings: Settings, *, event: dict[str, Any], context: Any) 
     ``hippolyte capture --once`` does, into the same change sets. The event is the trigger,
     not the data: a batch holds one shard's records, and only reading every shard from the
     table's checkpoint keeps its chain whole (a record read twice is harmless). One capture
-    of a table at a time (a lease in ``<table>/@capture/lock.json``): an invocation finding
-    it taken leaves the work to the one holding it."""
+    of a table at a time (``ops.capture``'s lease): an invocation finding it taken leaves the
+    work to the one holding it."""
     from hippolyte.ops.capture import CaptureParams, capture
 
     target = settings.effective_targets()[0]
@@ -158,26 +158,14 @@ def capture_streams(settings: Settings, *, event: dict[str, Any], context: Any) 
     results: list[dict[str, Any]] = []
     with _deadline(remaining_s(context) - _margin()) as stop:
         for table in stream_tables(event):
-            lock = RepoLock(
+            (outcome,) = capture(
+                [table],
+                conn=target.connection(),
                 storage=storage,
-                lease_s=settings.serve.lock_lease_s,
-                purpose="capture",
-                key=f"{table}/@capture/lock.json",
+                params=params,
+                emit=_log_event,
+                stop=stop,
             )
-            if not lock.acquire():
-                results.append({"table": table, "status": "busy", "ok": True})
-                continue
-            try:
-                (outcome,) = capture(
-                    [table],
-                    conn=target.connection(),
-                    storage=storage,
-                    params=params,
-                    emit=_log_event,
-                    stop=stop,
-                )
-            finally:
-                lock.release()
             results.append(
                 {
                     "table": table,

@@ -24,8 +24,10 @@ from hippolyte.core.model import Json
 from hippolyte.core.selection import Rules
 from hippolyte.engines.capture import CaptureSettings, TableCapture
 from hippolyte.ops.discover import discover
+from hippolyte.repo.lock import RepoLock
 
 ENABLE_WAIT_S = 60.0
+LEASE_S = 300.0  # a capture's lease on its table, renewed while it runs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -49,8 +51,8 @@ class CaptureParams:
 @dataclass(kw_only=True)
 class CaptureResult:
     table: str
-    # stopped | caught-up | stream-disabled: captured; no-stream | unusable-stream: left
-    # unchanged; failed: see error
+    # stopped | caught-up | stream-disabled: captured; busy: another capture holds the table;
+    # no-stream | unusable-stream: left unchanged; failed: see error
     status: str
     stream_arn: str | None = None
     enabled: bool = False  # the stream was turned on by this run
@@ -156,7 +158,35 @@ def _run_one(
     emit: Emit,
     stop: threading.Event,
 ) -> CaptureResult:
-    """One table's capture; its failure is its own (the other tables go on)."""
+    """One table's capture; its failure is its own (the other tables go on). One capture of
+    a table at a time, wherever it runs (the CLI, `serve`, the Lambda function): a lease in
+    ``<table>/@capture/lock.json``; a table whose lease another holds is left to it."""
+    lock = RepoLock(storage=storage, lease_s=LEASE_S, purpose="capture", key=lock_key(table))
+    if not lock.acquire():
+        emit(Note(text=f"{table}: another capture holds it; left to that one", table=table))
+        return CaptureResult(table=table, status="busy", stream_arn=arn)
+    try:
+        return _captured(
+            table, arn, client=client, storage=storage, params=params, emit=emit, stop=stop
+        )
+    finally:
+        lock.release()
+
+
+def lock_key(table: str) -> str:
+    return f"{table}/@capture/lock.json"
+
+
+def _captured(
+    table: str,
+    arn: str,
+    *,
+    client: Any,
+    storage: Storage,
+    params: CaptureParams,
+    emit: Emit,
+    stop: threading.Event,
+) -> CaptureResult:
     engine = TableCapture(
         client=client,
         storage=storage,

@@ -1,9 +1,9 @@
 """One run at a time: a lease-based lock object in the repository.
 
 ``@locks/run.json`` holds the holder (host, pid, a random token), when it was taken and when its
-lease ends. The holder renews the lease while it works. A lock whose lease has ended and whose
-holder is gone (on this host: its pid is dead; elsewhere: it stopped renewing) is stale and is
-taken over, which is logged. After writing, the taker reads the lock back and owns it only if
+lease ends. The holder renews the lease while it works. A lock whose holder is gone (on this
+host: its pid is dead; elsewhere: its lease ended unrenewed) is stale and is taken over, which
+is logged. After writing, the taker reads the lock back and owns it only if
 its token is there (last writer wins on S3 and on a folder alike).
 """
 
@@ -71,12 +71,12 @@ class RepoLock:
         )
 
     def stale(self, held: dict[str, object]) -> bool:
-        expires = dt.datetime.fromisoformat(str(held["expires"]))
-        if expires > self.clock():
-            return False
+        """On this host, the holder is gone once its pid is (a kill -9 need not wait for the
+        lease to end); elsewhere, once it stopped renewing its lease."""
         if held.get("host") == socket.gethostname():
             return not _pid_alive(int(str(held.get("pid", 0))))
-        return True  # another host that stopped renewing its lease
+        expires = dt.datetime.fromisoformat(str(held["expires"]))
+        return expires <= self.clock()  # another host that stopped renewing its lease
 
     def acquire(self) -> bool:
         held = self._read()
