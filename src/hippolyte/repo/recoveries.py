@@ -258,14 +258,15 @@ def summaries(storage: Storage) -> list[RecoverySummary]:
     for rid in ids(storage):
         try:
             doc = record(storage, rid)
-        except RepositoryError:
+        except RepositoryError:  # never finished saving: what it was about, from started.json
+            begun = started(storage, rid) or {}
             out.append(
                 RecoverySummary(
                     id=rid,
-                    kind="?",
-                    table="?",
-                    backup="?",
-                    created=_created(rid),
+                    kind=str(begun.get("kind", "?")),
+                    table=str(begun.get("table", "?")),
+                    backup=str(begun.get("backup", "?")),
+                    created=str(begun.get("created", _created(rid))),
                     planned=0,
                     status="saving",
                     proven=None,
