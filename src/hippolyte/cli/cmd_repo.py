@@ -225,3 +225,95 @@ def verify(
         raise BackupCorrupt(
             f"{len(bad)} of {len(reports)} backups failed verification: " + bad[0].problems[0]
         )
+
+
+@cli.command()
+@click.argument("tables", nargs=-1)
+@click.option("--keep-last", type=click.IntRange(0), help="Keep the N newest backups.")
+@click.option("--keep-hourly", type=click.IntRange(0), help="Keep the newest of N hours.")
+@click.option("--keep-daily", type=click.IntRange(0), help="Keep the newest of N days.")
+@click.option("--keep-weekly", type=click.IntRange(0), help="Keep the newest of N ISO weeks.")
+@click.option("--keep-monthly", type=click.IntRange(0), help="Keep the newest of N months.")
+@click.option("--keep-yearly", type=click.IntRange(0), help="Keep the newest of N years.")
+@click.option("--keep-within", metavar="DURATION", help="Keep all within DURATION (7d, 36h, 1y2m).")
+@click.option(
+    "--incomplete-after",
+    type=click.FloatRange(min=0),
+    default=48,
+    show_default=True,
+    help="Remove incomplete backups older than this many hours.",
+)
+@click.option("--dry-run", is_flag=True, help="Say what would be kept and removed; remove nothing.")
+@repo_option
+@aws_options
+@json_option
+@click.pass_context
+def forget(
+    ctx: click.Context,
+    tables: tuple[str, ...],
+    keep_last: int | None,
+    keep_hourly: int | None,
+    keep_daily: int | None,
+    keep_weekly: int | None,
+    keep_monthly: int | None,
+    keep_yearly: int | None,
+    keep_within: str | None,
+    incomplete_after: float,
+    dry_run: bool,
+    repo: str | None,
+    as_json: bool,
+    **aws: Any,
+) -> None:
+    """Remove the backups and change sets the keep rules do not keep (restic's forget): each
+    kept one is listed with its reasons; the newest complete backup of a table, and the change
+    sets a kept backup's restorable range uses, are always kept."""
+    import datetime as dt
+
+    from hippolyte.core.errors import ConfigError
+    from hippolyte.core.retention import KeepPolicy
+    from hippolyte.ops.forget import forget as run
+
+    settings = settings_of(ctx, repository=repo, **aws)
+    try:
+        policy = KeepPolicy(
+            keep_last=keep_last,
+            keep_hourly=keep_hourly,
+            keep_daily=keep_daily,
+            keep_weekly=keep_weekly,
+            keep_monthly=keep_monthly,
+            keep_yearly=keep_yearly,
+            keep_within=keep_within,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"forget: {exc}") from None
+    report = run(
+        storage_for(settings),
+        policy,
+        tables=tables,
+        dry_run=dry_run,
+        incomplete_after=dt.timedelta(hours=incomplete_after),
+    )
+    if wants_json(as_json):
+        print_json(
+            {**report.decision.to_json(), "dryRun": dry_run, "removedFiles": report.removed_files}
+        )
+        return
+    con = Console()
+    for e in report.decision.entries:
+        colour = "green" if e.action == "keep" else "red"
+        con.print(
+            f"[{colour}]{e.action:<6}[/] {e.table} {e.kind} {e.id}: {'; '.join(e.reasons)}",
+            highlight=False,
+        )
+    for lost in report.decision.lost:
+        con.print(
+            f"[yellow]lost[/] {lost.table}: instants {lost.start.isoformat()} -> "
+            f"{lost.end.isoformat()} (with backup {lost.backup})",
+            highlight=False,
+        )
+    removed = len(report.decision.removed("backup")) + len(report.decision.removed("changes"))
+    con.print(
+        f"{'would remove' if dry_run else 'removed'} {removed:,} backups and change sets"
+        + ("" if dry_run else f" ({report.removed_files:,} files)"),
+        highlight=False,
+    )

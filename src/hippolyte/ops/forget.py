@@ -1,0 +1,116 @@
+"""``hippolyte forget``: remove the backups and change sets a retention policy does not keep.
+
+The decision is ``core.retention.decide`` over a listing of the repository (full backups by
+their id's time, complete or not; committed change sets); the removal is crash-safe: a
+backup's ``_SUCCESS`` goes first (it is then incomplete and never offered again), then its
+other files; a killed forget leaves only incomplete folders, which the next one removes. It
+runs under the repository's lock, so never while a backup writes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from hippolyte.adapters.storage import Storage
+from hippolyte.core.chain import Window
+from hippolyte.core.errors import ConfigError, HippolyteError
+from hippolyte.core.events import Emit, Step, discard
+from hippolyte.core.model import BackupRef
+from hippolyte.core.retention import Backup, Decision, KeepPolicy, decide
+from hippolyte.ops.pitr import history
+from hippolyte.repo import catalog, changes, manifest
+from hippolyte.repo.lock import RepoLock
+
+LEASE_S = 600.0
+
+
+@dataclass(kw_only=True)
+class ForgetReport:
+    decision: Decision
+    dry_run: bool
+    removed_files: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def listing(
+    storage: Storage, tables: Sequence[str] = ()
+) -> tuple[list[Backup], dict[str, list[Window]]]:
+    """Every full backup folder (complete or not) and the change windows of ``tables`` (all
+    the repository's when none is named)."""
+    names = list(tables) or catalog.tables(storage)
+    backups: list[Backup] = []
+    windows: dict[str, list[Window]] = {}
+    for table in names:
+        full, sets = history(storage, table)
+        ends = {b.id: changes.from_micros(b.end) for b in full}
+        for bid in catalog.backup_ids(storage, table):
+            ref = BackupRef(repo=storage.url, table=table, backup_id=bid)
+            backups.append(
+                Backup(
+                    table=table,
+                    id=bid,
+                    start=manifest.parse_backup_id(bid),
+                    complete=catalog.is_complete(storage, ref),
+                    end=ends.get(bid),
+                )
+            )
+        if sets:
+            windows[table] = sets
+    return backups, windows
+
+
+def forget(
+    storage: Storage,
+    policy: KeepPolicy,
+    *,
+    tables: Sequence[str] = (),
+    dry_run: bool = False,
+    now: dt.datetime | None = None,
+    incomplete_after: dt.timedelta = dt.timedelta(hours=48),
+    emit: Emit = discard,
+) -> ForgetReport:
+    now = now or dt.datetime.now(dt.UTC)
+    if not dry_run:
+        storage.check_writable()
+    lock = RepoLock(storage=storage, lease_s=LEASE_S, purpose="forget")
+    if not dry_run and not lock.acquire():
+        raise HippolyteError(
+            f"forget: a run holds the lock of {storage.url}; nothing was removed (try later)"
+        )
+    try:
+        backups, windows = listing(storage, tables)
+        if tables:
+            missing = [t for t in tables if not any(b.table == t for b in backups)]
+            if missing and not any(t in windows for t in missing):
+                raise ConfigError(f"forget: no backup of {missing[0]!r} in {storage.url}")
+        decision = decide(backups, windows, policy, now=now, incomplete_after=incomplete_after)
+        report = ForgetReport(decision=decision, dry_run=dry_run)
+        removing = [e for e in decision.entries if e.action == "remove"]
+        emit(
+            Step(
+                text=f"forget: {len(decision.entries) - len(removing):,} kept, "
+                f"{len(removing):,} to remove" + (" (dry run: nothing removed)" if dry_run else "")
+            )
+        )
+        if not dry_run:
+            for entry in removing:
+                report.removed_files += _remove(storage, entry.table, entry.kind, entry.id)
+        return report
+    finally:
+        if not dry_run:
+            lock.release()
+
+
+def _remove(storage: Storage, table: str, kind: str, ident: str) -> int:
+    """``_SUCCESS`` first, then every other file of the folder."""
+    folder = f"{table}/{ident}/" if kind == "backup" else changes.prefix(table, ident)
+    keys = list(storage.list(folder))
+    success = folder + manifest.SUCCESS
+    if success in keys:
+        storage.delete(success)
+    for key in keys:
+        if key != success:
+            storage.delete(key)
+    return len(keys)
