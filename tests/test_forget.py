@@ -108,3 +108,49 @@ def test_no_rule_or_a_held_lock_removes_nothing(
         lock.release()
     assert code == 1 and "holds the lock" in err
     assert sorted(catalog.backup_ids(storage, "orders")) == sorted(ids)
+
+
+def test_retention_in_the_config_per_table_and_after_each_monitor(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import threading
+
+    from hippolyte.core.config import validate
+    from hippolyte.serve.daemon import Daemon
+
+    repo = tmp_path / "repo"
+    storage = open_storage(str(repo))
+    orders, audit = a_year(storage, "orders")[:10], a_year(storage, "audit-log")[:10]
+    cfg = tmp_path / "hippolyte.toml"
+    cfg.write_text(
+        f'repository = "{repo}"\n[retention]\nkeep_last = 5\n'
+        '[[retention.tables]]\nmatch = "^audit-"\nkeep_last = 8\n'
+    )
+    code, out, err = run(capsys, "--config", str(cfg), "forget", "--dry-run", "--json")
+    assert code == 0, err
+    kept = {(e["table"], e["id"]) for e in orjson.loads(out)["entries"] if e["action"] == "keep"}
+    assert {t for t, _ in kept} == {"orders", "audit-log"}
+    assert sum(t == "orders" for t, _ in kept) == 5 and sum(t == "audit-log" for t, _ in kept) == 8
+    assert {i for t, i in kept if t == "orders"} == set(sorted(orders)[-5:])
+    # serve: after its monitor, forget runs with the same rules
+    settings = validate(
+        {
+            "repository": str(repo),
+            "retention": {"keep_last": 3, "tables": [{"match": "^audit-", "keep_last": 4}]},
+        },
+        source="test",
+    )
+    Daemon(settings=settings, stop=threading.Event()).run_job("monitor")
+    assert len(catalog.backup_ids(storage, "orders")) == 3
+    assert len(catalog.backup_ids(storage, "audit-log")) == 4
+    assert set(catalog.backup_ids(storage, "audit-log")) == set(sorted(audit)[-4:])
+
+
+def test_a_bad_retention_rule_is_named(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cfg = tmp_path / "hippolyte.toml"
+    cfg.write_text(
+        f'repository = "{tmp_path}"\n[retention]\nkeep_last = 5\n'
+        '[[retention.tables]]\nmatch = "^audit-"\nkeep_within = "3q"\n'
+    )
+    code, out, err = run(capsys, "--config", str(cfg), "forget")
+    assert code == 2 and "[[retention.tables]] match = '^audit-'" in err, err

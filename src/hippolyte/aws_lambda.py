@@ -67,6 +67,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             summary = _locked(settings, action, lambda: backup(settings, context=context))
         else:
             summary = _locked(settings, action, lambda: monitor(settings, event=event))
+            if settings.retention is not None:  # [retention]: forget after each monitor
+                summary["forget"] = forget_configured(settings)
     except HippolyteError as exc:
         log.error("job failed", extra={"job": action, "error": str(exc)})
         return {"action": action, "ok": False, "runs": [], "failures": [], "error": str(exc)}
@@ -124,6 +126,29 @@ def _locked(settings: Settings, job: str, run: Callable[[], dict[str, Any]]) -> 
         return run()
     finally:
         lock.release()
+
+
+# -- forget --------------------------------------------------------------------------------------
+
+
+def forget_configured(settings: Settings) -> dict[str, Any]:
+    """``[retention]`` applied to the function's repository (under forget's own lock)."""
+    from hippolyte.ops.forget import configured, forget
+
+    retention = settings.retention
+    assert retention is not None
+    storage = context_mod.storage_for(settings, settings.effective_targets()[0])
+    try:
+        report = forget(
+            storage,
+            configured(retention),
+            incomplete_after=dt.timedelta(hours=retention.incomplete_after_hours),
+        )
+    except HippolyteError as exc:
+        log.error("forget failed", extra={"error": str(exc)})
+        return {"ok": False, "error": str(exc)}
+    removed = [e.to_json() for e in report.decision.entries if e.action == "remove"]
+    return {"ok": True, "removed": removed, "lost": [r.to_json() for r in report.decision.lost]}
 
 
 # -- capture -------------------------------------------------------------------------------------

@@ -271,21 +271,27 @@ def forget(
 
     from hippolyte.core.errors import ConfigError
     from hippolyte.core.retention import KeepPolicy
+    from hippolyte.ops.forget import configured
     from hippolyte.ops.forget import forget as run
 
     settings = settings_of(ctx, repository=repo, **aws)
-    try:
-        policy = KeepPolicy(
-            keep_last=keep_last,
-            keep_hourly=keep_hourly,
-            keep_daily=keep_daily,
-            keep_weekly=keep_weekly,
-            keep_monthly=keep_monthly,
-            keep_yearly=keep_yearly,
-            keep_within=keep_within,
-        )
-    except ValueError as exc:
-        raise ConfigError(f"forget: {exc}") from None
+    given: dict[str, Any] = dict(
+        keep_last=keep_last,
+        keep_hourly=keep_hourly,
+        keep_daily=keep_daily,
+        keep_weekly=keep_weekly,
+        keep_monthly=keep_monthly,
+        keep_yearly=keep_yearly,
+        keep_within=keep_within,
+    )
+    policy: Any
+    if all(v is None for v in given.values()) and settings.retention is not None:
+        policy = configured(settings.retention)  # [retention] in the config
+    else:
+        try:
+            policy = KeepPolicy(**given)
+        except ValueError as exc:
+            raise ConfigError(f"forget: {exc}") from None
     report = run(
         storage_for(settings),
         policy,

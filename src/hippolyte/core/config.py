@@ -6,6 +6,7 @@ Every CLI option can also come from here; the CLI's value wins when both are giv
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from pathlib import Path
 from typing import Any, Literal
@@ -108,6 +109,45 @@ class Schedule(_Strict):
         return _cron(expr)
 
 
+class Keep(_Strict):
+    """restic's keep rules (see `hippolyte forget`)."""
+
+    keep_last: int | None = Field(default=None, ge=0)
+    keep_hourly: int | None = Field(default=None, ge=0)
+    keep_daily: int | None = Field(default=None, ge=0)
+    keep_weekly: int | None = Field(default=None, ge=0)
+    keep_monthly: int | None = Field(default=None, ge=0)
+    keep_yearly: int | None = Field(default=None, ge=0)
+    keep_within: str | None = None  # 7d, 36h, 1y2m
+
+
+class KeepFor(Keep):
+    """Rules for the tables whose name matches ``match`` (a regular expression, searched)."""
+
+    match: str
+
+    @field_validator("match")
+    @classmethod
+    def _regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"not a regular expression: {exc}") from None
+        return value
+
+
+class Retention(Keep):
+    """[retention]: what `forget` keeps when no --keep-* option is given, and what `serve`
+    and the Lambda forget after each monitor. ``tables``: per-table rules, the first whose
+    ``match`` finds the table's name replacing the default."""
+
+    incomplete_after_hours: float = Field(default=48, ge=0)
+    tables: list[KeepFor] = []
+
+    def rules_for(self, table: str) -> Keep:
+        return next((t for t in self.tables if re.search(t.match, table)), self)
+
+
 class Capture(_Strict):
     """`serve` keeps capturing the tables' DynamoDB Streams into change sets (`capture`)."""
 
@@ -149,6 +189,7 @@ class Settings(_Strict):
     schedule: Schedule = Schedule()
     serve: Serve = Serve()
     capture: Capture | None = None  # [capture]: `serve` captures the streams continuously
+    retention: Retention | None = None  # [retention]: what forget keeps; run after each monitor
     datapipeline: DataPipeline = DataPipeline()
     rpo_hours: float = Field(default=24, gt=0)  # status fails when a backup is older
     # status and monitor fail when a table's newest change set ends longer ago than this

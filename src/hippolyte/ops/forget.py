@@ -10,11 +10,12 @@ runs under the repository's lock, so never while a backup writes.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from hippolyte.adapters.storage import Storage
 from hippolyte.core.chain import Window
+from hippolyte.core.config import Keep, KeepFor, Retention
 from hippolyte.core.errors import ConfigError, HippolyteError
 from hippolyte.core.events import Emit, Step, discard
 from hippolyte.core.model import BackupRef
@@ -61,9 +62,41 @@ def listing(
     return backups, windows
 
 
+Policies = KeepPolicy | Callable[[str], KeepPolicy]  # one for all tables, or per table
+
+
+def policy_of(rules: Keep) -> KeepPolicy:
+    """The keep rules of the configuration as a policy (ValueError when there is none)."""
+    return KeepPolicy(
+        keep_last=rules.keep_last,
+        keep_hourly=rules.keep_hourly,
+        keep_daily=rules.keep_daily,
+        keep_weekly=rules.keep_weekly,
+        keep_monthly=rules.keep_monthly,
+        keep_yearly=rules.keep_yearly,
+        keep_within=rules.keep_within,
+    )
+
+
+def configured(retention: Retention) -> Callable[[str], KeepPolicy]:
+    """``[retention]``'s policy for a table: its first matching ``tables`` entry, else the
+    default. Every one is checked now, so a bad rule stops forget before it lists anything."""
+    for rules in (retention, *retention.tables):
+        try:
+            policy_of(rules)
+        except ValueError as exc:
+            where = (
+                f"[[retention.tables]] match = {rules.match!r}"
+                if isinstance(rules, KeepFor)
+                else "[retention]"
+            )
+            raise ConfigError(f"{where}: {exc}") from None
+    return lambda table: policy_of(retention.rules_for(table))
+
+
 def forget(
     storage: Storage,
-    policy: KeepPolicy,
+    policy: Policies,
     *,
     tables: Sequence[str] = (),
     dry_run: bool = False,
@@ -85,7 +118,7 @@ def forget(
             missing = [t for t in tables if not any(b.table == t for b in backups)]
             if missing and not any(t in windows for t in missing):
                 raise ConfigError(f"forget: no backup of {missing[0]!r} in {storage.url}")
-        decision = decide(backups, windows, policy, now=now, incomplete_after=incomplete_after)
+        decision = _decide(backups, windows, policy, now=now, incomplete_after=incomplete_after)
         report = ForgetReport(decision=decision, dry_run=dry_run)
         removing = [e for e in decision.entries if e.action == "remove"]
         emit(
@@ -101,6 +134,30 @@ def forget(
     finally:
         if not dry_run:
             lock.release()
+
+
+def _decide(
+    backups: list[Backup],
+    windows: dict[str, list[Window]],
+    policy: Policies,
+    *,
+    now: dt.datetime,
+    incomplete_after: dt.timedelta,
+) -> Decision:
+    if isinstance(policy, KeepPolicy):
+        return decide(backups, windows, policy, now=now, incomplete_after=incomplete_after)
+    out = Decision()
+    for table in sorted({b.table for b in backups} | set(windows)):
+        one = decide(
+            [b for b in backups if b.table == table],
+            {table: windows[table]} if table in windows else {},
+            policy(table),
+            now=now,
+            incomplete_after=incomplete_after,
+        )
+        out.entries.extend(one.entries)
+        out.lost.extend(one.lost)
+    return out
 
 
 def _remove(storage: Storage, table: str, kind: str, ident: str) -> int:

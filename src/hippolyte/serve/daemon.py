@@ -100,6 +100,37 @@ class Daemon:
                 "seconds": round(time.monotonic() - started, 1),
             }
             log.info("job finished", extra={"job": job, "result": result})
+        if job == "monitor" and self.settings.retention is not None and not self.stop.is_set():
+            self._forget()
+
+    def _forget(self) -> None:
+        """``[retention]``: after each monitor, forget what the rules do not keep, in every
+        repository (each under its own lock, taken by forget)."""
+        from hippolyte.ops.forget import configured, forget
+
+        retention = self.settings.retention
+        assert retention is not None
+        for storage in self._repositories():
+            try:
+                report = forget(
+                    storage,
+                    configured(retention),
+                    incomplete_after=dt.timedelta(hours=retention.incomplete_after_hours),
+                )
+            except HippolyteError as exc:
+                log.error("forget failed", extra={"repository": storage.url, "error": str(exc)})
+                self.metrics.runs.labels("forget", "error").inc()
+                continue
+            removed = [e for e in report.decision.entries if e.action == "remove"]
+            log.info(
+                "forget finished",
+                extra={
+                    "repository": storage.url,
+                    "removed": len(removed),
+                    "kept": len(report.decision.entries) - len(removed),
+                },
+            )
+            self.metrics.runs.labels("forget", "ok").inc()
 
     def _repositories(self) -> list[Storage]:
         """Every distinct repository the targets write to, in the order of their URLs."""
