@@ -77,7 +77,7 @@ def diff_refs(
         return diff_backups(
             before, after, schema=schema, params=params, out=out, emit=emit, stop=stop
         )
-    table = live or _table_name(before)
+    table = live or table_of(before, option="--live TABLE")
     return diff_live(
         before,
         conn=settings.effective_targets()[0].connection(),
@@ -96,10 +96,11 @@ def _schema_of(given: Json | None, *sources: Source) -> KeySchema | None:
     return next((s for source in sources if (s := source.schema()) is not None), None)
 
 
-def _table_name(source: Source) -> str:
+def table_of(source: Source, *, option: str) -> str:
+    """The table a backup was taken of; ConfigError asking for ``option`` when it says none."""
     name = (source.description or {}).get("TableName")
     if not name:
-        raise ConfigError(f"{source.location} does not name its table: pass --live TABLE")
+        raise ConfigError(f"{source.location} does not name its table: pass {option}")
     return str(name)
 
 
@@ -166,7 +167,7 @@ def diff_live(
     info = dynamodb.describe(control, table)
     if schema is None:
         schema = KeySchema.from_description(info.description)
-    _same_key(schema, info, table=table, backup=before.location)
+    same_key(schema, info, table=table, backup=before.location)
     spec = schema.attributes
     size = backup_bytes(before)
     with workspace(params.tmp_dir) as folder:
@@ -197,7 +198,8 @@ def diff_live(
         )
 
 
-def _same_key(schema: KeySchema, info: TableInfo, *, table: str, backup: str) -> None:
+def same_key(schema: KeySchema, info: TableInfo, *, table: str, backup: str) -> None:
+    """The live table ``info`` has ``schema``'s key, else ConfigError naming the attribute."""
     live = KeySchema.from_description(info.description)
     if live.attributes == schema.attributes:
         return

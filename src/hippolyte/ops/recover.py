@@ -34,6 +34,7 @@ from hippolyte.core.version import __version__
 from hippolyte.engines.conditional import ConditionalWriter, LiveTable, WriteSettings, read_live
 from hippolyte.formats.base import KeySchema, Source
 from hippolyte.ops.context import open_backup, storage_for
+from hippolyte.ops.diff import same_key, table_of
 from hippolyte.ops.recover_select import (
     Count,
     RecoverParams,
@@ -100,7 +101,7 @@ def recover(
 ) -> RecoverReport:
     stop = stop or threading.Event()
     source = open_backup(settings, ref, repo=settings.repository)
-    name = table or _table_name(source)
+    name = table or table_of(source, option="--table TABLE")
     live = _live(settings, name, source.schema(), backup=source.location)
     storage = _storage(settings, source)
     report = RecoverReport(table=name, backup=source.location, repository=storage.url)
@@ -209,34 +210,15 @@ def list_recoveries(settings: Settings) -> list[recoveries.RecoverySummary]:
 # -- where -------------------------------------------------------------------------------------
 
 
-def _table_name(source: Source) -> str:
-    name = (source.description or {}).get("TableName")
-    if not name:
-        raise ConfigError(f"{source.location} does not name its table: pass --table TABLE")
-    return str(name)
-
-
 def _live(settings: Settings, table: str, schema: KeySchema | None, *, backup: str) -> LiveTable:
     conn = settings.effective_targets()[0].connection()
     control = dynamodb.control_client(conn)
     info = dynamodb.describe(control, table)
+    if schema is not None:
+        same_key(schema, info, table=table, backup=backup)
     live = KeySchema.from_description(info.description)
-    if schema is not None and schema.attributes != live.attributes:
-        for (name, kind), (live_name, live_kind) in zip(
-            (*schema.attributes, ("", "")), (*live.attributes, ("", "")), strict=False
-        ):
-            if (name, kind) != (live_name, live_kind):
-                raise ConfigError(
-                    f"table {table!r} has another key than {backup}: "
-                    f"{_describe(live_name, live_kind)} where the backup has "
-                    f"{_describe(name, kind)}"
-                )
     where = f"{control.meta.endpoint_url} {info.arn or control.meta.region_name + ' ' + table}"
     return LiveTable(conn=conn, info=info, spec=live.attributes, where=where)
-
-
-def _describe(name: str, kind: str) -> str:
-    return f"{name!r} ({kind})" if name else "nothing"
 
 
 def _storage(settings: Settings, source: Source) -> Storage:
