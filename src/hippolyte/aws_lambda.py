@@ -133,17 +133,12 @@ def _locked(settings: Settings, job: str, run: Callable[[], dict[str, Any]]) -> 
 
 def forget_configured(settings: Settings) -> dict[str, Any]:
     """``[retention]`` applied to the function's repository (under forget's own lock)."""
-    from hippolyte.ops.forget import configured, forget
+    from hippolyte.ops.forget import forget_by_config
 
-    retention = settings.retention
-    assert retention is not None
+    assert settings.retention is not None
     storage = context_mod.storage_for(settings, settings.effective_targets()[0])
     try:
-        report = forget(
-            storage,
-            configured(retention),
-            incomplete_after=dt.timedelta(hours=retention.incomplete_after_hours),
-        )
+        report = forget_by_config(storage, settings.retention)
     except HippolyteError as exc:
         log.error("forget failed", extra={"error": str(exc)})
         return {"ok": False, "error": str(exc)}

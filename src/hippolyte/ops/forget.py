@@ -44,7 +44,9 @@ def listing(
     backups: list[Backup] = []
     windows: dict[str, list[Window]] = {}
     for table in names:
-        full, sets = history(storage, table)
+        # a backup's end matters only beside change sets: read the descriptors only then
+        has_changes = bool(storage.list_dirs(f"{table}/{changes.CHANGES}"))
+        full, sets = history(storage, table) if has_changes else ([], [])
         ends = {b.id: changes.from_micros(b.end) for b in full}
         for bid in catalog.backup_ids(storage, table):
             ref = BackupRef(repo=storage.url, table=table, backup_id=bid)
@@ -171,3 +173,13 @@ def _remove(storage: Storage, table: str, kind: str, ident: str) -> int:
         if key != success:
             storage.delete(key)
     return len(keys)
+
+
+def forget_by_config(storage: Storage, retention: Retention) -> ForgetReport:
+    """``[retention]`` applied to one repository, as ``serve`` and the Lambda do after each
+    monitor."""
+    return forget(
+        storage,
+        configured(retention),
+        incomplete_after=dt.timedelta(hours=retention.incomplete_after_hours),
+    )

@@ -106,17 +106,13 @@ class Daemon:
     def _forget(self) -> None:
         """``[retention]``: after each monitor, forget what the rules do not keep, in every
         repository (each under its own lock, taken by forget)."""
-        from hippolyte.ops.forget import configured, forget
+        from hippolyte.ops.forget import forget_by_config
 
         retention = self.settings.retention
         assert retention is not None
         for storage in self._repositories():
             try:
-                report = forget(
-                    storage,
-                    configured(retention),
-                    incomplete_after=dt.timedelta(hours=retention.incomplete_after_hours),
-                )
+                report = forget_by_config(storage, retention)
             except HippolyteError as exc:
                 log.error("forget failed", extra={"repository": storage.url, "error": str(exc)})
                 self.metrics.runs.labels("forget", "error").inc()
