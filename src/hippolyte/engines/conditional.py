@@ -1,6 +1,6 @@
 """Writing into a live table the application is using: conditional PutItem and DeleteItem
 that never overwrite a change they did not see, paced by the table's write budget and
-retried (``ConditionalWriter``); strongly consistent reads of chosen keys (``read_live``) and
+retried (``ConditionalWriter``); strongly consistent reads of chosen keys (``LiveReader``) and
 partitions (``query``).
 
 A write whose condition fails is not an error: the item is read again and the outcome says
@@ -18,6 +18,7 @@ import threading
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 
@@ -89,6 +90,13 @@ class ConditionalWriter:
         )
         self.client = dynamodb_items.item_client(live.conn, pool=settings.workers + 2)
         self.bucket = TokenBucket(rate=settings.write_rate)
+        self.reader = LiveReader(
+            live,
+            rate=settings.read_rate,
+            max_attempts=settings.max_attempts,
+            stop=stop,
+            client=self.client,
+        )
         self._forced = 0
         self._lock = threading.Lock()
         self._leaves = False  # the server cannot compare maps and lists: compare their leaves
@@ -99,14 +107,7 @@ class ConditionalWriter:
     def apply(self, batch: list[Action], *, n: int, emit: Emit) -> Tally:
         """Each action of one actions file; the file's keys are read again first (strongly
         consistent), so an item changed since the recovery's first read is not written."""
-        current = read_live(
-            self.live,
-            keys=[key_of(orjson.loads(a.key), self.live.spec) for a in batch],
-            rate=self.params.read_rate,
-            workers=self.params.workers,
-            max_attempts=self.params.max_attempts,
-            stop=self.stop,
-        )
+        current = self.reader.read(key_of(orjson.loads(a.key), self.live.spec) for a in batch)
         tally = Tally()
         with ThreadPoolExecutor(max_workers=self.params.workers) as pool:
             results = pool.map(
@@ -279,33 +280,43 @@ def _changed(a: Action, current: bytes | None, why: str) -> _Result:
     return Outcome.CHANGED_SINCE, skipped, 0
 
 
-def read_live(
-    live: LiveTable,
-    *,
-    keys: Iterable[bytes],
-    rate: float,
-    workers: int,
-    max_attempts: int,
-    stop: threading.Event,
-) -> dict[bytes, bytes]:
-    """Each key's live item (strongly consistent), by canonical key."""
-    client = dynamodb_items.item_client(live.conn, pool=workers + 2)
-    bucket = TokenBucket(rate=rate)
-    ordered = [key_doc(k, live.spec) for k in sorted(keys)]
-    found: dict[bytes, bytes] = {}
-    for at in range(0, len(ordered), dynamodb_items.MAX_GET_KEYS):
-        if stop.is_set():
-            raise Interrupted("recover interrupted while reading the live table; nothing written")
-        batch = ordered[at : at + dynamodb_items.MAX_GET_KEYS]
-        bucket.acquire(len(batch), stop=stop)
-        items = retrying(
-            functools.partial(dynamodb_items.get_many, client, table=live.table, keys=batch),
-            attempts=max_attempts,
-            stop=stop,
-        )
-        for item in items:
-            found[key_of(orjson.loads(item), live.spec)] = item
-    return found
+class LiveReader:
+    """Strongly consistent reads of chosen keys, paced by one read budget for as long as it
+    is used (a bucket and a client per recovery, not per batch of keys)."""
+
+    def __init__(
+        self,
+        live: LiveTable,
+        *,
+        rate: float,
+        max_attempts: int,
+        stop: threading.Event,
+        client: Any = None,
+    ) -> None:
+        self.live, self.max_attempts, self.stop = live, max_attempts, stop
+        self._own = client is None
+        self.client = client or dynamodb_items.item_client(live.conn, pool=2)
+        self.bucket = TokenBucket(rate=rate)
+
+    def read(self, keys: Iterable[bytes]) -> dict[bytes, bytes]:
+        """Each key's live item, by canonical key (``core.diff.key_of``)."""
+        ordered = [key_doc(k, self.live.spec) for k in sorted(keys)]
+        found: dict[bytes, bytes] = {}
+        for at in range(0, len(ordered), dynamodb_items.MAX_GET_KEYS):
+            if self.stop.is_set():
+                raise Interrupted("recover interrupted while reading the live table")
+            batch = ordered[at : at + dynamodb_items.MAX_GET_KEYS]
+            self.bucket.acquire(len(batch), stop=self.stop)
+            get = functools.partial(
+                dynamodb_items.get_many, self.client, table=self.live.table, keys=batch
+            )
+            for item in retrying(get, attempts=self.max_attempts, stop=self.stop):
+                found[key_of(orjson.loads(item), self.live.spec)] = item
+        return found
+
+    def close(self) -> None:
+        if self._own:
+            self.client.close()
 
 
 def key_doc(key: bytes, spec: Key) -> bytes:

@@ -31,7 +31,7 @@ from hippolyte.core.events import Emit, LoadStarted, Note, Step, discard
 from hippolyte.core.proof import Digest, digest_of
 from hippolyte.core.recovery import RECORD_FORMAT, Action, Tally, recovery_id
 from hippolyte.core.version import __version__
-from hippolyte.engines.conditional import ConditionalWriter, LiveTable, WriteSettings, read_live
+from hippolyte.engines.conditional import ConditionalWriter, LiveReader, LiveTable, WriteSettings
 from hippolyte.formats.base import KeySchema, Source
 from hippolyte.ops.context import open_backup, storage_for
 from hippolyte.ops.diff import same_key, table_of
@@ -376,16 +376,15 @@ def _prove(
     """What was put back (the backup's items; deleted keys count as absent) against what the
     table holds for those keys now, read strongly consistent, one actions file at a time."""
     expected, found = Digest(), Digest()
-    for batch in recoveries.actions(storage, str(doc["id"]), doc):
-        done = [a for a in batch if a.key not in skipped]
-        expected.merge(digest_of([a.target for a in done if a.target is not None]))
-        items = read_live(
-            live,
-            keys={key_of(orjson.loads(a.key), live.spec) for a in done},
-            rate=read_rate(live, params),
-            workers=params.workers,
-            max_attempts=params.max_attempts,
-            stop=stop,
-        )
-        found.merge(digest_of(list(items.values())))
+    reader = LiveReader(
+        live, rate=read_rate(live, params), max_attempts=params.max_attempts, stop=stop
+    )
+    try:
+        for batch in recoveries.actions(storage, str(doc["id"]), doc):
+            done = [a for a in batch if a.key not in skipped]
+            expected.merge(digest_of([a.target for a in done if a.target is not None]))
+            items = reader.read({key_of(orjson.loads(a.key), live.spec) for a in done})
+            found.merge(digest_of(list(items.values())))
+    finally:
+        reader.close()
     return expected, found

@@ -26,7 +26,7 @@ from hippolyte.core.recovery import (
     diff_summary,
     parse_key_line,
 )
-from hippolyte.engines.conditional import LiveTable, query, read_live
+from hippolyte.engines.conditional import LiveReader, LiveTable, query
 from hippolyte.formats.base import KeySchema, Source, checked_items
 from hippolyte.ops.diff import DiffParams, diff_live
 
@@ -184,14 +184,13 @@ def _from_keys(
             key = key_of(doc, spec)
             if key in wanted or (partitions and key_of(doc, spec[:1]) in partitions):
                 backup[key] = item
-    current = read_live(
-        live,
-        keys=wanted | set(backup),
-        rate=read_rate(live, params),
-        workers=params.workers,
-        max_attempts=params.max_attempts,
-        stop=stop,
+    reader = LiveReader(
+        live, rate=read_rate(live, params), max_attempts=params.max_attempts, stop=stop
     )
+    try:
+        current = reader.read(wanted | set(backup))
+    finally:
+        reader.close()
     for value in partitions:
         for item in query(live, value, rate=read_rate(live, params)):
             current.setdefault(key_of(orjson.loads(item), spec), item)
