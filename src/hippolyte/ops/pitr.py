@@ -41,6 +41,7 @@ from hippolyte.repo import catalog, changes, manifest, writer
 _CHANGE = struct.Struct(">cqI")  # b"C", stamp, length of the new image (0: none)
 _BACKUP = b"B"
 _NONE = 0xFFFFFFFF
+_UNSET = object()
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -73,6 +74,11 @@ def split_ref(ref: str) -> tuple[str, dt.datetime] | None:
 
 def history(storage: Storage, table: str) -> tuple[list[FullBackup], list[Window]]:
     """The full backups (complete ones, of our format) and change windows of ``table``."""
+    backups, sets = _history(storage, table)
+    return backups, [_window(c) for c in sets]
+
+
+def _history(storage: Storage, table: str) -> tuple[list[FullBackup], list[changes.ChangeSet]]:
     backups = []
     for ref in catalog.refs(storage, table):
         if not catalog.is_complete(storage, ref):
@@ -88,18 +94,18 @@ def history(storage: Storage, table: str) -> tuple[list[FullBackup], list[Window
                 end=changes.micros(dt.datetime.fromisoformat(facts["endTime"])),
             )
         )
-    windows = [
-        Window(
-            id=c.id,
-            start=c.start,
-            end=c.end,
-            gap_before=_cause(c.source.get("gapBefore")),
-            gap_detail=_detail(c.source.get("gapBefore")),
-            old_images=c.view == "NEW_AND_OLD_IMAGES",
-        )
-        for c in changes.change_sets(storage, table)
-    ]
-    return backups, windows
+    return backups, changes.change_sets(storage, table)
+
+
+def _window(c: changes.ChangeSet) -> Window:
+    return Window(
+        id=c.id,
+        start=c.start,
+        end=c.end,
+        gap_before=_cause(c.source.get("gapBefore")),
+        gap_detail=_detail(c.source.get("gapBefore")),
+        old_images=c.view == "NEW_AND_OLD_IMAGES",
+    )
 
 
 def history_report(
@@ -161,7 +167,8 @@ def materialize(
     """``point.table`` as it was at ``point.at``, as a backup of our format in a temporary
     folder removed when the returned Source is no longer used (or at exit)."""
     t = changes.micros(point.at)
-    backups, windows = history(storage, point.table)
+    backups, change_sets = _history(storage, point.table)  # each manifest read once
+    windows = [_window(c) for c in change_sets]
     if point.backup is not None:
         backups = [b for b in backups if b.id == point.backup]
         if not backups:
@@ -176,7 +183,7 @@ def materialize(
     if source.description is None:
         raise ConfigError(f"{base} records no table description to restore it as of a time")
     spec = KeySchema.from_description(source.description).attributes
-    sets = {c.id: c for c in changes.change_sets(storage, point.table)}
+    sets = {c.id: c for c in change_sets}
     used = [sets[w] for w in found.windows]
     emit(
         Step(
@@ -297,8 +304,8 @@ def _record(change: changes.Change) -> bytes:
 def _settle(records: Iterator[tuple[bytes, bytes]], *, t: int, old_images: bool) -> Iterator[bytes]:
     """Each key's item at T from its records, in the order they were spilled (the backup's
     item, then its changes as they happened)."""
-    state: dict[bytes, list[bytes | None | bool]] = {}  # key -> [backup, at-or-before, after]
-    unset = False
+    state: dict[bytes, list[object]] = {}  # key -> [backup, at or before T, after T]
+    unset = _UNSET  # no change on that side of T (None is a change: a delete)
     for key, record in records:
         entry = state.setdefault(key, [None, unset, unset])
         if record[:1] == _BACKUP:
