@@ -537,7 +537,7 @@ def test_closed_parents_are_read_to_their_end_before_their_children(tmp_path: Pa
 
 
 def test_one_capture_of_a_table_at_a_time(dynamodb_local: Server, tmp_path: Path) -> None:
-    from hippolyte.ops.capture import lock_key
+    from hippolyte.repo.capture_state import lock_key
     from hippolyte.repo.lock import RepoLock
 
     db = db_for(dynamodb_local)

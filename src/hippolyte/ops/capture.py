@@ -24,6 +24,7 @@ from hippolyte.core.model import Json
 from hippolyte.core.selection import Rules
 from hippolyte.engines.capture import CaptureSettings, TableCapture
 from hippolyte.ops.discover import discover
+from hippolyte.repo.capture_state import lock_key
 from hippolyte.repo.lock import RepoLock
 
 ENABLE_WAIT_S = 60.0
@@ -171,10 +172,6 @@ def _run_one(
         )
     finally:
         lock.release()
-
-
-def lock_key(table: str) -> str:
-    return f"{table}/@capture/lock.json"
 
 
 def _captured(

@@ -4,7 +4,7 @@
 of the last committed change set (the next one's start) and every shard's position; each
 change set's ``source.positions`` carries the same, so a crash between a commit and its
 checkpoint is repaired by adopting the set. ``<table>/@capture/gaps.json``: every gap found,
-with its cause.
+with its cause. ``<table>/@capture/lock.json``: the lease of the one capture of the table.
 """
 
 from __future__ import annotations
@@ -26,6 +26,11 @@ def checkpoint_key(table: str) -> str:
 
 def gaps_key(table: str) -> str:
     return f"{table}/{STATE}gaps.json"
+
+
+def lock_key(table: str) -> str:
+    """The lease of the one capture of ``table`` (``repo.lock.RepoLock``'s key)."""
+    return f"{table}/{STATE}lock.json"
 
 
 @dataclass(kw_only=True)
