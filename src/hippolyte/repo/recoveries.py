@@ -10,7 +10,8 @@ Layout (docs/design.md, "Recoveries")::
                               its item count, size, sha256 and md5 (the manifest)
         _SUCCESS              the saved state is complete; nothing is written before it
         progress/<n>.json     the outcomes of actions file n, once all of them are done
-        forced/<n>-<k>.json.gz  versions a --force write replaced, saved before replacing
+        forced/<n>-<k>.json.gz  versions a --force write replaced, saved before replacing,
+        forced/<n>-<k>.json     then each one's record (sha256, count): checked when read
         result.json           the outcome of the last run over it (rewritten by --resume)
 
 Every file is written whole (storage writes are atomic) and checked when read back.
@@ -138,23 +139,23 @@ def started(storage: Storage, recovery: str) -> dict[str, Any] | None:
 
 
 def save_forced(storage: Storage, recovery: str, n: int, k: int, action: Action) -> None:
-    """The version a --force write is about to replace, saved before it is."""
-    write_lines(storage, f"{prefix(recovery)}forced/{n:05d}-{k:06d}.json.gz", [action.line()])
+    """The version a --force write is about to replace, saved before it is: the data file,
+    then its record (sha256, count). A data file without its record was never followed by
+    a write, and is not read back."""
+    key = f"{prefix(recovery)}forced/{n:05d}-{k:06d}"
+    saved = write_lines(storage, key + ".json.gz", [action.line()])
+    storage.put_bytes(key + ".json", orjson.dumps(saved.to_json()))
 
 
 def forced(storage: Storage, recovery: str) -> list[Action]:
-    """The versions --force replaced, oldest first."""
+    """The versions --force replaced, oldest first, each file checked against its record."""
     out = []
     for key in sorted(storage.list(f"{prefix(recovery)}forced/")):
-        lines, parsed = datafile.Lines(), []
-        try:
-            with storage.open_read(key) as f:
-                while chunk := f.read(datafile.READ_CHUNK):
-                    parsed += lines.feed(chunk)
-            lines.finish()
-        except datafile.GzipError as exc:
-            raise BackupCorrupt(f"{storage.url}/{key}: {exc}") from None
-        out += [parse_action(line, where=key) for line in parsed]
+        if not key.endswith(".json") or key.endswith(".json.gz"):
+            continue
+        doc = orjson.loads(storage.get_bytes(key))
+        lines = read_lines(storage, doc["key"], sha256=doc["sha256"], count=doc["count"])
+        out += [parse_action(line, where=doc["key"]) for line in lines]
     return out
 
 
