@@ -148,6 +148,46 @@ class Retention(Keep):
         return next((t for t in self.tables if re.search(t.match, table)), self)
 
 
+class ObjectLock(_Strict):
+    """[object_lock]: every object of a backup is written with this S3 Object Lock retention
+    (the bucket must have Object Lock enabled; writing is refused at the start otherwise)."""
+
+    mode: Literal["GOVERNANCE", "COMPLIANCE"]
+    days: int = Field(ge=1, le=36500)
+
+
+class Copy(_Strict):
+    """[[copies]]: another repository that `serve` and the Lambda copy every new backup and
+    change set to after each monitor (another account, region, or a local disk)."""
+
+    to: str  # the destination repository URL
+    profile: str | None = None
+    region: str | None = None
+    endpoint_url: str | None = Field(default=None, pattern=r"^https?://")  # the S3 endpoint
+    role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
+    tables: list[str] = []  # regular expressions (searched); none: every table
+
+    @field_validator("tables")
+    @classmethod
+    def _regexes(cls, values: list[str]) -> list[str]:
+        for value in values:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"{value!r} is not a regular expression: {exc}") from None
+        return values
+
+    def connection(self) -> Connection:
+        return Connection(
+            region=self.region,
+            profile=self.profile,
+            role_arn=self.role_arn,
+        )
+
+    def wants(self, table: str) -> bool:
+        return not self.tables or any(re.search(t, table) for t in self.tables)
+
+
 class Capture(_Strict):
     """`serve` keeps capturing the tables' DynamoDB Streams into change sets (`capture`)."""
 
@@ -190,6 +230,9 @@ class Settings(_Strict):
     serve: Serve = Serve()
     capture: Capture | None = None  # [capture]: `serve` captures the streams continuously
     retention: Retention | None = None  # [retention]: what forget keeps; run after each monitor
+    object_lock: ObjectLock | None = None  # [object_lock]: S3 Object Lock on every object written
+    append_only: bool = False  # this process never deletes from the repository (forget refuses)
+    copies: list[Copy] = []  # [[copies]]: repositories every new backup is copied to
     datapipeline: DataPipeline = DataPipeline()
     rpo_hours: float = Field(default=24, gt=0)  # status fails when a backup is older
     # status and monitor fail when a table's newest change set ends longer ago than this
