@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import builtins
 import contextlib
+import datetime as dt
 import errno
 import os
 import re
@@ -24,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 import botocore.exceptions
 
 from hippolyte.adapters.aws import Connection, client, translate
+from hippolyte.core.config import ObjectLock
 from hippolyte.core.errors import (
     ConfigError,
     CredentialsError,
@@ -34,6 +36,7 @@ from hippolyte.core.errors import (
 
 PART_SIZE = 8 * 1024 * 1024  # multipart threshold and part size; also the in-memory spool cap
 PROBE_PREFIX = ".hippolyte-probe-"
+COMMITTED = "_SUCCESS"  # the marker that commits a folder; append-only storage never deletes it
 ACCEPTED = "a folder path, file:///absolute/path or s3://bucket[/prefix]"
 
 
@@ -41,6 +44,8 @@ class Storage(Protocol):
     url: str  # the repository URL, normalized: an absolute path or s3://bucket[/prefix]
     bucket: str | None  # the S3 bucket, None for a local folder
     prefix: str  # the S3 key prefix without slashes ("" for a local folder)
+    append_only: bool  # this process never deletes a commit marker (nothing committed is lost)
+    object_lock: ObjectLock | None  # the retention every object is written with (S3 only)
 
     def open_write(self, key: str) -> AbstractContextManager[BinaryIO]:
         """The object appears under ``key`` only if the with-block exits without error."""
@@ -60,27 +65,67 @@ class Storage(Protocol):
 
     def exists(self, key: str) -> bool: ...
     def size(self, key: str) -> int: ...
-    def delete(self, key: str) -> None: ...
-    def check_writable(self) -> None: ...
+    def delete(self, key: str) -> None:
+        """Remove ``key``; refused for a commit marker when the storage is append-only."""
+        ...
+
+    def check_writable(self) -> None:
+        """Refuse, before anything is written, a repository this process cannot write as
+        configured (permissions; an S3 bucket without Object Lock under ``[object_lock]``)."""
+        ...
+
+    def locked_until(self, key: str) -> tuple[str, dt.datetime] | None:
+        """The S3 Object Lock (mode, retain-until) that protects ``key`` now, else None."""
+        ...
 
 
 def open_storage(
-    url: str, *, conn: Connection | None = None, s3_endpoint_url: str | None = None
+    url: str,
+    *,
+    conn: Connection | None = None,
+    s3_endpoint_url: str | None = None,
+    object_lock: ObjectLock | None = None,
+    append_only: bool = False,
 ) -> Storage:
     """Build the storage for a repository URL. S3 endpoints also come from the standard
-    ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` variables, which botocore reads itself."""
+    ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` variables, which botocore reads itself.
+    ``object_lock``: every object written gets that retention (S3 only);
+    ``append_only``: no commit marker is ever deleted through this storage."""
     parts = urlsplit(url)
+    local: Path | None = None
     if url and parts.scheme == "":
-        return LocalStorage(Path(url))
-    if parts.scheme == "file" and parts.netloc in ("", "localhost") and parts.path.startswith("/"):
-        return LocalStorage(Path(unquote(parts.path)))
+        local = Path(url)
+    elif parts.scheme == "file" and parts.netloc in ("", "localhost"):
+        if parts.path.startswith("/"):
+            local = Path(unquote(parts.path))
+    if local is not None:
+        if object_lock is not None:
+            raise ConfigError(
+                f"[object_lock] needs an S3 repository; {url!r} is a local folder "
+                "(use append_only = true to protect a folder from this process)"
+            )
+        return LocalStorage(local, append_only=append_only)
     s3 = s3_location(url)
     if s3 is not None:
         bucket, prefix = s3
         return S3Storage(
-            bucket=bucket, prefix=prefix, conn=conn or Connection(), endpoint_url=s3_endpoint_url
+            bucket=bucket,
+            prefix=prefix,
+            conn=conn or Connection(),
+            endpoint_url=s3_endpoint_url,
+            object_lock=object_lock,
+            append_only=append_only,
         )
     raise ConfigError(f"unsupported repository URL {url!r}: expected {ACCEPTED}")
+
+
+def refuse_delete(storage: Storage, key: str) -> None:
+    """Append-only storage never deletes a commit marker: what was committed stays."""
+    if storage.append_only and key.rsplit("/", 1)[-1] == COMMITTED:
+        raise RepositoryError(
+            f"repository {storage.url} is append-only for this process (append_only = true): "
+            f"{key!r} was not deleted"
+        )
 
 
 def s3_location(url: str | None) -> tuple[str, str] | None:
@@ -127,11 +172,13 @@ _TEMP = re.compile(r"^\..+\.tmp-[0-9a-f]{32}$")
 
 
 class LocalStorage:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, *, append_only: bool = False) -> None:
         self.root = Path(os.path.abspath(root.expanduser()))
         self.url = str(self.root)
         self.bucket: str | None = None
         self.prefix = ""
+        self.append_only = append_only
+        self.object_lock: ObjectLock | None = None
 
     def __repr__(self) -> str:
         return f"LocalStorage({self.url!r})"
@@ -229,6 +276,7 @@ class LocalStorage:
             return path.stat().st_size
 
     def delete(self, key: str) -> None:
+        refuse_delete(self, key)
         path = self._path(key)
         with _local_errors(path, writing=True):
             path.unlink(missing_ok=True)
@@ -250,6 +298,9 @@ class LocalStorage:
             self.delete(probe)
         except RepositoryError as exc:
             raise RepositoryError(f"repository {self.url} is not writable: {exc}") from exc
+
+    def locked_until(self, key: str) -> tuple[str, dt.datetime] | None:
+        return None  # a folder has no Object Lock
 
 
 @contextlib.contextmanager
@@ -283,18 +334,41 @@ def _fsync_dir(folder: Path) -> None:
 # -- S3 ----------------------------------------------------------------------------------------
 
 
-def _s3_storage(bucket: str, prefix: str, conn: Connection, endpoint_url: str | None) -> S3Storage:
-    return S3Storage(bucket=bucket, prefix=prefix, conn=conn, endpoint_url=endpoint_url)
+def _s3_storage(
+    bucket: str,
+    prefix: str,
+    conn: Connection,
+    endpoint_url: str | None,
+    object_lock: ObjectLock | None = None,
+    append_only: bool = False,
+) -> S3Storage:
+    return S3Storage(
+        bucket=bucket,
+        prefix=prefix,
+        conn=conn,
+        endpoint_url=endpoint_url,
+        object_lock=object_lock,
+        append_only=append_only,
+    )
 
 
 class S3Storage:
     def __init__(
-        self, *, bucket: str, prefix: str, conn: Connection, endpoint_url: str | None = None
+        self,
+        *,
+        bucket: str,
+        prefix: str,
+        conn: Connection,
+        endpoint_url: str | None = None,
+        object_lock: ObjectLock | None = None,
+        append_only: bool = False,
     ) -> None:
         from boto3.s3.transfer import TransferConfig
 
         self.bucket: str | None = bucket
         self.prefix = prefix.strip("/")
+        self.object_lock: ObjectLock | None = object_lock
+        self.append_only = append_only
         self.url = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self._conn, self._endpoint_url = conn, endpoint_url
         custom = (
@@ -316,7 +390,17 @@ class S3Storage:
         """Pickled as its settings, the endpoint as resolved here: another process builds its
         own client."""
         endpoint = self._client.meta.endpoint_url if self._custom else self._endpoint_url
-        return (_s3_storage, (self.bucket, self.prefix, self._conn, endpoint))
+        return (
+            _s3_storage,
+            (self.bucket, self.prefix, self._conn, endpoint, self.object_lock, self.append_only),
+        )
+
+    def _lock_args(self) -> dict[str, Any]:
+        """The Object Lock retention of an object written now (none without [object_lock])."""
+        if self.object_lock is None:
+            return {}
+        until = dt.datetime.now(dt.UTC) + dt.timedelta(days=self.object_lock.days)
+        return {"ObjectLockMode": self.object_lock.mode, "ObjectLockRetainUntilDate": until}
 
     def _key(self, key: str) -> str:
         check_key(key)
@@ -335,12 +419,14 @@ class S3Storage:
             yield cast(BinaryIO, spool)
             spool.seek(0)
             with self._errors(key):
-                self._client.upload_fileobj(spool, self.bucket, full, Config=self._transfer)
+                self._client.upload_fileobj(
+                    spool, self.bucket, full, Config=self._transfer, ExtraArgs=self._lock_args()
+                )
 
     def put_bytes(self, key: str, data: bytes) -> None:
         full = self._key(key)
         with self._errors(key):
-            self._client.put_object(Bucket=self.bucket, Key=full, Body=data)
+            self._client.put_object(Bucket=self.bucket, Key=full, Body=data, **self._lock_args())
 
     def get_bytes(self, key: str) -> bytes:
         with self.open_read(key) as body:
@@ -391,17 +477,47 @@ class S3Storage:
             return int(self._client.head_object(Bucket=self.bucket, Key=full)["ContentLength"])
 
     def delete(self, key: str) -> None:
+        refuse_delete(self, key)
         full = self._key(key)
         with self._errors(key):
             self._client.delete_object(Bucket=self.bucket, Key=full)
 
     def check_writable(self) -> None:
+        if self.object_lock is not None:
+            self._check_object_lock()
         probe = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
         try:
-            self.put_bytes(probe, b"probe")
+            with self._errors(probe):  # never locked: the probe must go again
+                self._client.put_object(Bucket=self.bucket, Key=self._key(probe), Body=b"probe")
             self.delete(probe)
         except (RepositoryError, CredentialsError) as exc:
             raise type(exc)(f"repository {self.url} is not writable: {exc}") from exc
+
+    def _check_object_lock(self) -> None:
+        try:
+            with self._errors(""):
+                conf = self._client.get_object_lock_configuration(Bucket=self.bucket)
+        except RepositoryError as exc:
+            if "ObjectLockConfigurationNotFound" not in repr(exc.__cause__):
+                raise
+            conf = {}
+        if conf.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") != "Enabled":
+            raise ConfigError(
+                f"[object_lock] is set but bucket {self.bucket!r} has no Object Lock enabled: "
+                "nothing was written (create the bucket with Object Lock, e.g. the deploy "
+                "template's ObjectLockDays, or remove [object_lock])"
+            )
+
+    def locked_until(self, key: str) -> tuple[str, dt.datetime] | None:
+        with self._errors(key):
+            head = self._client.head_object(Bucket=self.bucket, Key=self._key(key))
+        until = head.get("ObjectLockRetainUntilDate")
+        hold = head.get("ObjectLockLegalHoldStatus") == "ON"
+        if hold:
+            return "LEGAL HOLD", until or dt.datetime.max.replace(tzinfo=dt.UTC)
+        if until is None or until <= dt.datetime.now(dt.UTC):
+            return None
+        return str(head.get("ObjectLockMode") or "GOVERNANCE"), until
 
     @contextlib.contextmanager
     def _errors(self, key: str) -> Iterator[None]:
@@ -429,3 +545,93 @@ class S3Storage:
         if isinstance(translated, CredentialsError):
             return translated
         return RepositoryError(str(translated))
+
+    # -- checked uploads (copy): S3 checks each body against its Content-MD5 on arrival -----------
+
+    def endpoint(self) -> str | None:
+        """The S3 endpoint this storage talks to when it is not AWS's own (None on AWS, where a
+        bucket name is unique in the world)."""
+        return str(self._client.meta.endpoint_url) if self._custom else None
+
+    def head(self, key: str) -> tuple[int, str, dict[str, str]] | None:
+        """(size, ETag without quotes, user metadata with lower-case names), None if absent."""
+        full = self._key(key)
+        try:
+            with self._errors(key):
+                head = self._client.head_object(Bucket=self.bucket, Key=full)
+        except NotFound:
+            return None
+        meta = {str(k).lower(): str(v) for k, v in (head.get("Metadata") or {}).items()}
+        return int(head["ContentLength"]), str(head.get("ETag", "")).strip('"'), meta
+
+    def put_checked(self, key: str, data: bytes, *, md5: str, metadata: dict[str, str]) -> str:
+        """One PUT with Content-MD5 (``md5``: base64); returns the ETag of what was stored (for
+        a plain PUT, the hex MD5 of the stored bytes)."""
+        with self._checked(key):
+            out = self._client.put_object(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                Body=data,
+                ContentMD5=md5,
+                Metadata=metadata,
+                **self._lock_args(),
+            )
+        return str(out.get("ETag", "")).strip('"')
+
+    def start_parts(self, key: str, *, metadata: dict[str, str]) -> str:
+        """Begin a multipart upload; its upload id."""
+        with self._checked(key):
+            out = self._client.create_multipart_upload(
+                Bucket=self.bucket, Key=self._key(key), Metadata=metadata, **self._lock_args()
+            )
+        return str(out["UploadId"])
+
+    def put_part(self, key: str, upload_id: str, number: int, data: bytes, *, md5: str) -> str:
+        """Part ``number`` (from 1) with Content-MD5; the ETag S3 gives the part it stored."""
+        with self._checked(key):
+            out = self._client.upload_part(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                UploadId=upload_id,
+                PartNumber=number,
+                Body=data,
+                ContentMD5=md5,
+            )
+        return str(out.get("ETag", "")).strip('"')
+
+    def finish_parts(self, key: str, upload_id: str, etags: builtins.list[str]) -> str:
+        """The object appears, made of these parts in order; its ETag."""
+        parts = [{"PartNumber": n, "ETag": f'"{etag}"'} for n, etag in enumerate(etags, 1)]
+        with self._checked(key):
+            out = self._client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=self._key(key),
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        return str(out.get("ETag", "")).strip('"')
+
+    def abort_parts(self, key: str, upload_id: str) -> None:
+        """Drop an unfinished upload's parts (best effort: S3's lifecycle rule is the backstop)."""
+        with contextlib.suppress(HippolyteError), self._errors(key):
+            self._client.abort_multipart_upload(
+                Bucket=self.bucket, Key=self._key(key), UploadId=upload_id
+            )
+
+    @contextlib.contextmanager
+    def _checked(self, key: str) -> Iterator[None]:
+        """As ``_errors``; a body S3 found different from its Content-MD5 (or an upload it lost
+        meanwhile) is Transient: sending it again may well succeed."""
+        from hippolyte.core.errors import Transient
+
+        try:
+            yield
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("BadDigest", "InvalidDigest", "NoSuchUpload", "InvalidPart"):
+                raise Transient(
+                    f"{self._where(key)}: {code}: what arrived is not what was sent"
+                ) from exc
+            raise self._translate(exc, key) from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self._translate(exc, key) from exc

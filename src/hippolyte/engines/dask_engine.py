@@ -25,6 +25,7 @@ from typing import Any
 
 from hippolyte.adapters import dynamodb
 from hippolyte.adapters.storage import Storage, open_storage
+from hippolyte.core.config import ObjectLock
 from hippolyte.core.errors import ConfigError, Interrupted
 from hippolyte.core.events import Emit, Note, PageDone
 from hippolyte.core.model import Connection, FileEntry
@@ -41,6 +42,8 @@ class Unit:
     repo: str
     rate: float  # this segment's share of the table's read budget (RCU/s)
     max_attempts: int = 10
+    object_lock: ObjectLock | None = None  # the repository's protection, as the caller's storage
+    append_only: bool = False
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +56,7 @@ def run_unit(unit: Unit) -> UnitResult:
     """Run one segment in whatever process Dask chose; idempotent through its checkpoint."""
     job = replace(unit.job, attempt=uuid.uuid4().hex[:8], checkpoint=True)
     client = _scanner(unit.conn, unit.max_attempts)
-    storage = _storage(unit.repo, unit.conn)
+    storage = _storage(unit.repo, unit.conn, unit.object_lock, unit.append_only)
     consumed = [0.0]
 
     def count(event: object) -> None:
@@ -79,8 +82,10 @@ def _scanner(conn: Connection, max_attempts: int) -> Any:
 
 
 @functools.lru_cache(maxsize=32)
-def _storage(repo: str, conn: Connection) -> Storage:
-    return open_storage(repo, conn=conn)
+def _storage(
+    repo: str, conn: Connection, object_lock: ObjectLock | None, append_only: bool
+) -> Storage:
+    return open_storage(repo, conn=conn, object_lock=object_lock, append_only=append_only)
 
 
 _clients: dict[str, Any] = {}
@@ -123,7 +128,7 @@ def run_segments_dask(
     *,
     client: Any,
     conn: Connection,
-    repo: str,
+    repo: Storage,
     budget: float,
     max_attempts: int,
     emit: Emit,
@@ -133,7 +138,13 @@ def run_segments_dask(
 
     units = [
         Unit(
-            job=j, conn=conn, repo=repo, rate=budget / max(len(jobs), 1), max_attempts=max_attempts
+            job=j,
+            conn=conn,
+            repo=repo.url,
+            rate=budget / max(len(jobs), 1),
+            max_attempts=max_attempts,
+            object_lock=repo.object_lock,
+            append_only=repo.append_only,
         )
         for j in jobs
     ]

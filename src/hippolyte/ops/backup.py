@@ -127,7 +127,7 @@ def _runner(
             jobs,
             client=client,
             conn=conn,
-            repo=storage.url,
+            repo=storage,
             budget=budget,
             max_attempts=params.max_attempts,
             emit=emit,

@@ -34,19 +34,26 @@ def storage_for(settings: Settings, target: Target | None = None) -> Storage:
     repo = settings.repository_for(target)
     if not repo:
         raise ConfigError("no repository: pass --repo or set `repository` in the config")
-    return open_storage(repo, conn=target.connection())
+    return repository(settings, repo, target.connection())
+
+
+def repository(settings: Settings, url: str, conn: aws.Connection) -> Storage:
+    """The storage of a repository as the settings protect it ([object_lock], append_only)."""
+    return open_storage(
+        url, conn=conn, object_lock=settings.object_lock, append_only=settings.append_only
+    )
 
 
 def storage_if_any(settings: Settings, target: Target) -> Storage | None:
     """The repository of ``target`` when one is configured (planning works without)."""
     repo = settings.repository_for(target)
-    return open_storage(repo, conn=target.connection()) if repo else None
+    return repository(settings, repo, target.connection()) if repo else None
 
 
 def open_ref(settings: Settings, ref: str, *, repo: str | None) -> tuple[Storage, BackupRef]:
     """TABLE/BACKUP_ID within ``repo``, or the path/URL of one of our backup folders."""
     bref = manifest.parse_ref(ref, repo=repo or settings.repository)
-    storage = open_storage(bref.repo, conn=settings.effective_targets()[0].connection())
+    storage = repository(settings, bref.repo, settings.effective_targets()[0].connection())
     return storage, bref
 
 

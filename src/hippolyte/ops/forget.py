@@ -4,22 +4,26 @@ The decision is ``core.retention.decide`` over a listing of the repository (full
 their id's time, complete or not; committed change sets); the removal is crash-safe: a
 backup's ``_SUCCESS`` goes first (it is then incomplete and never offered again), then its
 other files; a killed forget leaves only incomplete folders, which the next one removes. It
-runs under the repository's lock, so never while a backup writes.
+runs under the repository's lock, so never while a backup writes. A backup or change set
+that S3 Object Lock protects is kept, with the lock's mode and end as its reason (a delete in
+a versioned bucket would only hide it behind a delete marker); an append-only repository
+refuses forget altogether.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from hippolyte.adapters.storage import Storage
 from hippolyte.core.chain import Window
 from hippolyte.core.config import Keep, KeepFor, Retention
-from hippolyte.core.errors import ConfigError, HippolyteError
+from hippolyte.core.errors import ConfigError, HippolyteError, NotFound
 from hippolyte.core.events import Emit, Step, discard
 from hippolyte.core.model import BackupRef
-from hippolyte.core.retention import Backup, Decision, KeepPolicy, decide
+from hippolyte.core.retention import Backup, Decision, Entry, KeepPolicy, decide
 from hippolyte.ops.pitr import history
 from hippolyte.repo import catalog, changes, manifest
 from hippolyte.repo.lock import RepoLock
@@ -107,6 +111,11 @@ def forget(
     emit: Emit = discard,
 ) -> ForgetReport:
     now = now or dt.datetime.now(dt.UTC)
+    if not dry_run and storage.append_only:
+        raise ConfigError(
+            f"forget: repository {storage.url} is append-only for this process "
+            "(append_only = true); nothing was removed"
+        )
     if not dry_run:
         storage.check_writable()
     lock = RepoLock(storage=storage, lease_s=LEASE_S, purpose="forget")
@@ -121,6 +130,7 @@ def forget(
             if missing and not any(t in windows for t in missing):
                 raise ConfigError(f"forget: no backup of {missing[0]!r} in {storage.url}")
         decision = _decide(backups, windows, policy, now=now, incomplete_after=incomplete_after)
+        decision = honour_locks(storage, decision)
         report = ForgetReport(decision=decision, dry_run=dry_run)
         removing = [e for e in decision.entries if e.action == "remove"]
         emit(
@@ -162,9 +172,46 @@ def _decide(
     return out
 
 
+def honour_locks(storage: Storage, decision: Decision) -> Decision:
+    """Every removal S3 Object Lock forbids becomes a keep, its reason the lock's mode and
+    end; the ranges it would have lost are not lost. A folder has no locks: unchanged."""
+    if storage.bucket is None:
+        return decision
+    removing = [e for e in decision.entries if e.action == "remove"]
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        locks = dict(zip(removing, pool.map(lambda e: _lock_of(storage, e), removing), strict=True))
+    entries: list[Entry] = []
+    held: set[tuple[str, str]] = set()
+    for e in decision.entries:
+        lock = locks.get(e)
+        if lock is not None:
+            mode, until = lock
+            when = until.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            e = e._replace(action="keep", reasons=(f"object-locked ({mode}) until {when}",))
+            held.add((e.table, e.id))
+        entries.append(e)
+    lost = [r for r in decision.lost if (r.table, r.backup) not in held]
+    return Decision(entries=entries, lost=lost)
+
+
+def _folder(table: str, kind: str, ident: str) -> str:
+    return f"{table}/{ident}/" if kind == "backup" else changes.prefix(table, ident)
+
+
+def _lock_of(storage: Storage, e: Entry) -> tuple[str, dt.datetime] | None:
+    """The lock on a backup's ``_SUCCESS``, else (incomplete) on its first file: all of a
+    backup's objects are written within its run, with the same retention."""
+    folder = _folder(e.table, e.kind, e.id)
+    try:
+        return storage.locked_until(folder + manifest.SUCCESS)
+    except NotFound:
+        first = next(iter(storage.list(folder)), None)
+        return storage.locked_until(first) if first is not None else None
+
+
 def _remove(storage: Storage, table: str, kind: str, ident: str) -> int:
     """``_SUCCESS`` first, then every other file of the folder."""
-    folder = f"{table}/{ident}/" if kind == "backup" else changes.prefix(table, ident)
+    folder = _folder(table, kind, ident)
     keys = list(storage.list(folder))
     success = folder + manifest.SUCCESS
     if success in keys:
