@@ -60,8 +60,32 @@ def _doc(**kwargs: Any) -> dict[str, Any]:
     return dict(yaml.safe_load(deploy.template(**kwargs)))
 
 
-def _allowed(policy: dict[str, Any]) -> set[str]:
-    return {a for s in policy["Statement"] if s["Effect"] == "Allow" for a in s["Action"]}
+def _statements(
+    policy: dict[str, Any], conditions: frozenset[str] | set[str]
+) -> list[dict[str, Any]]:
+    """The policy's statements as CloudFormation resolves them when ``conditions`` are true."""
+    out = []
+    for s in policy["Statement"]:
+        if "Fn::If" in s:
+            condition, yes, no = s["Fn::If"]
+            s = yes if condition in conditions else no
+        if s != {"Ref": "AWS::NoValue"}:
+            out.append(s)
+    return out
+
+
+def _allowed(
+    policy: dict[str, Any], conditions: frozenset[str] | set[str] = frozenset()
+) -> set[str]:
+    return {
+        a for s in _statements(policy, conditions) if s["Effect"] == "Allow" for a in s["Action"]
+    }
+
+
+def _denied(policy: dict[str, Any], conditions: set[str]) -> set[str]:
+    return {
+        a for s in _statements(policy, conditions) if s["Effect"] == "Deny" for a in s["Action"]
+    }
 
 
 def _role_policy(doc: dict[str, Any]) -> dict[str, Any]:
@@ -96,6 +120,27 @@ def test_bucket_is_private_encrypted_versioned_retained_with_retention() -> None
     assert props["OwnershipControls"]["Rules"] == [{"ObjectOwnership": "BucketOwnerEnforced"}]
     (rule,) = props["LifecycleConfiguration"]["Rules"]
     assert rule["ExpirationInDays"] == {"Ref": "RetentionDays"}
+
+
+def test_an_object_lock_bucket_and_a_role_that_cannot_lift_its_locks() -> None:
+    doc = _doc(settings=RICH)
+    props = doc["Resources"]["BackupBucket"]["Properties"]
+    assert doc["Parameters"]["ObjectLockMode"]["AllowedValues"] == ["", "GOVERNANCE", "COMPLIANCE"]
+    assert props["ObjectLockEnabled"]["Fn::If"][:2] == ["HasObjectLock", True]
+    rule = props["ObjectLockConfiguration"]["Fn::If"][1]["Rule"]["DefaultRetention"]
+    assert rule == {"Mode": {"Ref": "ObjectLockMode"}, "Days": {"Ref": "ObjectLockDays"}}
+    policy = _role_policy(doc)
+    bypass = {"s3:BypassGovernanceRetention", "s3:DeleteObjectVersion"}
+    assert not _allowed(policy) & bypass and not _denied(policy, set())  # no lock: no statement
+    strict = {"HasObjectLock", "LockedStrict"}
+    assert not _allowed(policy, strict) & bypass and _denied(policy, strict) == bypass
+    asked = {"HasObjectLock", "LockBypassAsked", "LockedBypass"}
+    assert _allowed(policy, asked) & bypass == bypass and not _denied(policy, asked)
+    # forget reads locks; the CLI writes retentions only under [object_lock]
+    assert iam.OBJECT_LOCK_READS <= _allowed(policy)
+    assert "s3:PutObjectRetention" not in _allowed(deploy.iam_policy(settings=RICH))
+    locked = RICH.model_copy(update={"object_lock": config.ObjectLock(mode="COMPLIANCE", days=9)})
+    assert "s3:PutObjectRetention" in _allowed(deploy.iam_policy(settings=locked))
 
 
 def test_schedules_topic_and_function_as_the_original() -> None:
@@ -186,7 +231,7 @@ def test_resources_are_narrowed_by_the_settings() -> None:
     stars = {s["Sid"] for s in by_sid.values() if "*" in s["Resource"]}
     # Data Pipeline: pipelines are created per run, so no ARN is known ahead
     assert stars == {"AccountWideDynamoDB", "Autoscaling", "AutoscalingAlarmsRead", "DataPipeline"}
-    role = {s["Sid"]: s for s in _role_policy(_doc(settings=RICH))["Statement"]}
+    role = {s["Sid"]: s for s in _statements(_role_policy(_doc(settings=RICH)), set())}
     assert [r["Fn::Sub"].rpartition(":")[2] for r in role["Tables"]["Resource"]] == [
         "table/orders*",
         "table/tmp-precious",
@@ -470,5 +515,5 @@ def test_the_template_maps_each_listed_stream_to_the_function() -> None:
     assert mapping["Condition"] == "HasCapture"
     assert mapping["Properties"]["EventSourceArn"] == {"Ref": "StreamArn"}
     role = _role_policy(doc)
-    streams = [s for s in role["Statement"] if s["Sid"] == "Streams"]
+    streams = [s for s in _statements(role, set()) if s["Sid"] == "Streams"]
     assert streams and "dynamodb:GetRecords" in streams[0]["Action"]

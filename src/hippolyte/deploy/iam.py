@@ -15,6 +15,7 @@ Lambda's role can leave out what only a restore calls.
 from __future__ import annotations
 
 import ast
+import copy
 import functools
 import re
 from collections.abc import Iterator, Sequence
@@ -67,7 +68,9 @@ _IAM_NAME = {
     "s3:UploadPart": "s3:PutObject",
     "s3:CompleteMultipartUpload": "s3:PutObject",
     "s3:DeleteObjects": "s3:DeleteObject",
+    "s3:GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
 }
+BUCKET_LEVEL = {"s3:GetBucketObjectLockConfiguration"}  # on the bucket, not its objects
 
 
 _AAS = "Application Auto Scaling on DynamoDB (AWS docs: permissions on target services)"
@@ -80,7 +83,24 @@ NECESSITIES = {  # what AWS requires beyond the calls, and why
     "logs:PutLogEvents": "the Lambda function writes its own logs",
     "sts:AssumeRole": "targets with role_arn (botocore assumes them, no client call)",
     "iam:PassRole": "Data Pipeline runs as its pipeline and resource roles (engine datapipeline)",
+    "s3:GetObjectRetention": "forget reads each backup's Object Lock (HeadObject shows it only "
+    "with this permission)",
+    "s3:GetObjectLegalHold": "forget reads each backup's legal hold (HeadObject, as above)",
+    "s3:PutObjectRetention": "[object_lock]: objects are written with a retention",
 }
+OBJECT_LOCK_READS = {"s3:GetObjectRetention", "s3:GetObjectLegalHold"}
+# What no role of ours gets unless asked: it would shorten or lift a lock, or remove a locked
+# version for good (a plain DeleteObject only adds a delete marker in a versioned bucket).
+LOCK_BYPASS = {"s3:BypassGovernanceRetention", "s3:DeleteObjectVersion"}
+
+
+def object_lock_actions(settings: Settings) -> set[str]:
+    """What reading and writing Object Lock needs beyond the calls: forget reads locks on
+    any S3 repository; ``[object_lock]`` writes retentions."""
+    writes = {"s3:PutObjectRetention"} if settings.object_lock is not None else set()
+    return OBJECT_LOCK_READS | writes
+
+
 ACCOUNT_WIDE = {  # AWS requires Resource "*"
     "dynamodb:ListTables",
     "dynamodb:DescribeLimits",
@@ -349,6 +369,8 @@ def statements(actions: set[str], restore: set[str], scope: Scope) -> list[dict[
     streams = {a for a in actions if a in STREAM_ACTIONS}
     ddb = {a for a in actions if a.startswith("dynamodb:")} - ACCOUNT_WIDE - streams
     s3 = {a for a in actions if a.startswith("s3:")}
+    bucket_level = s3 & BUCKET_LEVEL
+    s3 -= bucket_level
     aas = {a for a in actions if a.startswith("application-autoscaling:")}
     changes_scaling = any(":Describe" not in a for a in aas)  # AAS then manages alarms too
     alarms = {a for a in NECESSITIES if a.startswith("cloudwatch:") and changes_scaling}
@@ -364,6 +386,7 @@ def statements(actions: set[str], restore: set[str], scope: Scope) -> list[dict[
             (f"RepositoryList{i}", s3 & {"s3:ListBucket"}, [arn], _prefix(prefix))
             for i, (arn, prefix) in enumerate(scope.buckets)
         ],
+        ("RepositoryBuckets", bucket_level, _unique([arn for arn, _ in scope.buckets]), None),
         ("Notify", {a for a in actions if a.startswith("sns:")}, scope.topics, None),
         ("Autoscaling", aas, ["*"], None),  # Application Auto Scaling has no resource ARNs
         ("AutoscalingAlarmsRead", alarm_reads, ["*"], None),
@@ -384,6 +407,16 @@ def statements(actions: set[str], restore: set[str], scope: Scope) -> list[dict[
         for sid, acts, res, cond in found
         if acts and res
     ]
+
+
+def _unique(resources: list[Resource]) -> list[Resource]:
+    """Each resource once, as a copy (a dict shared by two statements dumps as a YAML alias,
+    which CloudFormation rejects)."""
+    out: list[Resource] = []
+    for r in resources:
+        if r not in out:
+            out.append(copy.deepcopy(r))
+    return out
 
 
 def _stream_of(table: Resource) -> Resource:

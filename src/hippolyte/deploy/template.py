@@ -15,9 +15,11 @@ from hippolyte.adapters.storage import s3_location
 from hippolyte.core.config import Settings
 from hippolyte.core.errors import ConfigError
 from hippolyte.deploy.iam import (
+    LOCK_BYPASS,
     Resource,
     Scope,
     api_calls_in_code,
+    object_lock_actions,
     objects_arn,
     s3_repositories,
     statements,
@@ -60,7 +62,8 @@ def iam_policy(*, settings: Settings | None = None) -> dict[str, Any]:
         pipeline_roles=_pipeline_roles(settings, accounts={a for _, a in places}),
     )
     restore = api_calls_in_code(RESTORE_ENTRY)
-    return {"Version": "2012-10-17", "Statement": statements(api_calls_in_code(), restore, scope)}
+    actions = api_calls_in_code() | object_lock_actions(settings)
+    return {"Version": "2012-10-17", "Statement": statements(actions, restore, scope)}
 
 
 def _pipeline_roles(settings: Settings, *, accounts: set[str]) -> list[str]:
@@ -122,8 +125,27 @@ def _role_policy(settings: Settings) -> dict[str, Any]:
             for name in (settings.datapipeline.role, settings.datapipeline.resource_role)
         ],
     )
-    actions = api_calls_in_code(LAMBDA_ENTRY)
-    return {"Version": "2012-10-17", "Statement": statements(actions, set(), scope)}
+    actions = api_calls_in_code(LAMBDA_ENTRY) | object_lock_actions(settings)
+    locks = [
+        _if("LockedStrict", _lock_bypass("Deny", "NoLockBypass")),
+        _if("LockedBypass", _lock_bypass("Allow", "LockBypassAsked")),
+    ]
+    return {"Version": "2012-10-17", "Statement": [*statements(actions, set(), scope), *locks]}
+
+
+def _if(condition: str, value: Any) -> dict[str, Any]:
+    return {"Fn::If": [condition, value, _ref("AWS::NoValue")]}
+
+
+def _lock_bypass(effect: str, sid: str) -> dict[str, Any]:
+    """On an Object Lock bucket: never (Deny, the default) or, when the stack's parameter
+    asks, allowed to lift governance locks and remove locked versions."""
+    return {
+        "Sid": sid,
+        "Effect": effect,
+        "Action": sorted(LOCK_BYPASS),
+        "Resource": [_sub("${BackupBucket.Arn}/*")],
+    }
 
 
 def _bucket() -> dict[str, Any]:
@@ -145,6 +167,20 @@ def _bucket() -> dict[str, Any]:
                 "RestrictPublicBuckets": True,
             },
             "OwnershipControls": {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]},
+            # every object a default retention: created with the bucket, never added later
+            "ObjectLockEnabled": _if("HasObjectLock", True),
+            "ObjectLockConfiguration": _if(
+                "HasObjectLock",
+                {
+                    "ObjectLockEnabled": "Enabled",
+                    "Rule": {
+                        "DefaultRetention": {
+                            "Mode": _ref("ObjectLockMode"),
+                            "Days": _ref("ObjectLockDays"),
+                        }
+                    },
+                },
+            ),
             "LifecycleConfiguration": {
                 "Rules": [
                     {
@@ -264,6 +300,26 @@ def _parameters(code: tuple[str, str] | None) -> dict[str, Any]:
         "NotificationEmail": text("e-mail address subscribed to the topic (optional)", ""),
         "RetentionDays": {"Type": "Number", "Default": 35, "MinValue": 1},
         "ConfigPath": text("a hippolyte.toml in the package, e.g. /var/task/hippolyte.toml", ""),
+        "ObjectLockMode": {
+            "Type": "String",
+            "Default": "",
+            "AllowedValues": ["", "GOVERNANCE", "COMPLIANCE"],
+            "Description": "create the bucket with S3 Object Lock and this default retention "
+            "mode (empty: no Object Lock; only possible when the bucket is created)",
+        },
+        "ObjectLockDays": {
+            "Type": "Number",
+            "Default": 30,
+            "MinValue": 1,
+            "Description": "days every object is locked for (with ObjectLockMode)",
+        },
+        "AllowLockBypass": {
+            "Type": "String",
+            "Default": "false",
+            "AllowedValues": ["false", "true"],
+            "Description": "let the function lift governance locks and delete locked versions "
+            "(s3:BypassGovernanceRetention, s3:DeleteObjectVersion); denied otherwise",
+        },
         "CaptureStreamArns": {
             "Type": "CommaDelimitedList",
             "Default": "",
@@ -335,6 +391,17 @@ def build(*, settings: Settings, code: tuple[str, str] | None = None) -> dict[st
             "HasEmail": {"Fn::Not": [{"Fn::Equals": [_ref("NotificationEmail"), ""]}]},
             "HasCapture": {
                 "Fn::Not": [{"Fn::Equals": [{"Fn::Join": ["", _ref("CaptureStreamArns")]}, ""]}]
+            },
+            "HasObjectLock": {"Fn::Not": [{"Fn::Equals": [_ref("ObjectLockMode"), ""]}]},
+            "LockBypassAsked": {"Fn::Equals": [_ref("AllowLockBypass"), "true"]},
+            "LockedStrict": {
+                "Fn::And": [
+                    {"Condition": "HasObjectLock"},
+                    {"Fn::Not": [{"Condition": "LockBypassAsked"}]},
+                ]
+            },
+            "LockedBypass": {
+                "Fn::And": [{"Condition": "HasObjectLock"}, {"Condition": "LockBypassAsked"}]
             },
         },
         "Resources": _resources(settings),
