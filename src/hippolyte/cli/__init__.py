@@ -4,6 +4,7 @@ commands; importing them registers the commands on the group."""
 from hippolyte.cli import (  # noqa: F401
     cmd_backup,
     cmd_capture,
+    cmd_copy,
     cmd_diff,
     cmd_recover,
     cmd_repo,
