@@ -383,3 +383,14 @@ def test_unwritable_destination_is_refused(
         )
     assert got == ExitCode.REPOSITORY and "not writable" in err, err
     assert s3_client(moto_server).list_objects_v2(Bucket=bucket.name).get("KeyCount") == 0
+
+
+def test_the_lambda_copies_after_the_monitor(source: Storage, tmp_path: Path) -> None:
+    from hippolyte.aws_lambda import copy_configured
+    from hippolyte.core.config import Settings
+
+    settings = Settings(repository=source.url, copies=[Copy(to=str(tmp_path / "dr"))])
+    (summary,) = copy_configured(settings)
+    assert summary["ok"] and summary["copied"] == len(COMMITTED), summary
+    (summary,) = copy_configured(settings)
+    assert summary["skipped"] == len(COMMITTED) and summary["copies"] == []

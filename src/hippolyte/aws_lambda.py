@@ -69,6 +69,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
             summary = _locked(settings, action, lambda: monitor(settings, event=event))
             if settings.retention is not None:  # [retention]: forget after each monitor
                 summary["forget"] = forget_configured(settings)
+            if settings.copies:  # [[copies]]: then copy what each destination lacks
+                summary["copies"] = copy_configured(settings)
     except HippolyteError as exc:
         log.error("job failed", extra={"job": action, "error": str(exc)})
         return {"action": action, "ok": False, "runs": [], "failures": [], "error": str(exc)}
@@ -144,6 +146,21 @@ def forget_configured(settings: Settings) -> dict[str, Any]:
         return {"ok": False, "error": str(exc)}
     removed = [e.to_json() for e in report.decision.entries if e.action == "remove"]
     return {"ok": True, "removed": removed, "lost": [r.to_json() for r in report.decision.lost]}
+
+
+def copy_configured(settings: Settings) -> list[dict[str, Any]]:
+    """``[[copies]]`` from the function's repository: one summary per destination."""
+    from hippolyte.ops.copy import copy_by_config
+
+    storage = context_mod.storage_for(settings, settings.effective_targets()[0])
+    reports = copy_by_config(storage, settings.copies)
+    for report in reports:
+        if not report.ok:
+            log.error("copy failed", extra={"destination": report.destination})
+    return [
+        {**r.to_json(), "copies": [c.to_json() for c in r.results if c.action != "skipped"]}
+        for r in reports
+    ]
 
 
 # -- capture -------------------------------------------------------------------------------------

@@ -102,6 +102,8 @@ class Daemon:
             log.info("job finished", extra={"job": job, "result": result})
         if job == "monitor" and self.settings.retention is not None and not self.stop.is_set():
             self._forget()
+        if job == "monitor" and self.settings.copies and not self.stop.is_set():
+            self._copy()
 
     def _forget(self) -> None:
         """``[retention]``: after each monitor, forget what the rules do not keep, in every
@@ -127,6 +129,21 @@ class Daemon:
                 },
             )
             self.metrics.runs.labels("forget", "ok").inc()
+
+    def _copy(self) -> None:
+        """``[[copies]]``: after each monitor (and forget), copy every committed backup and
+        change set a destination lacks, from every repository."""
+        from hippolyte.ops.copy import copy_by_config
+
+        for storage in self._repositories():
+            for report in copy_by_config(storage, self.settings.copies):
+                ok = "ok" if report.ok else "error"
+                facts = {k: v for k, v in report.to_json().items() if k != "copies"}
+                if report.ok:
+                    log.info("copy finished", extra={"repository": storage.url, **facts})
+                else:
+                    log.error("copy failed", extra={"repository": storage.url, **facts})
+                self.metrics.runs.labels("copy", ok).inc()
 
     def _repositories(self) -> list[Storage]:
         """Every distinct repository the targets write to, in the order of their URLs."""
