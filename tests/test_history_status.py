@@ -411,3 +411,46 @@ def test_when_nothing_ran_the_changes_problems_are_still_told(
     subjects = [m.subject for m in sent]
     assert len(sent) == 2 and "NOTHING RAN" in subjects[0] and "CHANGES" in subjects[1]
     assert "orders: no changes captured since" in sent[1].text
+
+
+# -- retention in status ----------------------------------------------------------------------
+
+
+@pytest.mark.servers
+def test_status_says_how_many_backups_retention_keeps_and_the_oldest_restorable_time(
+    dynalite: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    table = db_for(dynalite).table(items=[{"pk": {"S": "a"}}])
+    repo = tmp_path / "repo"
+    storage = open_storage(str(repo))
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    starts = [now - dt.timedelta(days=d, minutes=5) for d in range(20)]  # 20 daily backups
+    for start in starts:
+        write_backup(storage, table, start=start)
+    cfg = tmp_path / "hippolyte.toml"
+    base = (
+        f'repository = "{repo}"\n[selection]\ninclude = ["{table}"]\n'
+        f'[[targets]]\nregion = "us-east-1"\nendpoint_url = "{dynalite.endpoint_url}"\n'
+    )
+    cfg.write_text(base)
+    code, out, err = run(capsys, "--config", str(cfg), "status", "--json")
+    assert code == 0, err
+    (row,) = [t for t in orjson.loads(out)["tables"] if t["table"] == table]
+    assert row["backups"] == 20 and row["kept"] is None
+    assert dt.datetime.fromisoformat(row["oldest_restorable"]) == min(starts)
+
+    cfg.write_text(base + "[retention]\nkeep_daily = 7\nkeep_weekly = 2\n")
+    code, out, err = run(capsys, "--config", str(cfg), "status", "--json")
+    assert code == 0, err
+    (row,) = [t for t in orjson.loads(out)["tables"] if t["table"] == table]
+    # 7 days, and the weeks before them: the oldest kept is the last daily backup of the
+    # second ISO week that has one (computed here from the dates, not by the code)
+    dailies = sorted(starts, reverse=True)[:7]
+    weeks: dict[tuple[int, int], dt.datetime] = {}
+    for start in sorted(starts, reverse=True):
+        weeks.setdefault(start.isocalendar()[:2], start)
+    weekly = sorted(weeks.values(), reverse=True)[:2]
+    expected = sorted(set(dailies) | set(weekly))
+    assert row["backups"] == 20 and row["kept"] == len(expected)
+    assert dt.datetime.fromisoformat(row["oldest_restorable"]) == expected[0]
+    assert len(list(storage.list(f"{table}/"))) > 20 * 3  # status removed nothing

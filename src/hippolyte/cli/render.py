@@ -388,6 +388,8 @@ def print_status(report: Any) -> None:
         "took",
         "last run",
         "RPO",
+        "backups",
+        "restorable since",
     )
     for t in report.tables:
         out.add_row(
@@ -401,6 +403,8 @@ def print_status(report: Any) -> None:
             f"{t.duration_s:.0f} s" if t.duration_s is not None else "-",
             t.last_run or "-",
             "[green]ok" if t.meets_rpo else ("[red]late" if t.selected else "-"),
+            f"{t.backups:,}" + (f" ({t.kept:,} kept)" if t.kept is not None else ""),
+            t.oldest_restorable.strftime("%Y-%m-%d %H:%M") if t.oldest_restorable else "-",
         )
     con.print(out)
     if report.uncovered:

@@ -129,7 +129,7 @@ def forget(
             missing = [t for t in tables if not any(b.table == t for b in backups)]
             if missing and not any(t in windows for t in missing):
                 raise ConfigError(f"forget: no backup of {missing[0]!r} in {storage.url}")
-        decision = _decide(backups, windows, policy, now=now, incomplete_after=incomplete_after)
+        decision = decide_with(backups, windows, policy, now=now, incomplete_after=incomplete_after)
         decision = honour_locks(storage, decision)
         report = ForgetReport(decision=decision, dry_run=dry_run)
         removing = [e for e in decision.entries if e.action == "remove"]
@@ -148,7 +148,7 @@ def forget(
             lock.release()
 
 
-def _decide(
+def decide_with(
     backups: list[Backup],
     windows: dict[str, list[Window]],
     policy: Policies,
@@ -156,6 +156,7 @@ def _decide(
     now: dt.datetime,
     incomplete_after: dt.timedelta,
 ) -> Decision:
+    """The pure decision over a listing, with one policy for all or a policy per table."""
     if isinstance(policy, KeepPolicy):
         return decide(backups, windows, policy, now=now, incomplete_after=incomplete_after)
     out = Decision()

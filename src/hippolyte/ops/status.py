@@ -1,7 +1,8 @@
 """Status and coverage: per table, the last committed backup and its age; the tables of the
 account that have no backup at all; whether every selected table meets its RPO; and, for a
 table with change sets, how far its changes reach, their lag, and the gaps that break its
-chain since its newest full backup (the monitor checks the same)."""
+chain since its newest full backup (the monitor checks the same); how many backups it has,
+how many ``[retention]`` keeps, and the oldest instant it can be restored to."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 from hippolyte.adapters import dynamodb
 from hippolyte.adapters.storage import Storage
 from hippolyte.core.chain import FullBackup, Gap, Window, covered
-from hippolyte.core.config import CAPTURE_LAG_SECONDS, Settings
+from hippolyte.core.config import CAPTURE_LAG_SECONDS, Retention, Settings
 from hippolyte.core.errors import BackupCorrupt, HippolyteError, NotFound
 from hippolyte.core.messages import ChangesState, gap_explanation
 from hippolyte.core.model import Json, Selected, TableResult
@@ -38,6 +39,9 @@ class TableStatus:
     meets_rpo: bool = False
     note: str = ""
     changes: ChangesState | None = None  # None: the table has no change sets
+    backups: int = 0  # committed backups in the repository
+    kept: int | None = None  # of those, what [retention] keeps (None: no [retention])
+    oldest_restorable: dt.datetime | None = None  # the oldest (kept) committed backup's time
 
 
 @dataclass(kw_only=True)
@@ -99,7 +103,12 @@ def fleet_status(settings: Settings, *, now: dt.datetime | None = None) -> Statu
             state = changes_state(
                 storage, sel.table.name, now=now, lag_limit_s=settings.capture_lag_seconds
             )
-            report.tables.append(replace(status, changes=state))
+            backups, kept, oldest = retention_state(
+                storage, sel.table.name, settings.retention, now=now
+            )
+            report.tables.append(
+                replace(status, changes=state, backups=backups, kept=kept, oldest_restorable=oldest)
+            )
     return report
 
 
@@ -168,6 +177,31 @@ def _outcome(result: TableResult) -> str:
     if result.started_in:
         return f"started in {result.started_in}"
     return "ok" if result.ok else f"failed: {result.error}"
+
+
+def retention_state(
+    storage: Storage, table: str, retention: Retention | None, *, now: dt.datetime
+) -> tuple[int, int | None, dt.datetime | None]:
+    """(committed backups, how many ``retention`` keeps or None, the oldest restorable time:
+    the oldest committed backup the policy keeps). The policy is decided, nothing removed."""
+    from hippolyte.ops import forget
+
+    backups, windows = forget.listing(storage, [table])
+    complete = sorted(b.start for b in backups if b.complete)
+    if not complete:
+        return 0, (0 if retention is not None else None), None
+    if retention is None:
+        return len(complete), None, complete[0]
+    decision = forget.decide_with(
+        backups,
+        windows,
+        forget.configured(retention),
+        now=now,
+        incomplete_after=dt.timedelta(hours=retention.incomplete_after_hours),
+    )
+    kept = {e.id for e in decision.kept("backup")}
+    starts = sorted(b.start for b in backups if b.complete and b.id in kept)
+    return len(complete), len(starts), (starts[0] if starts else None)
 
 
 # --- a table's changes ----------------------------------------------------------------------
