@@ -454,3 +454,44 @@ def test_status_says_how_many_backups_retention_keeps_and_the_oldest_restorable_
     assert row["backups"] == 20 and row["kept"] == len(expected)
     assert dt.datetime.fromisoformat(row["oldest_restorable"]) == expected[0]
     assert len(list(storage.list(f"{table}/"))) > 20 * 3  # status removed nothing
+
+
+@pytest.mark.servers
+def test_status_reports_what_a_copy_destination_lacks(
+    dynalite: Server,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    table = db_for(dynalite).table(items=[{"pk": {"S": "a"}}])
+    repo, dr = tmp_path / "repo", tmp_path / "dr"
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    for hours in (30, 2):  # one older than the 24 h RPO
+        write_backup(open_storage(str(repo)), table, start=now - dt.timedelta(hours=hours))
+    cfg = tmp_path / "hippolyte.toml"
+    cfg.write_text(
+        f'repository = "{repo}"\n[selection]\ninclude = ["{table}"]\n'
+        f'[[targets]]\nregion = "us-east-1"\nendpoint_url = "{dynalite.endpoint_url}"\n'
+        f'[[copies]]\nto = "{dr}"\n'
+        f'[[copies]]\nto = "{dr}-other"\ntables = ["^nothing-matches$"]\n'
+    )
+    code, out, err = run(capsys, "--config", str(cfg), "status", "--json")
+    assert code == 1 and f"copies to {dr}: 1 backups older than 24 h are missing" in err, err
+    doc = orjson.loads(out)
+    lag, other = doc["copies"]
+    assert (lag["destination"], lag["behind"], lag["late"]) == (str(dr), 2, 1)
+    assert dt.datetime.fromisoformat(lag["oldest"]) == now - dt.timedelta(hours=30)
+    assert other["behind"] == 0 and other["error"] == ""  # wants no table of this fleet
+    assert not doc["ok"] and doc["late"] == []
+    with monkeypatch.context() as m:
+        m.setattr(cmd_backup, "wants_json", lambda as_json: as_json)  # text, as on a tty
+        code, out, err = run(capsys, "--config", str(cfg), "status")
+    text = " ".join(out.split())
+    assert f"copies to {dr}: 2 behind (oldest " in text and "1 older than the RPO" in text, text
+    assert f"copies to {dr}-other: up to date" in text
+
+    code, out, err = run(capsys, "--config", str(cfg), "copy", "--to", str(dr))
+    assert code == 0, err
+    code, out, err = run(capsys, "--config", str(cfg), "status", "--json")
+    assert code == 0, err
+    assert [c["behind"] for c in orjson.loads(out)["copies"]] == [0, 0]

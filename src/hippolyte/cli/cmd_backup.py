@@ -405,8 +405,10 @@ def revert(
 def status(ctx: click.Context, repo: str | None, as_json: bool, **aws: Any) -> None:
     """Per table: last committed backup, age, items, bytes, duration, last run; the tables with
     no backup at all; for a table with change sets, how far its changes reach, their lag and
-    the gaps since its newest full backup. Exit 1 when a selected table has no backup younger
-    than the RPO, or a table's changes have such a gap or lag more than capture_lag_seconds."""
+    the gaps since its newest full backup; how many backups [retention] keeps and the oldest
+    restorable time; what each [[copies]] destination lacks. Exit 1 when a selected table has
+    no backup younger than the RPO, a table's changes have such a gap or lag more than
+    capture_lag_seconds, or a copy lacks a backup older than the RPO (or cannot be read)."""
     from hippolyte.cli.render import print_status, status_doc
     from hippolyte.ops.status import fleet_status
 
@@ -427,6 +429,11 @@ def status(ctx: click.Context, repo: str | None, as_json: bool, **aws: Any) -> N
             f"the changes of {len(report.broken_changes)} tables have a gap since their newest "
             f"full backup or lag more than {settings.capture_lag_seconds:g} s: "
             + ", ".join(t.table for t in report.broken_changes)
+        )
+    for c in report.late_copies:
+        problems.append(
+            f"copies to {c.destination}: "
+            + (c.error or f"{c.late} backups older than {settings.rpo_hours:g} h are missing")
         )
     if problems:
         from hippolyte.core.errors import BackupFailed

@@ -368,6 +368,7 @@ def status_doc(report: Any) -> dict[str, Any]:
         "uncovered": [t.table for t in report.uncovered],
         "late": [t.table for t in report.late],
         "changesProblems": [t.table for t in report.broken_changes],
+        "copies": [to_plain(c) for c in report.copies],
         "ok": report.ok,
     }
 
@@ -414,6 +415,19 @@ def print_status(report: Any) -> None:
     captured = [t for t in report.tables if t.changes is not None]
     if captured:
         _print_changes(con, captured, now=report.checked_at)
+    for c in report.copies:
+        con.print(_copy_line(c), highlight=False)
+
+
+def _copy_line(c: Any) -> str:
+    where = f"copies to {escape(c.destination)}: "
+    if c.error:
+        return where + f"[red]cannot be read: {escape(c.error)}"
+    if not c.behind:
+        return where + "[green]up to date"
+    colour = "red" if c.late else "yellow"
+    late = f", {c.late:,} older than the RPO" if c.late else ""
+    return where + f"[{colour}]{c.behind:,} behind (oldest {c.oldest:%Y-%m-%d %H:%M}){late}"
 
 
 def _print_changes(con: Console, captured: list[Any], *, now: Any) -> None:

@@ -2,7 +2,8 @@
 account that have no backup at all; whether every selected table meets its RPO; and, for a
 table with change sets, how far its changes reach, their lag, and the gaps that break its
 chain since its newest full backup (the monitor checks the same); how many backups it has,
-how many ``[retention]`` keeps, and the oldest instant it can be restored to."""
+how many ``[retention]`` keeps, and the oldest instant it can be restored to; and for each
+``[[copies]]`` destination, what it lacks (late once older than the RPO)."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from typing import Any
 from hippolyte.adapters import dynamodb
 from hippolyte.adapters.storage import Storage
 from hippolyte.core.chain import FullBackup, Gap, Window, covered
-from hippolyte.core.config import CAPTURE_LAG_SECONDS, Retention, Settings
+from hippolyte.core.config import CAPTURE_LAG_SECONDS, Copy, Retention, Settings
 from hippolyte.core.errors import BackupCorrupt, HippolyteError, NotFound
 from hippolyte.core.messages import ChangesState, gap_explanation
 from hippolyte.core.model import Json, Selected, TableResult
@@ -44,12 +45,28 @@ class TableStatus:
     oldest_restorable: dt.datetime | None = None  # the oldest (kept) committed backup's time
 
 
+@dataclass(frozen=True, kw_only=True)
+class CopyLag:
+    """What a ``[[copies]]`` destination lacks of the repository's committed backups."""
+
+    destination: str
+    behind: int = 0  # backups and change sets not committed there
+    oldest: dt.datetime | None = None  # the oldest of them
+    late: int = 0  # of them, older than the RPO: the copy job is not keeping up
+    error: str = ""  # the destination could not be read
+
+    @property
+    def ok(self) -> bool:
+        return not self.error and not self.late
+
+
 @dataclass(kw_only=True)
 class StatusReport:
     rpo_hours: float
     capture_lag_seconds: float = CAPTURE_LAG_SECONDS
     checked_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
     tables: list[TableStatus] = field(default_factory=list)
+    copies: list[CopyLag] = field(default_factory=list)
 
     @property
     def uncovered(self) -> list[TableStatus]:
@@ -69,8 +86,12 @@ class StatusReport:
         return [t for t in self.tables if t.selected and t.changes is not None and not t.changes.ok]
 
     @property
+    def late_copies(self) -> list[CopyLag]:
+        return [c for c in self.copies if not c.ok]
+
+    @property
     def ok(self) -> bool:
-        return not self.late and not self.broken_changes
+        return not self.late and not self.broken_changes and not self.late_copies
 
 
 def fleet_status(settings: Settings, *, now: dt.datetime | None = None) -> StatusReport:
@@ -109,7 +130,41 @@ def fleet_status(settings: Settings, *, now: dt.datetime | None = None) -> Statu
             report.tables.append(
                 replace(status, changes=state, backups=backups, kept=kept, oldest_restorable=oldest)
             )
+        names = [t.table for t in report.tables if t.target == target.label]
+        report.copies += [
+            copy_lag(storage, c, tables=names, rpo_hours=settings.rpo_hours, now=now)
+            for c in settings.copies
+        ]
     return report
+
+
+def copy_lag(
+    storage: Storage,
+    copy: Copy,
+    *,
+    tables: Sequence[str],
+    rpo_hours: float,
+    now: dt.datetime,
+) -> CopyLag:
+    """What ``copy``'s destination lacks of ``tables`` (those it wants)."""
+    from hippolyte.ops import copy as copying
+
+    wanted = [t for t in tables if copy.wants(t)]
+    try:
+        dest = copying.open_destination(
+            copy.to, conn=copy.connection(), endpoint_url=copy.endpoint_url
+        )
+        missing = copying.lagging(storage, dest, wanted) if wanted else []
+    except HippolyteError as exc:
+        return CopyLag(destination=copy.to, error=str(exc))
+    times = [u.sort_key()[1] for u in missing]
+    limit = now - dt.timedelta(hours=rpo_hours)
+    return CopyLag(
+        destination=dest.url,
+        behind=len(missing),
+        oldest=min(times, default=None),
+        late=sum(t < limit for t in times),
+    )
 
 
 def _is_empty(control: Any, table: str) -> bool:
