@@ -19,6 +19,7 @@ different from its manifest is never sent (the source is damaged: BackupCorrupt)
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import threading
 from collections.abc import Iterator
@@ -107,12 +108,21 @@ class Sender:
     def _to_s3(self, dest: CheckedUploads, job: FileJob, *, maybe_there: bool) -> Sent:
         if maybe_there and job.sha256 is not None and _holds(dest, job):
             return Sent(job=job, size=job.size or 0, sent=False)
+        size = job.size if job.size is not None else self.source.size(job.key)
         with self.source.open_read(job.key) as src:
-            first = _read_full(src, PART_SIZE)
-            second = _read_full(src, PART_SIZE) if len(first) == PART_SIZE else b""
-            if not second:
-                return self._put_one(dest, job, first, maybe_there=maybe_there)
-            return self._put_parts(dest, job, src, [first, second])
+            if size > PART_SIZE:
+                return self._put_parts(dest, job, src)
+            with self._slot():  # at most ``parts + 2`` bodies in memory, parts included
+                data = _read_full(src, PART_SIZE + 1)
+                return self._put_one(dest, job, data, maybe_there=maybe_there)
+
+    @contextlib.contextmanager
+    def _slot(self) -> Iterator[None]:
+        self._slots.acquire()
+        try:
+            yield
+        finally:
+            self._slots.release()
 
     def _put_one(
         self, dest: CheckedUploads, job: FileJob, data: bytes, *, maybe_there: bool
@@ -129,13 +139,11 @@ class Sender:
             )
         return Sent(job=job, size=len(data), sent=True)
 
-    def _put_parts(
-        self, dest: CheckedUploads, job: FileJob, src: BinaryIO, head: list[bytes]
-    ) -> Sent:
+    def _put_parts(self, dest: CheckedUploads, job: FileJob, src: BinaryIO) -> Sent:
         meta = {SHA_META: job.sha256} if job.sha256 else {}
         upload = dest.start_parts(job.key, metadata=meta)
         try:
-            sha, digests, size = self._send_parts(dest, job, upload, _parts(src, head))
+            sha, digests, size = self._send_parts(dest, job, upload, src)
             _check_source(job, size=size, sha256=sha, md5=None)
             etag = dest.finish_parts(job.key, upload, [d.hex() for d in digests])
         except BaseException:
@@ -147,23 +155,33 @@ class Sender:
         return Sent(job=job, size=size, sent=True)
 
     def _send_parts(
-        self, dest: CheckedUploads, job: FileJob, upload: str, parts: Iterator[bytes]
+        self, dest: CheckedUploads, job: FileJob, upload: str, src: BinaryIO
     ) -> tuple[str, list[bytes], int]:
-        """Each part hashed in order, then sent by the pool; (sha256, part MD5s, size)."""
+        """Each part read under a slot and hashed in order, then sent by the pool (which frees
+        the slot); (sha256, part MD5s, size)."""
         sha, size = hashlib.sha256(), 0
         digests: list[bytes] = []
         futures: list[Future[None]] = []
         try:
-            for number, data in enumerate(parts, 1):
+            while True:
                 self._slots.acquire()
-                if self.stop is not None and self.stop.is_set():
-                    self._slots.release()
-                    raise Interrupted("copy stopped; nothing half-committed")
+                data = b""
+                try:
+                    if self.stop is not None and self.stop.is_set():
+                        raise Interrupted("copy stopped; nothing half-committed")
+                    data = _read_full(src, PART_SIZE)
+                finally:
+                    if not data:
+                        self._slots.release()
+                if not data:
+                    break
                 sha.update(data)
                 size += len(data)
-                digest = hashlib.md5(data, usedforsecurity=False).digest()
-                digests.append(digest)
-                futures.append(self._pool.submit(self._part, dest, job, upload, number, data))
+                digests.append(hashlib.md5(data, usedforsecurity=False).digest())
+                number = len(digests)
+                futures.append(
+                    self._pool.submit(self._part, dest, job, upload, number, data, digests[-1])
+                )
             for f in futures:
                 f.result()
         finally:
@@ -172,12 +190,17 @@ class Sender:
         return sha.hexdigest(), digests, size
 
     def _part(
-        self, dest: CheckedUploads, job: FileJob, upload: str, number: int, data: bytes
+        self,
+        dest: CheckedUploads,
+        job: FileJob,
+        upload: str,
+        number: int,
+        data: bytes,
+        digest: bytes,
     ) -> None:
         try:
-            md5 = hashlib.md5(data, usedforsecurity=False)
-            etag = dest.put_part(job.key, upload, number, data, md5=_b64(md5.digest()))
-            if etag != md5.hexdigest():
+            etag = dest.put_part(job.key, upload, number, data, md5=_b64(digest))
+            if etag != digest.hex():
                 raise NotAsSent(f"{job.key}: part {number} stored as other bytes (ETag {etag})")
         finally:
             self._slots.release()
@@ -261,12 +284,6 @@ def _read_full(src: BinaryIO, n: int) -> bytes:
         chunks.append(chunk)
         got += len(chunk)
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def _parts(src: BinaryIO, head: list[bytes]) -> Iterator[bytes]:
-    yield from head
-    while part := _read_full(src, PART_SIZE):
-        yield part
 
 
 def _b64(digest: bytes) -> str:
