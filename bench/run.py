@@ -17,6 +17,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+import bench_copy  # noqa: E402
 import bench_dask  # noqa: E402
 import bench_history  # noqa: E402
 import bench_planning  # noqa: E402
@@ -42,6 +43,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[..., Report]]] = {
     bench_diff.NAME: (bench_diff.TITLE, bench_diff.run),
     bench_recover.NAME: (bench_recover.TITLE, bench_recover.run),
     bench_history.NAME: (bench_history.TITLE, bench_history.run),
+    bench_copy.NAME: (bench_copy.TITLE, bench_copy.run),
 }
 
 
