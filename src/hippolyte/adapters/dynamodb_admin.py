@@ -75,3 +75,25 @@ def apply(client: Any, step: Step, *, table: str) -> str | None:
     if step.wait_active:
         wait_active(client, table)
     return None
+
+
+def import_table(client: Any, request: Json) -> Json:
+    """Start ImportTable; its ``ImportTableDescription`` (with the import's ARN)."""
+    name = request["TableCreationParameters"]["TableName"]
+    try:
+        return dict(client.import_table(**request)["ImportTableDescription"])
+    except botocore.exceptions.ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        if code in ("ResourceInUseException", "ImportConflictException"):
+            raise TableExists(f"table {name!r} already exists; it was not touched") from exc
+        raise aws.translate(exc, what=f"ImportTable into {name!r}") from exc
+    except botocore.exceptions.BotoCoreError as exc:
+        raise aws.translate(exc, what=f"ImportTable into {name!r}") from exc
+
+
+def describe_import(client: Any, import_arn: str) -> Json:
+    """DescribeImport's ``ImportTableDescription``."""
+    try:
+        return dict(client.describe_import(ImportArn=import_arn)["ImportTableDescription"])
+    except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+        raise aws.translate(exc, what=f"import {import_arn}") from exc

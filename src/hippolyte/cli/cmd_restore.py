@@ -61,6 +61,14 @@ from hippolyte.ops.convert import schema_for
     help="The table as it was at TIME (ISO 8601, e.g. 2026-11-28T14:03:07Z): REF is then a "
     "table (its newest full backup before TIME) or a full backup, plus its change sets.",
 )
+@click.option(
+    "--engine",
+    type=click.Choice(["auto", "load", "import"]),
+    help="load: paced BatchWriteItem; import: DynamoDB's ImportTable (a new table from an S3 "
+    "repository, no write capacity used); auto (default, or [restore] engine): import for a "
+    "new table from S3 over the size threshold, else load.",
+)
+@click.option("--dry-run", is_flag=True, help="Print the engine, the reason and the costs only.")
 @aws_options
 @json_option
 @click.pass_context
@@ -78,13 +86,17 @@ def restore(
     key_spec: str | None,
     state_dir: str | None,
     at: str | None,
+    engine: str | None,
+    dry_run: bool,
     as_json: bool,
     **aws: Any,
 ) -> None:
     """Restore a backup (ours, a DynamoDB export, or a Data Pipeline export) into a new table,
-    then prove it: item count and digest of the new table against the backup."""
+    then prove it: item count and digest of the new table against the backup. The engine,
+    why, and both engines' estimated costs are printed first."""
     from pathlib import Path
 
+    from hippolyte.ops import restore_import
     from hippolyte.ops.restore import RestoreParams
     from hippolyte.ops.restore import restore as run
 
@@ -108,23 +120,51 @@ def restore(
         state_dir=Path(state_dir) if state_dir else None,
     )
     json_mode = wants_json(as_json)
+    choice = restore_import.plan(
+        source,
+        conn=target.connection(),
+        table=table,
+        params=params,
+        description=description,
+        settings=settings.restore,
+        requested=engine,
+        replays_changes="@" in ref,
+    )
+    if dry_run or not json_mode:
+        _print_plan(choice, json_mode=json_mode)
+    if dry_run:
+        return
     renderer = JsonLines() if json_mode else Bars(err_console)
+    import_arn = None
     try:
         with stop_on_sigterm() as stop:
-            report = run(
-                source,
-                conn=target.connection(),
-                table=table,
-                params=params,
-                description=description,
-                emit=renderer,
-                stop=stop,
-            )
+            if choice.engine == "import":
+                report, import_arn = restore_import.restore_by_import(
+                    source,
+                    conn=target.connection(),
+                    table=table,
+                    params=params,
+                    description=description,
+                    emit=renderer,
+                    stop=stop,
+                )
+            else:
+                report = run(
+                    source,
+                    conn=target.connection(),
+                    table=table,
+                    params=params,
+                    description=description,
+                    emit=renderer,
+                    stop=stop,
+                )
     finally:
         renderer.close()
     doc = {
         "table": report.table,
         "source": report.source,
+        **choice.to_json(),
+        "importArn": import_arn,
         "itemsWritten": report.items_written,
         "proof": {
             "ok": report.proven,
@@ -149,7 +189,21 @@ def restore(
         raise BackupFailed(
             f"the restored table {table!r} differs from the backup: "
             f"{report.restored.count} items vs {report.backup.count}"
+            + (f" (import {import_arn})" if import_arn else "")
         )
+
+
+def _print_plan(choice: Any, *, json_mode: bool) -> None:
+    if json_mode:
+        print_json(choice.to_json())
+        return
+    costs = choice.to_json()["estimatedCost"]
+    Console(stderr=True).print(
+        f"engine  {choice.engine}: {choice.reason}\n"
+        f"cost    import ~${costs['importUsd']:,.4f}; load ~${costs['loadUsd']:,.4f} "
+        f"({costs['loadWriteUnits']:,} write units at on-demand prices; estimated)",
+        highlight=False,
+    )
 
 
 @cli.command()

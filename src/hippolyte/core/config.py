@@ -188,6 +188,16 @@ class Copy(_Strict):
         return not self.tables or any(re.search(t, table) for t in self.tables)
 
 
+class Restore(_Strict):
+    """[restore]: how `restore` chooses its engine, and the documented prices it estimates
+    with (USD, us-east-1: ImportTable per GB of source data; on-demand writes per million)."""
+
+    engine: Literal["auto", "load", "import"] = "auto"
+    import_threshold_gb: float = Field(default=1.0, ge=0)  # auto imports from this size
+    import_price_per_gb: float = Field(default=0.15, ge=0)
+    write_price_per_million: float = Field(default=0.625, ge=0)
+
+
 class Capture(_Strict):
     """`serve` keeps capturing the tables' DynamoDB Streams into change sets (`capture`)."""
 
@@ -233,6 +243,7 @@ class Settings(_Strict):
     object_lock: ObjectLock | None = None  # [object_lock]: S3 Object Lock on every object written
     append_only: bool = False  # this process never deletes from the repository (forget refuses)
     copies: list[Copy] = []  # [[copies]]: repositories every new backup is copied to
+    restore: Restore = Restore()  # [restore]: the engine a restore uses, and prices
     datapipeline: DataPipeline = DataPipeline()
     rpo_hours: float = Field(default=24, gt=0)  # status fails when a backup is older
     # status and monitor fail when a table's newest change set ends longer ago than this
