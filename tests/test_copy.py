@@ -275,17 +275,21 @@ def test_denied_midway_on_s3_then_resumed(
 # -- corrupted in transit -------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("server_name", ["moto_server", "rclone_s3"])
 def test_a_flipped_byte_is_sent_again(
-    source: Storage, moto_server: Server, make_s3_bucket: Callable[[Server], S3Bucket]
+    server_name: str,
+    source: Storage,
+    request: pytest.FixtureRequest,
+    make_s3_bucket: Callable[[Server], S3Bucket],
 ) -> None:
-    bucket = make_s3_bucket(moto_server)
-    # the first data upload of each kind: a plain PUT and, for the big file, a part
-    with S3FaultProxy(
-        upstream=moto_server.endpoint_url, match=r"/data/00000", schedule=["flip", "flip"]
-    ) as proxy:
+    server: Server = request.getfixturevalue(server_name)
+    bucket = make_s3_bucket(server)
+    # a plain PUT (the first backup's first data file) and a part (the big file's second)
+    hits = rf"{SMALL}/data/00000|{BIG}/data/00000-0000.json.gz\?.*partNumber=2"
+    with S3FaultProxy(upstream=server.endpoint_url, match=hits, schedule=["flip", "flip"]) as proxy:
         dest = open_storage(bucket.url, s3_endpoint_url=proxy.endpoint_url)
-        report = copy_op.copy(source, dest, workers=1)
-    assert proxy.counts["flip"] == 2
+        report = copy_op.copy(source, dest)
+    assert proxy.counts == {"flip": 2, "ok": 2}  # each sent again, once
     assert report.ok, [r.error for r in report.results]
     assert fingerprint(open_storage(bucket.url)) == fingerprint(source)
 

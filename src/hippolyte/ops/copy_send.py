@@ -72,8 +72,9 @@ class NotAsSent(Transient):
 
 
 class Sender:
-    """Sends files from ``source`` to ``dest``; the parts of big files to S3 go through one
-    bounded pool, at most ``parts`` of them in memory at once."""
+    """Sends files from ``source`` to ``dest``. To S3, each body (a small file, or a part of a
+    big one, PART_SIZE at most) is read under one of ``parts + 2`` slots, so that many at most
+    are in memory and in flight; the parts go through a pool of ``parts`` threads."""
 
     def __init__(
         self, source: Storage, dest: Storage, *, parts: int = 8, stop: threading.Event | None = None
