@@ -87,6 +87,18 @@ NECESSITIES = {  # what AWS requires beyond the calls, and why
     "with this permission)",
     "s3:GetObjectLegalHold": "forget reads each backup's legal hold (HeadObject, as above)",
     "s3:PutObjectRetention": "[object_lock]: objects are written with a retention",
+    **{
+        f"logs:{a}": "ImportTable logs its item errors to CloudWatch Logs as the caller"
+        for a in ("CreateLogGroup", "DescribeLogGroups", "DescribeLogStreams", "PutRetentionPolicy")
+    },
+}
+IMPORT_LOGS = {  # what ImportTable needs beyond its own call (AWS: "Requesting a table import")
+    "logs:CreateLogGroup",
+    "logs:CreateLogStream",
+    "logs:DescribeLogGroups",
+    "logs:DescribeLogStreams",
+    "logs:PutLogEvents",
+    "logs:PutRetentionPolicy",
 }
 OBJECT_LOCK_READS = {"s3:GetObjectRetention", "s3:GetObjectLegalHold"}
 # What no role of ours gets unless asked: it would shorten or lift a lock, or remove a locked
@@ -361,6 +373,7 @@ class Scope:
     logs: Sequence[Resource] = ()
     roles: Sequence[str] = ()
     pipeline_roles: Sequence[Resource] = ()  # passed to Data Pipeline (engine datapipeline)
+    import_logs: Sequence[Resource] = ()  # ImportTable's log groups (/aws-dynamodb/*)
 
 
 def statements(actions: set[str], restore: set[str], scope: Scope) -> list[dict[str, Any]]:
@@ -392,6 +405,12 @@ def statements(actions: set[str], restore: set[str], scope: Scope) -> list[dict[
         ("AutoscalingAlarmsRead", alarm_reads, ["*"], None),
         ("AutoscalingAlarms", alarms - alarm_reads, scope.alarms, None),
         ("Logs", {"logs:CreateLogStream", "logs:PutLogEvents"}, list(scope.logs), None),
+        (
+            "ImportTableLogs",
+            IMPORT_LOGS if "dynamodb:ImportTable" in actions else set(),
+            list(scope.import_logs),
+            None,
+        ),
         ("AssumeTargetRoles", {"sts:AssumeRole"}, list(scope.roles), None),
         ("DataPipeline", dp, ["*"], None),  # pipelines are made per run: no ARN known ahead
         (

@@ -31,7 +31,10 @@ from hippolyte.deploy.iam import (
 __all__ = ["API_CALLS", "api_calls_in_code", "iam_policy", "template"]
 
 LAMBDA_ENTRY = "hippolyte.aws_lambda:handler"
-RESTORE_ENTRY = "hippolyte.ops.restore:restore"
+RESTORE_ENTRIES = (
+    "hippolyte.ops.restore:restore",
+    "hippolyte.ops.restore_import:restore_by_import",
+)
 API_CALLS: frozenset[str]  # every IAM action the code calls; derived on first use
 
 
@@ -60,8 +63,9 @@ def iam_policy(*, settings: Settings | None = None) -> dict[str, Any]:
         alarms=arns("cloudwatch", "alarm:TargetTracking-table/*"),
         roles=sorted({t.role_arn for t in settings.targets if t.role_arn}),
         pipeline_roles=_pipeline_roles(settings, accounts={a for _, a in places}),
+        import_logs=arns("logs", "log-group:/aws-dynamodb/*"),
     )
-    restore = api_calls_in_code(RESTORE_ENTRY)
+    restore = set().union(*(api_calls_in_code(entry) for entry in RESTORE_ENTRIES))
     actions = api_calls_in_code() | object_lock_actions(settings)
     return {"Version": "2012-10-17", "Statement": statements(actions, restore, scope)}
 
