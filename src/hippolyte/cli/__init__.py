@@ -5,6 +5,7 @@ from hippolyte.cli import (  # noqa: F401
     cmd_backup,
     cmd_capture,
     cmd_copy,
+    cmd_dashboard,
     cmd_diff,
     cmd_recover,
     cmd_repo,

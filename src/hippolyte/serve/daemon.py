@@ -25,6 +25,7 @@ from hippolyte.core.errors import HippolyteError, Interrupted
 from hippolyte.ops import context, jobs
 from hippolyte.repo.journal import Journal, run_ids
 from hippolyte.repo.lock import RepoLock
+from hippolyte.serve.dashboard import Dashboard
 from hippolyte.serve.metrics import Metrics, start_http
 
 log = logging.getLogger("hippolyte.serve")
@@ -40,13 +41,18 @@ class Daemon:
     running: str | None = None
     last: dict[str, Any] = field(default_factory=dict)
     next_at: dict[str, dt.datetime] = field(default_factory=dict)
+    dashboard: Dashboard | None = None  # the page at /, read from the repositories
 
     def health(self) -> dict[str, Any]:
+        """``status`` is "degraded" when the dashboard could not read a repository (the
+        reasons under ``dashboard.errors``): serve still runs its schedule."""
+        board = self.dashboard.health() if self.dashboard else None
         return {
-            "status": "ok",
+            "status": "ok" if board is None or board["ok"] else "degraded",
             "running": self.running,
             "last": self.last,
             "next": {k: v.isoformat() for k, v in self.next_at.items()},
+            **({"dashboard": board} if board is not None else {}),
         }
 
     def _schedule(self) -> None:
@@ -93,6 +99,8 @@ class Daemon:
             _release(locks)
             self.running = None
             self._count_boosts()
+            if self.dashboard:
+                self.dashboard.invalidate()
             self.metrics.runs.labels(job, result).inc()
             self.last[job] = {
                 "result": result,
@@ -275,12 +283,29 @@ def serve(
     on_listen: Callable[[str], None] | None = None,
 ) -> None:
     daemon = Daemon(settings=settings, stop=stop)
+    daemon.dashboard = Dashboard(settings, clock=daemon.clock)
     http = start_http(
-        daemon.metrics, host=settings.serve.host, port=settings.serve.port, health=daemon.health
+        daemon.metrics,
+        host=settings.serve.host,
+        port=settings.serve.port,
+        health=daemon.health,
+        pages={"/": daemon.dashboard.index, "/plan": daemon.dashboard.plan},
     )
     host, port = http.server_address[:2]
     url = f"http://{host!s}:{port}"
-    log.info("serving", extra={"metrics": f"{url}/metrics", "healthz": f"{url}/healthz"})
+    # the repositories' backups into /metrics before serve says it listens (it already
+    # answers /healthz meanwhile): a slow or unreachable repository delays only this
+    seeded = daemon.dashboard.seed(daemon.metrics)
+    daemon._count_boosts()
+    log.info(
+        "serving",
+        extra={
+            "dashboard": f"{url}/",
+            "metrics": f"{url}/metrics",
+            "healthz": f"{url}/healthz",
+            "seeded": seeded,
+        },
+    )
     if on_listen:
         on_listen(url)
     capturing = [

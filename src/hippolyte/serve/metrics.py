@@ -1,9 +1,10 @@
-"""What `serve` exposes: Prometheus metrics and a health check, on 127.0.0.1 by default."""
+"""What `serve` exposes: Prometheus metrics, a health check and the pages it is given (the
+dashboard at ``/``), on 127.0.0.1 by default."""
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -11,6 +12,7 @@ import orjson
 from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
+from hippolyte.core.dashboard_html import CSP
 from hippolyte.core.model import TableResult
 
 
@@ -65,30 +67,69 @@ class Metrics:
         self.bytes.labels(target, result.table).set(result.raw_bytes)
         self.duration.labels(target, result.table).set(result.duration_s)
 
+    def seed(
+        self,
+        target: str,
+        table: str,
+        *,
+        at: float,
+        items: int,
+        raw_bytes: int,
+        duration_s: float,
+    ) -> None:
+        """A table's newest committed backup as the repository records it (at start)."""
+        self.last_success.labels(target, table).set(at)
+        self.items.labels(target, table).set(items)
+        self.bytes.labels(target, table).set(raw_bytes)
+        self.duration.labels(target, table).set(duration_s)
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
+# the pages are self-contained: nothing may be fetched from anywhere (the page says so too)
+PAGE_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Content-Type-Options": "nosniff",
+    "Cache-Control": "no-store",
+}
+Page = Callable[[], tuple[int, str, bytes]]  # -> status, content type, body
+
+
 def start_http(
-    metrics: Metrics, *, host: str, port: int, health: Callable[[], dict[str, Any]]
+    metrics: Metrics,
+    *,
+    host: str,
+    port: int,
+    health: Callable[[], dict[str, Any]],
+    pages: Mapping[str, Page] | None = None,
 ) -> ThreadingHTTPServer:
-    """Serve /metrics and /healthz in a background thread; returns the server (shutdown())."""
+    """Serve /metrics, /healthz and ``pages`` (path -> page) in a background thread; returns
+    the server (shutdown())."""
+    routes = dict(pages or {})
 
     class Handler(BaseHTTPRequestHandler):
         def log_message(self, *args: object) -> None:
             return None
 
         def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
-            if self.path == "/metrics":
+            path = self.path.split("?", 1)[0]
+            if path == "/metrics":
                 self._send(200, CONTENT_TYPE_LATEST, metrics.render())
-            elif self.path == "/healthz":
+            elif path == "/healthz":
                 self._send(200, "application/json", orjson.dumps(health(), default=str))
+            elif path in routes:
+                self._send(*routes[path](), headers=PAGE_HEADERS)
             else:
                 self._send(404, "text/plain", b"not found\n")
 
-        def _send(self, status: int, ctype: str, body: bytes) -> None:
+        def _send(
+            self, status: int, ctype: str, body: bytes, *, headers: Mapping[str, str] | None = None
+        ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", ctype)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)

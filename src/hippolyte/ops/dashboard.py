@@ -1,0 +1,335 @@
+"""The dashboard's facts: what the repositories' own catalog and run records say about the
+fleet, the runs, the newest plan and the coverage, as plain data for
+:func:`hippolyte.core.dashboard_html.render` (the page of ``serve`` at ``/`` and of
+``hippolyte dashboard``) and for the metrics ``serve`` seeds at start.
+
+What it reads, per table: the backup folders' names, the commit markers of the newest
+``trend`` committed backups and of the oldest one, and those newest backups' descriptors (a
+committed backup never changes, so ``serve`` keeps them in ``memo`` between pages); the
+change sets' state; the newest ``runs_shown`` runs' records. Never the 30 descriptors of a
+table's whole history, never a data file. With ``discovered`` (``serve``, or
+``hippolyte dashboard --discover``) the account's tables add coverage: selected tables with
+no backup, tables excluded and why."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from hippolyte.adapters import dynamodb
+from hippolyte.adapters.storage import Storage
+from hippolyte.core.config import Settings
+from hippolyte.core.errors import BackupCorrupt, BackupNotFound, HippolyteError, NotFound
+from hippolyte.core.model import BackupRef, Json, Selected
+from hippolyte.ops.context import storage_for
+from hippolyte.ops.dashboard_runs import newest_plan, read_runs
+from hippolyte.ops.status import changes_state, last_run_states, retention_state
+from hippolyte.repo import catalog, manifest, runs
+
+FORMAT = "hippolyte-dashboard/1"
+TREND = 10  # committed backups in each table's trend
+RUNS_SHOWN = 30  # newest runs shown in full
+
+
+@dataclass(frozen=True, kw_only=True)
+class Repository:
+    """One repository and the labels of the targets that write to it."""
+
+    url: str
+    storage: Storage | None
+    targets: list[str]
+    error: str | None = None  # the storage could not even be opened
+
+
+@dataclass(kw_only=True)
+class Discovered:
+    """The account's tables per target label (``serve`` has a connection), and what failed."""
+
+    tables: dict[str, list[Selected]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    clients: dict[str, Any] = field(default_factory=dict)  # label -> DynamoDB control client
+    empty: dict[tuple[str, str], bool] = field(default_factory=dict)  # what is_empty found
+
+    def is_empty(self, label: str, table: str) -> bool:
+        """Whether a selected table without a backup holds nothing (so is not late): one
+        Scan of one item, remembered as long as this discovery is."""
+        if (label, table) not in self.empty:
+            try:
+                found = dynamodb.has_items(self.clients[label], table)
+            except (HippolyteError, KeyError):
+                found = True  # cannot tell: judged as any table without a backup
+            self.empty[(label, table)] = not found
+        return self.empty[(label, table)]
+
+
+def repositories(settings: Settings) -> list[Repository]:
+    """Every distinct repository of the targets, in the order of their URLs."""
+    found: dict[str, Repository] = {}
+    for target in settings.effective_targets():
+        try:
+            storage = storage_for(settings, target)
+        except HippolyteError as exc:
+            url = settings.repository_for(target) or "(no repository)"
+            found.setdefault(url, Repository(url=url, storage=None, targets=[], error=str(exc)))
+            found[url].targets.append(target.label)
+            continue
+        found.setdefault(storage.url, Repository(url=storage.url, storage=storage, targets=[]))
+        found[storage.url].targets.append(target.label)
+    return [found[url] for url in sorted(found)]
+
+
+def discover_all(settings: Settings) -> Discovered:
+    """Every target's tables, selected or not, with the reasons: ListTables and DescribeTable
+    per table (``serve`` caches the answer)."""
+    from hippolyte.ops.discover import discover
+
+    out = Discovered()
+    for target in settings.effective_targets():
+        out.clients[target.label] = dynamodb.control_client(target.connection())
+        try:
+            out.tables[target.label] = discover(
+                conn=target.connection(),
+                rules=settings.selection.rules(),
+                max_attempts=settings.max_attempts,
+            )
+        except HippolyteError as exc:
+            out.errors.append(f"cannot list the tables of {target.label}: {exc}")
+    return out
+
+
+def gather(
+    settings: Settings,
+    *,
+    now: dt.datetime,
+    discovered: Discovered | None = None,
+    memo: MutableMapping[str, Json] | None = None,
+    trend: int = TREND,
+    runs_shown: int = RUNS_SHOWN,
+) -> Json:
+    """The dashboard's plain data. A repository that cannot be read is named in ``errors``
+    with the reason; the others are still shown."""
+    doc: dict[str, Any] = {
+        "format": FORMAT,
+        "generatedAt": manifest.iso(now),
+        "rpoHours": settings.rpo_hours,
+        "repositories": [],
+        "unreadable": [],  # the repositories that could not be read (named in errors)
+        "errors": list(discovered.errors) if discovered else [],
+        "tables": [],
+        "runs": [],
+        "runCount": 0,
+        "plan": None,
+        "coverage": {"discovered": discovered is not None, "uncovered": [], "excluded": []},
+    }
+    memo = {} if memo is None else memo
+    for repo in repositories(settings):
+        doc["repositories"].append(repo.url)
+        if repo.storage is None:
+            doc["errors"].append(f"repository {repo.url}: {repo.error}")
+            doc["unreadable"].append(repo.url)
+            continue
+        try:
+            _read_repository(doc, repo, repo.storage, settings, now, discovered, memo, trend)
+            found = runs.run_ids(repo.storage)
+            doc["runCount"] += len(found)
+            doc["runs"] += read_runs(repo.storage, found, shown=runs_shown)
+            if doc["plan"] is None:
+                doc["plan"] = newest_plan(repo.storage, found)
+        except HippolyteError as exc:
+            doc["errors"].append(f"cannot read repository {repo.url}: {exc}")
+            doc["unreadable"].append(repo.url)
+    doc["runs"].sort(key=lambda r: r["id"], reverse=True)
+    doc["runs"] = doc["runs"][:runs_shown]
+    if discovered is None:
+        doc["coverage"]["uncovered"] = _known_uncovered(doc)
+    return doc
+
+
+def _read_repository(
+    doc: dict[str, Any],
+    repo: Repository,
+    storage: Storage,
+    settings: Settings,
+    now: dt.datetime,
+    discovered: Discovered | None,
+    memo: MutableMapping[str, Json],
+    trend: int,
+) -> None:
+    target = ", ".join(repo.targets)
+    in_repo = catalog.tables(storage)
+    selection = _selection(repo.targets, discovered)
+    last_run = last_run_states(storage)
+    drills = last_drills(storage)
+    names = sorted(set(in_repo) | {n for n, s in selection.items() if s.selected})
+    for name in names:
+        sel = selection.get(name)
+        row = table_row(storage, name, now=now, settings=settings, memo=memo, trend=trend)
+        row.update(
+            target=target,
+            targets=repo.targets,
+            repository=repo.url,
+            selected=None if sel is None else sel.selected,
+            reason=None if sel is None else sel.reason,
+            lastRun=last_run.get(name),
+            lastDrill=drills.get(name),
+        )
+        row["state"] = table_state(row, rpo_hours=settings.rpo_hours)
+        if row["state"] == "missing" and discovered and discovered.is_empty(repo.targets[0], name):
+            row["state"] = "empty"
+        if row["state"] == "excluded" and row["lastBackup"] is None:
+            continue  # shown under coverage, not in the fleet
+        doc["tables"].append(row)
+    for name, sel in sorted(selection.items()):
+        if not sel.selected:
+            doc["coverage"]["excluded"].append(
+                {"table": name, "target": target, "reason": sel.reason}
+            )
+    why = {"missing": "selected, never backed up", "empty": "selected, empty: nothing to back up"}
+    doc["coverage"]["uncovered"] += [
+        {"table": r["table"], "target": target, "reason": why[r["state"]]}
+        for r in doc["tables"]
+        if r["repository"] == repo.url and r["state"] in why
+    ]
+
+
+def _selection(targets: Sequence[str], discovered: Discovered | None) -> dict[str, Selected]:
+    if discovered is None:
+        return {}
+    return {s.table.name: s for label in targets for s in discovered.tables.get(label, [])}
+
+
+def table_row(
+    storage: Storage,
+    table: str,
+    *,
+    now: dt.datetime,
+    settings: Settings,
+    memo: MutableMapping[str, Json],
+    trend: int = TREND,
+) -> dict[str, Any]:
+    """One table's facts from the repository: its newest committed backup, the trend of its
+    newest ``trend`` committed backups, its change capture and its restorable range."""
+    ids = catalog.backup_ids(storage, table)
+    newest: list[tuple[str, Json]] = []  # newest first
+    for bid in reversed(ids):
+        if len(newest) == trend:
+            break
+        ref = BackupRef(repo=storage.url, table=table, backup_id=bid)
+        if catalog.is_complete(storage, ref):
+            newest.append((bid, _facts(storage, ref, memo)))
+    row: dict[str, Any] = {"table": table, "lastBackup": None, "ageHours": None, "backups": 0}
+    row.update(items=None, bytes=None, durationS=None, engine=None, trend=[], changes=None)
+    row.update(kept=None, oldestRestorable=None, restorableUntil=None, unreadable=None)
+    if newest:
+        bid, facts = newest[0]
+        row.update(
+            lastBackup=bid,
+            ageHours=round((now - manifest.parse_backup_id(bid)).total_seconds() / 3600, 2),
+            items=facts.get("items"),
+            bytes=facts.get("bytes"),
+            durationS=facts.get("durationS"),
+            engine=facts.get("engine"),
+            unreadable=facts.get("error"),
+            trend=[[f.get("durationS"), f.get("bytes")] for _, f in reversed(newest)],
+        )
+        row.update(_range(storage, table, ids, newest[0][0], settings=settings, now=now))
+    state = changes_state(storage, table, now=now, lag_limit_s=settings.capture_lag_seconds)
+    if state is not None:
+        row["changes"] = {
+            "changeSets": state.change_sets,
+            "until": manifest.iso(state.changes_until),
+            "lagSeconds": state.lag_seconds,
+            "lagLimitSeconds": state.lag_limit_seconds,
+            "gaps": len(state.gaps),
+            "ok": state.ok,
+        }
+        if state.ok and row["lastBackup"] is not None:
+            row["restorableUntil"] = manifest.iso(state.changes_until)
+    return row
+
+
+def _range(
+    storage: Storage,
+    table: str,
+    ids: list[str],
+    newest: str,
+    *,
+    settings: Settings,
+    now: dt.datetime,
+) -> Json:
+    """How many committed backups, how many ``[retention]`` keeps, and the restorable range:
+    from the oldest (kept) committed backup to the newest (or to its changes' end)."""
+    until = manifest.iso(manifest.parse_backup_id(newest))
+    if settings.retention is not None:
+        count, kept, oldest = retention_state(storage, table, settings.retention, now=now)
+        first = manifest.iso(oldest) if oldest else None
+        return {"backups": count, "kept": kept, "oldestRestorable": first, "restorableUntil": until}
+    # without [retention], count the backups by their folders and look for the oldest marker
+    # from the oldest folder on: one existence check in the usual case, not one per backup
+    for bid in ids:
+        if catalog.is_complete(storage, BackupRef(repo=storage.url, table=table, backup_id=bid)):
+            first = manifest.iso(manifest.parse_backup_id(bid))
+            return {"backups": len(ids), "oldestRestorable": first, "restorableUntil": until}
+    return {"backups": len(ids)}
+
+
+def _facts(storage: Storage, ref: BackupRef, memo: MutableMapping[str, Json]) -> Json:
+    """A committed backup's size, items, duration and engine (kept in ``memo``: a committed
+    backup never changes)."""
+    key = f"{storage.url}/{ref.prefix}"
+    if key in memo:
+        return memo[key]
+    try:
+        backup = catalog.load_descriptor(storage, ref)["backup"]
+        facts: Json = {
+            "items": backup.get("itemCount"),
+            "bytes": backup.get("rawBytes"),
+            "durationS": backup.get("durationSeconds"),
+            "engine": (backup.get("parameters") or {}).get("engine"),
+        }
+    except BackupNotFound:
+        facts = {"engine": "datapipeline (EMR)"}  # the EMR connector's format: no descriptor
+        if not storage.exists(ref.prefix + "manifest"):
+            facts = {"error": f"committed, but {manifest.DESCRIPTOR} is missing"}
+    except (BackupCorrupt, NotFound, KeyError, TypeError) as exc:
+        facts = {"error": f"unreadable descriptor: {exc}"}
+    memo[key] = facts
+    return facts
+
+
+def table_state(row: Mapping[str, Any], *, rpo_hours: float) -> str:
+    """ok | late | missing (selected, no backup) | excluded (not selected: shown, not
+    judged) | unreadable; ``gather`` tells "empty" (selected, no backup, holds nothing) from
+    missing. Without discovery every table of the repository is judged."""
+    if row.get("selected") is False:
+        return "excluded"
+    if row["lastBackup"] is None:
+        return "missing"
+    if row.get("unreadable"):
+        return "unreadable"
+    return "ok" if row["ageHours"] <= rpo_hours else "late"
+
+
+def last_drills(storage: Storage) -> dict[str, Json]:
+    """Each table's last restore drill: ``{"at", "ok", "secondsPerGb"}`` (the page shows
+    ``-`` for a table with none). No drill is recorded yet: issue 17's drills fill this from
+    their run records."""
+    return {}
+
+
+def _known_uncovered(doc: Mapping[str, Any]) -> list[Json]:
+    """Without a connection, what the repository knows: tables the newest plan skipped, and
+    tables of the shown runs that failed and have no committed backup."""
+    backed = {t["table"] for t in doc["tables"] if t["lastBackup"] is not None}
+    found: dict[str, Json] = {}
+    plan = doc.get("plan")
+    for s in (plan or {}).get("plan", {}).get("skipped") or []:
+        found.setdefault(s["table"], {"table": s["table"], "reason": f"skipped: {s['reason']}"})
+    for run in doc["runs"]:
+        for f in run["failed"]:
+            if f["table"] not in backed:
+                reason = f"failed in run {run['id']}: {f['error']}"
+                found.setdefault(f["table"], {"table": f["table"], "reason": reason})
+    return [found[name] for name in sorted(found)]
