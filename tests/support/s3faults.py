@@ -10,7 +10,8 @@ Host being the proxy's in both). The schedule applies, in order, to the uploads 
 body: PutObject, UploadPart) whose path matches ``match``; once it is used up, ``then``
 applies to the rest. Faults: ``flip`` (one byte of the body inverted, headers kept: the server
 receives other bytes than were sent, as a bad NIC or proxy would deliver them), ``deny`` (403
-AccessDenied, as S3 answers a role without s3:PutObject), ``500`` (InternalError), ``ok``.
+AccessDenied, as S3 answers a role without s3:PutObject), ``500`` (InternalError), ``slow``
+(forwarded after ``delay`` seconds: time to kill the client midway), ``ok``.
 ``counts`` tallies the faults applied; ``puts`` lists the paths of the uploads forwarded.
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import http.client
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -40,12 +42,14 @@ class S3FaultProxy:
         schedule: Iterable[str] = (),
         then: str = "ok",
         match: str = "",
+        delay: float = 0.5,
     ) -> None:
         url = urlsplit(upstream)
         self._upstream = (url.hostname or "127.0.0.1", url.port or 80)
         self._schedule = list(schedule)
         self._then = then
         self._match = re.compile(match)
+        self._delay = delay
         self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()
         self.puts: list[str] = []
@@ -82,6 +86,8 @@ class S3FaultProxy:
                     status, code, message = _ERRORS[fault]
                     self._reply(status, {"Content-Type": "application/xml"}, _error(code, message))
                     return
+                if fault == "slow":
+                    time.sleep(proxy._delay)
                 if fault == "flip" and body:
                     middle = len(body) // 2
                     body = body[:middle] + bytes([body[middle] ^ 0xFF]) + body[middle + 1 :]
