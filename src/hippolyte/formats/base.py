@@ -109,12 +109,12 @@ def item_of_export_line(line: bytes) -> bytes:
 _item_shape = msgspec.json.Decoder(dict[str, Any])
 
 
-def check_item(item: bytes, schema: KeySchema | None) -> dict[str, Any]:
+def check_item(item: bytes, schema: KeySchema | None, *, sort_sets: bool = False) -> dict[str, Any]:
     """An item's DynamoDB JSON, decoded, checked as DynamoDB would check it (``check_values``);
     its key attributes present, of the schema's types, not empty. Raises ValueError (or
     msgspec.DecodeError for what is not JSON) saying what is wrong and where."""
     attrs: dict[str, Any] = _item_shape.decode(item)
-    check_values(attrs)
+    check_values(attrs, sort_sets=sort_sets)
     if schema is not None:
         for name, kind in schema.attributes:
             key_value = attrs.get(name)
@@ -129,14 +129,15 @@ def check_item(item: bytes, schema: KeySchema | None) -> dict[str, Any]:
     return attrs
 
 
-def check_values(attrs: dict[str, Any]) -> None:
+def check_values(attrs: dict[str, Any], *, sort_sets: bool = False) -> None:
     """Every attribute value of a decoded item, at every depth, as DynamoDB accepts it: one
     known type tag; S a string; N a number of at most 38 significant digits, 1E-130 to
     9.99..E+125 in magnitude; B base64; SS, NS, BS non-empty, without duplicates; M and L of
     such values; NULL true; BOOL true or false. Raises ValueError naming the attribute's path
-    (``attribute "a.b[2]": "N" value "abc" is not a number``)."""
+    (``attribute "a.b[2]": "N" value "abc" is not a number``). ``sort_sets``: the members of
+    each set sorted in place, as the proof's digest wants them (``Digest.add_sorted``)."""
     try:
-        _check_values(attrs.values())
+        _check_values(attrs.values(), sort_sets)
     except _Bad as bad:
         name = next(k for k, v in attrs.items() if v is bad.value)
         path = name + "".join(reversed(bad.path))
@@ -157,7 +158,7 @@ class _Bad(ValueError):
 _SETS = frozenset({"SS", "NS", "BS"})
 
 
-def _check_values(values: Iterable[Any]) -> None:
+def _check_values(values: Iterable[Any], sort_sets: bool) -> None:
     """Raises _Bad for the first bad one of ``values`` (the members of one item, M or L).
     Written for speed: this runs for every value of every item a backup reader reads."""
     for value in values:
@@ -180,7 +181,7 @@ def _check_values(values: Iterable[Any]) -> None:
             if type(v) is not dict:
                 raise _Bad(f'"M" value must be an object, got {_json_type(v)}', value)
             try:
-                _check_values(v.values())
+                _check_values(v.values(), sort_sets)
             except _Bad as bad:
                 bad.path.append("." + next(k for k, x in v.items() if x is bad.value))
                 bad.value = value
@@ -189,7 +190,7 @@ def _check_values(values: Iterable[Any]) -> None:
             if type(v) is not list:
                 raise _Bad(f'"L" value must be a list, got {_json_type(v)}', value)
             try:
-                _check_values(v)
+                _check_values(v, sort_sets)
             except _Bad as bad:
                 bad.path.append(f"[{next(i for i, x in enumerate(v) if x is bad.value)}]")
                 bad.value = value
@@ -204,6 +205,8 @@ def _check_values(values: Iterable[Any]) -> None:
             _base64(v, "B", value)
         elif tag in _SETS:
             _check_set(tag, v, value)
+            if sort_sets:
+                v.sort()
         else:
             raise _Bad(f"unknown type tag {_quoted(tag)}", value)
 
@@ -219,7 +222,12 @@ def _check_set(tag: str, v: Any, value: Any) -> None:
                 raise _Bad(f'"SS" member must be a string, got {_json_type(x)}', value)
         members: list[object] = v
     elif tag == "NS":
-        members = [_check_number(x, "NS", value) for x in v]
+        try:  # canonical numbers (as DynamoDB returns them) are equal only if spelled alike
+            members = v if all(map(_SHORT_CANONICAL_NUMBER, v)) else []
+        except TypeError:  # a member that is not a string
+            members = []
+        if not members:
+            members = [_check_number(x, "NS", value) for x in v]
     else:
         members = [_base64(x, "BS", value) for x in v]
     if len(set(members)) != len(members):
@@ -235,6 +243,11 @@ MIN_EXPONENT, MAX_EXPONENT = -130, 125  # of its first significant digit: 1E-130
 _PLAIN = r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)"
 _PLAIN_NUMBER = re.compile(_PLAIN).fullmatch
 _NUMBER = re.compile(rf"{_PLAIN}(?:[eE][-+]?[0-9]+)?").fullmatch
+# A number in the one spelling proof.number_text gives it, of 38 characters or fewer: within
+# all of DynamoDB's limits.
+_SHORT_CANONICAL_NUMBER = re.compile(
+    r"(?=.{1,38}\Z)(?:-?(?:[1-9][0-9]*(?:\.[0-9]*[1-9])?|0\.[0-9]*[1-9])|0)"
+).fullmatch
 
 
 def _check_number(v: Any, tag: str, value: Any) -> Decimal:
@@ -319,16 +332,20 @@ def iter_items(
     schema: KeySchema | None,
     check: bool = True,
     on_chunk: Callable[[bytes], None] | None = None,
+    digest: Digest | None = None,
 ) -> Iterator[bytes]:
     """Items of one file in wire JSON; raises BackupCorrupt naming the file and line.
     ``check=False`` for a file ``check_file`` already checked: each line is only turned into
-    wire JSON (the load)."""
+    wire JSON (the load). ``digest`` (with ``check``) takes each item as checked, from the
+    same decode."""
     to_wire = source.to_wire
     for n, line in iter_lines(source, f, on_chunk=on_chunk):
         try:
             item = to_wire(line)
             if check:
-                check_item(item, schema)
+                attrs = check_item(item, schema, sort_sets=digest is not None)
+                if digest is not None:
+                    digest.add_sorted(attrs)
         except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise BackupCorrupt(f"{_where(source, f)} line {n}: {exc}") from exc
         yield item
@@ -341,14 +358,17 @@ class FileCheck:
     digest: Digest | None = None  # of the file's items, when asked for
 
 
-def checked_items(source: Source, f: SourceFile, *, schema: KeySchema | None) -> Iterator[bytes]:
-    """Every item of one file in wire JSON, each line checked as it is read; once the file is
-    read, its checksums and item count against the manifest's. A file that changed since the
-    backup says so, rather than what broke in it. Raises BackupCorrupt naming file and line."""
+def checked_items(
+    source: Source, f: SourceFile, *, schema: KeySchema | None, digest: Digest | None = None
+) -> Iterator[bytes]:
+    """Every item of one file in wire JSON, each line checked (and added to ``digest``) as it
+    is read; once the file is read, its checksums and item count against the manifest's. A
+    file that changed since the backup says so, rather than what broke in it. Raises
+    BackupCorrupt naming file and line."""
     sums = _Sums(f)
     items = 0
     try:
-        for item in iter_items(source, f, schema=schema, on_chunk=sums.update):
+        for item in iter_items(source, f, schema=schema, on_chunk=sums.update, digest=digest):
             items += 1
             yield item
     except BackupCorrupt:
@@ -369,11 +389,9 @@ def check_file(
     """Read a whole file before any of it is written, in one pass: checksums, lines, keys,
     count, and (``digest``) the proof's digest of its items."""
     result = FileCheck(digest=Digest() if digest else None)
-    for item in checked_items(source, f, schema=schema):
+    for item in checked_items(source, f, schema=schema, digest=result.digest):
         result.items += 1
         result.raw_bytes += len(item)
-        if result.digest is not None:
-            result.digest.add(item)
     return result
 
 

@@ -1,0 +1,85 @@
+"""The proof's fast paths give the bytes of its plain walk, item for item: the canonical form
+from bytes (msgspec, C) and the one from an item the check pass decoded (sets sorted there)."""
+
+from __future__ import annotations
+
+from random import Random
+from typing import Any
+
+import orjson
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from hippolyte.adapters.dynamodb import encode_item
+from hippolyte.core import proof
+from hippolyte.formats.base import check_item
+from tests.corpus import Item, attributes, nasty_items
+from tests.test_pure import _shuffled
+
+
+def walked(wire: bytes) -> bytes:
+    """The canonical form as the proof first defined it: parse, walk every value, sorted dump."""
+    doc = orjson.loads(wire)
+    proof._canonical_attrs(doc)
+    return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+
+
+@given(attributes, st.randoms(use_true_random=False))
+def test_the_fast_canonical_form_is_the_walked_one(attrs: Item, rnd: Random) -> None:
+    """Numbers in every spelling (1.50, 15E-1), sets in any order, escapes, nesting."""
+    wire = encode_item({"pk": {"S": "k"}, **attrs})
+    shuffled = _shuffled(wire, rnd)
+    assert proof.canonical_json(wire) == walked(wire) == walked(shuffled)
+    assert proof.canonical_json(shuffled) == walked(shuffled)
+
+
+@given(attributes, st.randoms(use_true_random=False))
+def test_the_checked_items_digest_is_the_items_digest(attrs: Item, rnd: Random) -> None:
+    """What the check pass digests (its own decode, sets sorted by the check) is item_hash."""
+    shuffled = _shuffled(encode_item({"pk": {"S": "k"}, **attrs}), rnd)
+    whole, checked = proof.Digest(), proof.Digest()
+    whole.add(shuffled)
+    checked.add_sorted(check_item(shuffled, None, sort_sets=True))
+    assert (checked.count, checked.value) == (whole.count, whole.value)
+
+
+def test_the_hostile_corpus() -> None:
+    for item in nasty_items():
+        wire = encode_item(item)
+        assert proof.canonical_json(wire) == walked(wire)
+        assert proof.sorted_item_hash(check_item(wire, None, sort_sets=True)) == proof.item_hash(
+            wire
+        )
+
+
+@pytest.mark.parametrize(
+    "item",
+    [
+        {"n": {"N": "1.50"}, "m": {"M": {"x": {"N": "+15E-1"}}}},  # respelled in place
+        {"s": {"NS": ["10", "9", "1.0E1"]}},  # an NS member to respell: the walk
+        {"s": {"NS": ["-3", "1", "2.5"]}, "t": {"SS": ["b", "a", "a]"]}},
+        {"s": {"SS": ['q"uote', "back\\slash", "new\nline", "]"]}},
+        {"s": {"BS": ["AQ==", "AA=="]}, "l": {"L": [{"NS": ["2", "1"]}, {"N": "007"}]}},
+        {"x": {"Q": "an unknown tag"}},  # not DynamoDB JSON: the walk, as before
+        {"x": {"S": "a", "N": "1.0"}},  # two tags
+        {"x": {}},
+        {"x": {"N": 5}},
+        {"N": {"M": {"N": {"N": "1.0"}}}, "S": {"SS": ["b", "a"]}},  # names that are tags
+    ],
+)
+def test_odd_items_take_the_walk_or_agree_with_it(item: dict[str, Any]) -> None:
+    wire = orjson.dumps(item)
+    spaced = orjson.dumps(item, option=orjson.OPT_INDENT_2)  # another server's spacing
+    try:
+        expected = walked(wire)
+    except TypeError:  # not DynamoDB JSON ({"N": 5}): the fast path need not fail too
+        return
+    assert proof.canonical_json(wire) == proof.canonical_json(spaced) == expected
+
+
+def test_a_number_spelled_another_way_is_the_same_item() -> None:
+    a = orjson.dumps({"n": {"N": "1.5"}, "s": {"NS": ["1", "2"]}})
+    b = orjson.dumps({"s": {"NS": ["2.0", "1E0"]}, "n": {"N": "15E-1"}})
+    assert proof.item_hash(a) == proof.item_hash(b)
+    assert proof.item_hash(a) != proof.item_hash(orjson.dumps({"n": {"N": "1.5"}}))
