@@ -118,7 +118,7 @@ def test_large_restore_checks_and_digests_in_processes(
     monkeypatch.setattr(restore_ops, "cpu_pool", recording)
     name, report = _restore(db, source, tmp_path)
     assert report.proven and same_items(db.stock_items(name), items)
-    assert pools == [2, 2]  # the check pass, then the proof
+    assert pools == [2]  # one pool: the check pass, then (after the load) the proof
 
     storage = open_storage(s3_bucket.url)
     key = source.files[1].key

@@ -98,10 +98,42 @@ def restore(
             table=table,
         )
     )
+    # One pool for both CPU-bound passes (the check, the proof's digest): its processes, each a
+    # fresh interpreter (~0.5 s of CPU to start), are started once and wait through the load.
+    with cpu_pool(_processes(source.files, workers=params.workers), threads=params.workers) as pool:
+        return _restore(
+            source,
+            conn=conn,
+            table=table,
+            params=params,
+            desc=desc,
+            schema=schema,
+            emit=emit,
+            stop=stop,
+            control=control,
+            state=state,
+            pool=pool,
+        )
+
+
+def _restore(
+    source: Source,
+    *,
+    conn: aws.Connection,
+    table: str,
+    params: RestoreParams,
+    desc: Json,
+    schema: KeySchema,
+    emit: Emit,
+    stop: threading.Event,
+    control: Any,
+    state: RestoreState,
+    pool: Executor,
+) -> RestoreReport:
     checks = dict(
         zip(
             source.files,
-            check_files(source, source.files, schema=schema, workers=params.workers),
+            check_files(source, source.files, schema=schema, workers=params.workers, pool=pool),
             strict=True,
         )
     )
@@ -161,6 +193,7 @@ def restore(
         stop=stop,
         on_demand_units=params.on_demand_write_units,
         expected_items=report.backup.count,
+        pool=pool,
     )
     if state.created_table:
         report.notes += _finish(control, desc, source.extras, table=table, emit=emit)
@@ -221,17 +254,30 @@ def _prepare_target(
 PROCESS_MIN_ITEMS = 20_000
 
 
-def check_files(
-    source: Source, files: list[SourceFile], *, schema: KeySchema, workers: int
-) -> list[FileCheck]:
-    """Check and digest every file: for a large backup over processes, one per core up to
-    ``workers`` (each holds an interpreter of its own, ~50 MB)."""
+def _processes(files: list[SourceFile], *, workers: int) -> int:
+    """Processes for the CPU-bound passes: one per core up to ``workers`` for a large backup
+    (each holds an interpreter of its own, ~50 MB), none below PROCESS_MIN_ITEMS."""
     counts = [f.item_count for f in files]
     large = None in counts or sum(c or 0 for c in counts) >= PROCESS_MIN_ITEMS
-    processes = min(cpus(), len(files), workers) if large else 1
+    return min(cpus(), workers) if large else 1
+
+
+def check_files(
+    source: Source,
+    files: list[SourceFile],
+    *,
+    schema: KeySchema,
+    workers: int,
+    pool: Executor | None = None,
+) -> list[FileCheck]:
+    """Check and digest every file, in ``pool`` or in a pool of its own: for a large backup over
+    processes (``_processes``)."""
     check = functools.partial(check_file, source, schema=schema, digest=True)
-    with cpu_pool(processes, threads=workers) as pool:
+    if pool is not None:
         return list(pool.map(check, files))
+    processes = min(_processes(files, workers=workers), len(files))
+    with cpu_pool(processes, threads=workers) as own:
+        return list(own.map(check, files))
 
 
 def _finish(control: Any, desc: Json, extras: Json, *, table: str, emit: Emit) -> list[str]:
@@ -257,14 +303,51 @@ def table_digest(
     stop: threading.Event,
     on_demand_units: float,
     expected_items: int = 0,
+    pool: Executor | None = None,
 ) -> Digest:
     """Scan the restored table (all of its read capacity: nobody else uses it yet) and digest
-    its items, pages handed to processes (one per core) when the table is large."""
+    its pages as they arrive, in ``pool`` or in a pool of its own: processes (one per core)
+    when the table is large."""
+    if pool is None:
+        processes = min(cpus(), workers) if expected_items >= PROCESS_MIN_ITEMS else 1
+        with cpu_pool(processes, threads=1) as own:
+            return _scan_digest(
+                conn,
+                table=table,
+                info=info,
+                workers=workers,
+                stop=stop,
+                on_demand_units=on_demand_units,
+                pool=own,
+                ahead=2 * processes,
+            )
+    return _scan_digest(
+        conn,
+        table=table,
+        info=info,
+        workers=workers,
+        stop=stop,
+        on_demand_units=on_demand_units,
+        pool=pool,
+        ahead=2 * workers,
+    )
+
+
+def _scan_digest(
+    conn: aws.Connection,
+    *,
+    table: str,
+    info: TableInfo,
+    workers: int,
+    stop: threading.Event,
+    on_demand_units: float,
+    pool: Executor,
+    ahead: int,
+) -> Digest:
     client = dynamodb.raw_scan_client(conn, pool=workers + 2)
     rate = on_demand_units if info.on_demand else float(max(info.read_capacity, 1))
     bucket = TokenBucket(rate=rate)
-    processes = min(cpus(), workers) if expected_items >= PROCESS_MIN_ITEMS else 1
-    in_flight = threading.Semaphore(2 * processes)  # pages read but not yet digested
+    in_flight = threading.Semaphore(ahead)  # pages read but not yet digested
 
     def one(segment: int, digests: Executor) -> list[Future[Digest]]:
         futures = []
@@ -284,11 +367,8 @@ def table_digest(
         return futures
 
     total = Digest()
-    with (
-        cpu_pool(processes, threads=1) as digests,
-        ThreadPoolExecutor(max_workers=max(1, workers)) as scanners,
-    ):
-        for futures in scanners.map(functools.partial(one, digests=digests), range(workers)):
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as scanners:
+        for futures in scanners.map(functools.partial(one, digests=pool), range(workers)):
             for future in futures:
                 total.merge(future.result())
     return total
