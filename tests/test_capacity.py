@@ -10,7 +10,6 @@ import pytest
 
 from hippolyte.adapters import autoscaling, capacity, dynamodb
 from hippolyte.adapters.storage import open_storage
-from hippolyte.core.errors import AwsError
 from hippolyte.core.model import Connection
 from hippolyte.engines.capacity import boost, entry_key, revert
 from hippolyte.repo.journal import Journal
@@ -106,11 +105,13 @@ def test_table_limit_is_enforced_and_revert_is_safe(
     assert capacity.describe_limits(db.client).table_max_rcu == 40_000
     table = db.table(rcu=100)
     journal = _journal(tmp_path)
-    with pytest.raises(AwsError):
-        boost(conn=db.conn, journal=journal, table=table, new_rcu=40_001)
+    # over the limit: the boost degrades (the backup runs at the table's own capacity)
+    outcome = boost(conn=db.conn, journal=journal, table=table, new_rcu=40_001)
+    assert outcome.status == "boost-failed" and "backing up at its own 100 RCU" in outcome.note
     assert _rcu(db.client, table) == 100
-    (outcome,) = revert(journal)  # the write-ahead entry exists; revert finds nothing to undo
-    assert outcome.status == "reverted" and _rcu(db.client, table) == 100
+    assert revert(journal) == []  # put back at once: nothing left open
+    (entry,) = journal.entries.values()
+    assert entry["status"] == "boost-failed" and entry["before"]["read"] == 100
 
 
 def test_refused_decrease_stays_pending_then_reverts(

@@ -248,6 +248,7 @@ def test_result_schema_on_disk(storage: Storage) -> None:
         "durationSeconds": 12.25,
         "error": None,
         "startedIn": None,
+        "warnings": [],
     }
     assert doc["results"][1]["backup"] is None
     assert doc["results"][2]["startedIn"] == "Data Pipeline df-0123"
@@ -579,6 +580,7 @@ def test_statuses_behave_as_the_strings_they_were() -> None:
         "revert-pending",
         "gone",
         "still-running",
+        "boost-failed",
     ]
     assert [s.value for s in BoostState] == [
         "boosting",
@@ -587,6 +589,7 @@ def test_statuses_behave_as_the_strings_they_were() -> None:
         "reverted",
         "revert-pending",
         "gone",
+        "boost-failed",
     ]
     assert [s.value for s in PipelineStatus] == [
         "creating",

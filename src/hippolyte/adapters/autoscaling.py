@@ -22,7 +22,9 @@ _POLICY_KEYS = (
 
 
 def client(conn: aws.Connection) -> Any:
-    return aws.client(conn, "application-autoscaling", pool=4)
+    # few attempts: a boost that cannot happen degrades at once (the backup runs at the
+    # table's own capacity); a revert that cannot happen is retried by the monitor
+    return aws.client(conn, "application-autoscaling", pool=4, max_attempts=3)
 
 
 def _resource(table: str) -> str:

@@ -239,7 +239,11 @@ def print_results(results: list[Any]) -> None:
             f"{r.duration_s:.1f}s",
             "[green]complete" if r.ok else f"[red]failed: {r.error}",
         )
-    Console().print(table)
+    con = Console()
+    con.print(table)
+    for r in results:
+        for warning in r.warnings:
+            con.print(f"[yellow]warning[/] {escape(r.table)}: {escape(warning)}", highlight=False)
 
 
 def print_demo_summary(summary: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ class CapacityStatus(enum.StrEnum):
     REVERT_PENDING = "revert-pending"  # a refused decrease: the next revert/monitor retries
     GONE = "gone"  # the table was deleted since the boost
     STILL_RUNNING = "still-running"  # its Data Pipeline still exports: left to the monitor
+    BOOST_FAILED = "boost-failed"  # the boost could not happen: backed up at its own capacity
 
 
 class CheckStatus(enum.StrEnum):
@@ -153,6 +154,7 @@ class TableResult:
     # where the backup runs when it runs remotely (e.g. "Data Pipeline df-..."): started, not
     # finished; ok means only that it started, and the monitor checks its outcome
     started_in: str | None = None
+    warnings: tuple[str, ...] = ()  # e.g. a boost that could not happen
 
 
 @dataclass(frozen=True, kw_only=True)

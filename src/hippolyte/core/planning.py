@@ -409,3 +409,25 @@ def _clock_s(t: dt.time) -> int:
 def _clock(seconds: float) -> str:
     s = int(round(seconds)) % DAY_S
     return f"{s // 3600:02d}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+def without_boost(t: PlannedTable, settings: PlanSettings) -> str:
+    """What a boost that could not happen costs ``t``: its time at its own capacity, and
+    whether it then ends outside the window (for the run's warning and the monitor)."""
+    if t.boost is None or t.estimate.budget <= 0:
+        return "it was not to be boosted"
+    own_budget = t.boost.old_rcu * settings.read_percent
+    if own_budget <= 0:
+        return "at its own capacity it has no read budget"
+    scan = max(0.0, t.estimate.seconds - settings.table_start_s)
+    seconds = settings.table_start_s + scan * t.estimate.budget / own_budget
+    over = t.start_offset_s + seconds - settings.window_s
+    where = (
+        f"ends about {duration(over)} after the window closes"
+        if over > 0
+        else "still ends inside the window"
+    )
+    return (
+        f"at its own {t.boost.old_rcu} RCU it takes about {duration(seconds)} instead of "
+        f"{duration(t.estimate.seconds)}, and {where}"
+    )

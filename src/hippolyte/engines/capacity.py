@@ -4,6 +4,11 @@
 changing anything; ``revert`` restores every table of a run whose entry is not final. A
 refused decrease stays ``revert-pending`` and is retried by the next ``revert``/``monitor``;
 a table deleted since is reported ``gone``.
+
+A boost that cannot happen (autoscaling unreachable or refusing, a refused UpdateTable, a
+limit) never costs the backup: what it changed is put back at once and the table is backed up
+at its own capacity (``boost-failed``, a warning). Only a failure to put back persists: the
+entry stays open and the next ``revert``/``monitor`` retries it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from typing import Any
 
 from hippolyte.adapters import autoscaling, capacity, dynamodb, dynamodb_admin
 from hippolyte.adapters.capacity import DecreaseRefused
-from hippolyte.core.errors import TableNotFound
+from hippolyte.core.errors import HippolyteError, Interrupted, TableNotFound
 from hippolyte.core.model import CapacityOutcome, CapacityStatus, Connection, Json
 from hippolyte.repo.journal import BoostState, Journal
 
@@ -49,7 +54,16 @@ def boost(
         )
         return CapacityOutcome(table=table, status=CapacityStatus.NOT_BOOSTED, note=why)
     aas = autoscaling.client(conn)
-    scaling = autoscaling.read_scaling(aas, table)
+    try:
+        scaling = autoscaling.read_scaling(aas, table)
+    except Interrupted:
+        raise
+    except HippolyteError as exc:  # nothing changed yet
+        why = f"boost failed, backing up at its own {old} RCU: {exc}"
+        journal.record(
+            key, table=table, target=_plain(conn), status=BoostState.BOOST_FAILED, note=why
+        )
+        return CapacityOutcome(table=table, status=CapacityStatus.BOOST_FAILED, note=why)
     journal.record(
         key,
         table=table,
@@ -58,14 +72,39 @@ def boost(
         before={"read": old, "write": write, "autoscaling": scaling},
         boost={"read": new_rcu},
     )
-    if scaling is not None:
-        autoscaling.remove(aas, table)
-    capacity.set_read_capacity(control, table=table, read=new_rcu, write=write)
-    dynamodb_admin.wait_active(control, table)
+    try:
+        if scaling is not None:
+            autoscaling.remove(aas, table)
+        capacity.set_read_capacity(control, table=table, read=new_rcu, write=write)
+        dynamodb_admin.wait_active(control, table)
+    except Interrupted:
+        raise
+    except HippolyteError as exc:
+        return _undo(journal, key, table, old=old, error=exc)
     journal.record(key, status=BoostState.BOOSTED)
     return CapacityOutcome(
         table=table, status=CapacityStatus.BOOSTED, note=f"{old} -> {new_rcu} RCU"
     )
+
+
+def _undo(journal: Journal, key: str, table: str, *, old: int, error: Exception) -> CapacityOutcome:
+    """A boost failed midway: put back what it changed, now. Done: ``boost-failed``, the
+    backup runs at the table's own capacity. Not done: the entry stays open (pending) for the
+    next revert or monitor, and the backup still runs."""
+    why = f"boost failed, backing up at its own {old} RCU: {error}"
+    try:
+        undone = revert_entry(journal, key, journal.entries[key])
+    except Interrupted:
+        raise
+    except HippolyteError as exc:
+        note = f"{why}; putting back failed, the monitor retries: {exc}"
+        return CapacityOutcome(table=table, status=CapacityStatus.REVERT_PENDING, note=note)
+    if undone.status == CapacityStatus.REVERT_PENDING:
+        return CapacityOutcome(
+            table=table, status=CapacityStatus.REVERT_PENDING, note=f"{why}; {undone.note}"
+        )
+    journal.record(key, status=BoostState.BOOST_FAILED, note=why)
+    return CapacityOutcome(table=table, status=CapacityStatus.BOOST_FAILED, note=why)
 
 
 def revert(journal: Journal, *, tables: Container[str] | None = None) -> list[CapacityOutcome]:

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from dataclasses import replace
 
 from croniter import croniter
 
 from hippolyte.adapters.storage import Storage
 from hippolyte.core.config import CAPTURE_LAG_SECONDS
-from hippolyte.core.errors import HippolyteError, NotFound
+from hippolyte.core.errors import BackupCorrupt, HippolyteError, NotFound
 from hippolyte.core.messages import changes_check
 from hippolyte.core.model import (
     BackupRef,
@@ -43,7 +44,7 @@ from hippolyte.engines import capacity, datapipeline_engine
 from hippolyte.formats import datapipeline as formats_datapipeline
 from hippolyte.ops.status import changes_state
 from hippolyte.repo import catalog, manifest, runs
-from hippolyte.repo.journal import Journal
+from hippolyte.repo.journal import BoostState, Journal
 from hippolyte.repo.verify import verify
 
 GRACE = dt.timedelta(hours=1)  # a run may start a little before its scheduled minute
@@ -111,6 +112,7 @@ def monitor(
             )
             for index, name in _planned(plan)
         ]
+    checks = _with_warnings(checks, _warnings(storage, rid, journal))
     planned = list(dict.fromkeys(name for _, name in _planned(plan)))
     report = MonitorReport(
         run_id=rid,
@@ -124,6 +126,29 @@ def monitor(
     )
     runs.write_monitor(storage, report)
     return report
+
+
+def _warnings(storage: Storage, rid: str, journal: Journal) -> dict[str, list[str]]:
+    """Each table's warnings: the run's result's (a boost that could not happen, and what it
+    cost the window); a run killed before its result: its journal's failed boosts."""
+    try:
+        result = runs.read_result(storage, rid)
+    except (NotFound, BackupCorrupt):
+        return {
+            str(e["table"]): [str(e.get("note") or "boost failed")]
+            for e in journal.entries.values()
+            if e.get("status") == BoostState.BOOST_FAILED and "table" in e
+        }
+    return {r.table: list(r.warnings) for r in result.results if r.warnings}
+
+
+def _with_warnings(checks: list[TableCheck], warned: dict[str, list[str]]) -> list[TableCheck]:
+    return [
+        replace(c, reason="; ".join([c.reason, *(f"warning: {w}" for w in warned[c.table])]))
+        if c.table in warned
+        else c
+        for c in checks
+    ]
 
 
 def _changes_checks(

@@ -86,6 +86,7 @@ def run_plan(
                 break
             r, o = _table(
                 t,
+                settings=plan.settings,
                 conn=conn,
                 clients=clients,
                 storage=storage,
@@ -175,6 +176,7 @@ def _start_remote(
 def _table(
     t: planning.PlannedTable,
     *,
+    settings: planning.PlanSettings,
     conn: Connection,
     clients: Clients,
     storage: Storage,
@@ -186,13 +188,17 @@ def _table(
     name, outcomes = t.estimate.table, []
     share = params.read_percent
     boosted = False
+    warnings: tuple[str, ...] = ()
     try:
         if t.boost is not None:
             o = capacity.boost(conn=conn, journal=journal, table=name, new_rcu=t.boost.new_rcu)
             outcomes.append(o)
-            emit(Note(text=f"{name}: {o.status} {o.note}", table=name))
             boosted = o.status == CapacityStatus.BOOSTED
             share = t.boost.backup_share if boosted else share
+            if o.status in (CapacityStatus.BOOST_FAILED, CapacityStatus.REVERT_PENDING):
+                warnings = (f"{o.note}; {planning.without_boost(t, settings)}",)
+            level = "warning" if warnings else "info"
+            emit(Note(text=f"{name}: {o.status} {o.note}", table=name, level=level))
         (result,) = backup_tables(
             [name],
             conn=conn,
@@ -202,11 +208,12 @@ def _table(
             stop=stop,
             clients=clients,
         )
-        return result, outcomes
+        return replace(result, warnings=warnings), outcomes
     except Interrupted:
         raise
     except HippolyteError as exc:  # one table's failure does not stop its pipeline
-        return TableResult(table=name, ref=None, ok=False, error=str(exc)), outcomes
+        failed = TableResult(table=name, ref=None, ok=False, error=str(exc), warnings=warnings)
+        return failed, outcomes
     finally:
         if boosted:
             key = capacity.entry_key(conn, name)

@@ -50,6 +50,7 @@ class BoostState(enum.StrEnum):
     REVERTED = "reverted"  # final
     REVERT_PENDING = "revert-pending"  # a refused decrease: the next revert retries
     GONE = "gone"  # final: the table was deleted
+    BOOST_FAILED = "boost-failed"  # final: the boost failed and nothing it changed is left
 
 
 class PipelineStatus(enum.StrEnum):
@@ -64,7 +65,9 @@ class PipelineStatus(enum.StrEnum):
     DELETED = "deleted"  # done, and deleted by the monitor
 
 
-FINAL = frozenset({BoostState.REVERTED, BoostState.GONE, BoostState.NOT_BOOSTED})
+FINAL = frozenset(
+    {BoostState.REVERTED, BoostState.GONE, BoostState.NOT_BOOSTED, BoostState.BOOST_FAILED}
+)
 
 # An entry's fields: name in memory -> key in the file.
 CAPACITY_KEYS = {

@@ -83,6 +83,7 @@ class TableResultDoc(TypedDict):
     durationSeconds: float
     error: str | None
     startedIn: str | None  # e.g. "Data Pipeline df-..."
+    warnings: list[str]  # absent from records written before it existed
 
 
 class CapacityDoc(TypedDict):
@@ -224,6 +225,7 @@ def _result_doc(r: TableResult) -> TableResultDoc:
         "durationSeconds": r.duration_s,
         "error": r.error,
         "startedIn": r.started_in,
+        "warnings": list(r.warnings),
     }
 
 
@@ -255,6 +257,7 @@ def _table_result(doc: Json) -> TableResult:
         duration_s=float(_get(doc, "durationSeconds", "duration_s", 0.0)),
         error=doc.get("error"),
         started_in=_get(doc, "startedIn", "started_in", None),
+        warnings=tuple(doc.get("warnings") or ()),
     )
 
 
