@@ -439,3 +439,50 @@ def test_killed_midway_then_resumed(
         whole
     )
     assert fingerprint(dest, units) == fingerprint(source, units)
+
+
+@pytest.mark.parametrize("where", ["moto_server", "rclone_s3", "folder"])
+def test_a_damaged_source_is_never_copied(
+    where: str,
+    request: pytest.FixtureRequest,
+    make_s3_bucket: Callable[[Server], S3Bucket],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A byte flipped at rest in the source (a single-PUT data file, and a multipart one) is
+    found against the manifest: exit 4, that backup never committed, the others copied."""
+    src = open_storage(str(tmp_path / "src"))
+    small, big, fine = (f"tbl/2026-11-2{d}-10-00-00" for d in (0, 1, 2))
+    _backup(src, small, [_items(200)])
+    noise = base64.b64encode(os.urandom(int(PART_SIZE * 1.1))).decode()
+    cut = len(noise) // 1000
+    _backup(
+        src,
+        big,
+        [
+            [
+                orjson.dumps({"pk": {"S": f"b{i}"}, "v": {"S": noise[i * cut : (i + 1) * cut]}})
+                for i in range(1000)
+            ]
+        ],
+    )
+    _backup(src, fine, [_items(30, seed=3)])
+    for name in (small, big):
+        path = Path(src.url) / name / manifest.data_key(0, 0)
+        raw = bytearray(path.read_bytes())
+        raw[len(raw) // 2] ^= 0xFF
+        path.write_bytes(bytes(raw))
+    to = (
+        str(tmp_path / "dr")
+        if where == "folder"
+        else make_s3_bucket(request.getfixturevalue(where)).url
+    )
+    code, doc, err = copy_cli(capsys, "--repo", src.url, "--to", to)
+    assert code == 4, (doc, err)
+    got = {f"{c['table']}/{c['id']}": c for c in doc["copies"]}
+    assert got[fine]["action"] == "copied"
+    for name in (small, big):
+        assert got[name]["action"] == "failed" and "differs from its manifest" in got[name]["error"]
+    dest = open_storage(to)
+    assert dest.exists(f"{fine}/_SUCCESS")
+    assert not dest.exists(f"{small}/_SUCCESS") and not dest.exists(f"{big}/_SUCCESS")
