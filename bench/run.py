@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_copy  # noqa: E402
 import bench_dask  # noqa: E402
 import bench_history  # noqa: E402
+import bench_import  # noqa: E402
 import bench_planning  # noqa: E402
 import bench_recover  # noqa: E402
 import bench_restore  # noqa: E402
@@ -44,6 +45,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[..., Report]]] = {
     bench_recover.NAME: (bench_recover.TITLE, bench_recover.run),
     bench_history.NAME: (bench_history.TITLE, bench_history.run),
     bench_copy.NAME: (bench_copy.TITLE, bench_copy.run),
+    bench_import.NAME: (bench_import.TITLE, bench_import.run),
 }
 
 
