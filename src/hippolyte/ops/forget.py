@@ -22,7 +22,6 @@ from hippolyte.core.chain import Window
 from hippolyte.core.config import Keep, KeepFor, Retention
 from hippolyte.core.errors import ConfigError, HippolyteError, NotFound
 from hippolyte.core.events import Emit, Step, discard
-from hippolyte.core.model import BackupRef
 from hippolyte.core.retention import Backup, Decision, Entry, KeepPolicy, decide
 from hippolyte.ops.pitr import history
 from hippolyte.repo import catalog, changes, manifest
@@ -52,14 +51,13 @@ def listing(
         has_changes = bool(storage.list_dirs(f"{table}/{changes.CHANGES}"))
         full, sets = history(storage, table) if has_changes else ([], [])
         ends = {b.id: changes.from_micros(b.end) for b in full}
-        for bid in catalog.backup_ids(storage, table):
-            ref = BackupRef(repo=storage.url, table=table, backup_id=bid)
+        for bid, complete in catalog.completeness(storage, table).items():
             backups.append(
                 Backup(
                     table=table,
                     id=bid,
                     start=manifest.parse_backup_id(bid),
-                    complete=catalog.is_complete(storage, ref),
+                    complete=complete,
                     end=ends.get(bid),
                 )
             )
