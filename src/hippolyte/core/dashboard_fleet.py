@@ -97,8 +97,11 @@ def _state(t: Json, *, rpo_hours: float) -> str:
 
 
 def _num(value: float | None, text: str, *, missing: str = "", extra: str = "") -> str:
+    """A number's cell: right-aligned by its data-v (CSS), sorted by it (the script)."""
+    if value is None and not missing:
+        return f"<td>{escape(text)}{extra}</td>"
     v = missing if value is None else f"{value:g}" if isinstance(value, float) else str(value)
-    return f'<td class="n" data-v="{v}">{escape(text)}{extra}</td>'
+    return f'<td data-v="{v}">{escape(text)}{extra}</td>'
 
 
 def _hours(h: float) -> str:
@@ -141,22 +144,22 @@ def _spark(t: Json, kind: str) -> str:
     )
     first, last = known[0], known[-1]
     fmt = _took if kind == "duration" else (lambda r: f"{size(r)}/s")
-    title = f"{kind}, last {len(values)} backups: {fmt(first)} to {fmt(last)}"
+    title = f"last {len(values)}: {fmt(first)} to {fmt(last)}"
     return (
-        f'<svg class="sp" width="{SPARK_W}" height="{SPARK_H}" role="img">'
-        f'<title>{escape(title)}</title><polyline points="{points}"/></svg>'
+        f'<svg viewBox="0 0 {SPARK_W} {SPARK_H}"><title>{escape(title)}</title>'
+        f'<polyline points="{points}"/></svg>'
     )
 
 
 def _lag(changes: Json | None) -> str:
     if changes is None:
-        return '<td class="n" data-v="">-</td>'
+        return "<td>-</td>"
     lag = changes["lagSeconds"]
-    cls = "n" if changes["ok"] else "n bad"
+    cls = "" if changes["ok"] else ' class="bad"'
     gaps = changes["gaps"]
     note = f", {gaps} gap{'s' if gaps != 1 else ''}" if gaps else ""
     text = f"{duration(lag)}{note}"
-    return f'<td class="{cls}" data-v="{lag:g}">{escape(text)}</td>'
+    return f'<td{cls} data-v="{lag:g}">{escape(text)}</td>'
 
 
 def _restorable(t: Json) -> str:
@@ -180,8 +183,10 @@ def _last_run(text: str | None) -> str:
         return "<td>-</td>"
     run_id, _, outcome = text.partition(": ")
     word = outcome.split(":", 1)[0]
-    cls = "" if word == "ok" else ' class="bad"'
-    return f'<td{cls} title="{escape(text)}">{escape(word)} <small>{escape(run_id)}</small></td>'
+    if word == "ok":
+        return f"<td>ok <small>{escape(run_id)}</small></td>"
+    title = escape(text)
+    return f'<td class="bad" title="{title}">{escape(word)} <small>{escape(run_id)}</small></td>'
 
 
 def _drill(drill: Json | None) -> str:

@@ -40,14 +40,14 @@ table.list th,table.list td{border-bottom:1px solid #e4e4e4;padding:.2em .45em;t
 vertical-align:top}
 table.list th[data-sort]{cursor:pointer;white-space:nowrap}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
-td.n{text-align:right;white-space:nowrap}#fleet-table td:first-child{white-space:nowrap}
+td[data-v]{text-align:right;white-space:nowrap}#fleet-table td:first-child{white-space:nowrap}
 td.bad,.bad{color:#b3261e}
 .st{display:inline-block;min-width:5.5em;padding:0 .4em;border-radius:3px;color:#fff}
 tr.ok .st{background:#2e7d32}tr.late .st{background:#b3261e}tr.missing .st{background:#6a1b1b}
 tr.unreadable .st{background:#e65100}tr.excluded .st,tr.empty .st{background:#757575}
 tr.late td,tr.missing td{background:#fdf1f0}
-svg.sp{vertical-align:middle;margin-left:.4em}
-svg.sp polyline{fill:none;stroke:#4e79a7;stroke-width:1.5}
+td svg{width:60px;height:16px;vertical-align:middle;margin-left:.4em}
+td polyline{fill:none;stroke:#4e79a7;stroke-width:1.5}
 small{color:#666}code{font-size:12px}
 form.filter{margin:.4em 0}form.filter label{margin-right:1em}
 iframe.plan{width:100%;height:80vh;border:1px solid #ccc}

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping, MutableMapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +31,10 @@ from hippolyte.repo import catalog, manifest, runs
 
 FORMAT = "hippolyte-dashboard/1"
 TREND = 10  # committed backups in each table's trend
-RUNS_SHOWN = 30  # newest runs shown in full
+RUNS_SHOWN = 20  # newest runs shown in full
+# tables read at once: the reads are small and many (on S3, one request each), so they
+# overlap; the facts of each are the same however many run
+READERS = 8
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -163,9 +167,18 @@ def _read_repository(
     last_run = last_run_states(storage)
     drills = last_drills(storage)
     names = sorted(set(in_repo) | {n for n, s in selection.items() if s.selected})
-    for name in names:
+    with ThreadPoolExecutor(READERS, thread_name_prefix="hippolyte-dashboard") as pool:
+        # the first error is raised here, and the pool then shut down
+        rows = list(
+            pool.map(
+                lambda name: table_row(
+                    storage, name, now=now, settings=settings, memo=memo, trend=trend
+                ),
+                names,
+            )
+        )
+    for name, row in zip(names, rows, strict=True):
         sel = selection.get(name)
-        row = table_row(storage, name, now=now, settings=settings, memo=memo, trend=trend)
         row.update(
             target=target,
             targets=repo.targets,
