@@ -162,6 +162,33 @@ def test_dashboard_over_an_empty_or_unreachable_repository(
     assert len(err.strip().splitlines()) == 1 and not out.exists()
 
 
+def test_dashboard_over_an_s3_repository(
+    dynalite: Server,
+    moto_server: Server,
+    make_s3_bucket: Callable[[Server], Any],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """On S3 the committed backups come from one listing of the table's keys: a folder left
+    without its commit marker is not the newest backup."""
+    bucket = make_s3_bucket(moto_server)
+    table = db_for(dynalite).table(prefix="dash-s3", items=[{"pk": {"S": "a"}}])
+    repo = f"{bucket.url}/fleet"
+    aws = ["--endpoint-url", dynalite.endpoint_url, "--region", "us-east-1"]
+    for _ in range(2):
+        code, _, err = run(capsys, "backup", table, "--repo", repo, *aws, "--json")
+        assert code == 0, err
+    storage = open_storage(repo)
+    newest = max(storage.list_dirs(f"{table}/"))
+    storage.put_bytes(f"{table}/2999-01-01-00-00-00/{manifest.STARTED}", b"{}")  # uncommitted
+    out = tmp_path / "s3.html"
+    code, _, err = run(capsys, "dashboard", "--repo", repo, "--out", str(out))
+    assert code == 0, err
+    row = _row(out.read_text(), table)
+    assert row.startswith('<tr class="ok">') and "<svg" in row and "<td>local</td>" in row
+    assert f"to {newest[:10]} {newest[11:13]}:{newest[14:16]}</td>" in row
+
+
 def _closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -34,7 +34,8 @@ def dashboard(ctx: click.Context, out: str, discover: bool, repo: str | None, **
     Exit 5 if the repository cannot be read."""
     from hippolyte.core.dashboard_html import render
     from hippolyte.core.errors import RepositoryError
-    from hippolyte.ops.dashboard import discover_all, gather
+    from hippolyte.ops.dashboard import gather
+    from hippolyte.ops.dashboard_coverage import discover_all
 
     settings = settings_of(ctx, repository=repo, **aws)
     found = discover_all(settings) if discover else None

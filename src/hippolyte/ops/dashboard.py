@@ -3,8 +3,9 @@ fleet, the runs, the newest plan and the coverage, as plain data for
 :func:`hippolyte.core.dashboard_html.render` (the page of ``serve`` at ``/`` and of
 ``hippolyte dashboard``) and for the metrics ``serve`` seeds at start.
 
-What it reads, per table: the backup folders' names, the commit markers of the newest
-``trend`` committed backups and of the oldest one, and those newest backups' descriptors (a
+What it reads, per table: the backup folders' names (on S3 one listing of the table's keys,
+which also tells which are committed; in a folder the commit markers of the newest ``trend``
+committed backups and of the oldest one), and those newest backups' descriptors (a
 committed backup never changes, so ``serve`` keeps them in ``memo`` between pages); the
 change sets' state; the newest ``runs_shown`` runs' records. Never the 30 descriptors of a
 table's whole history, never a data file. With ``discovered`` (``serve``, or
@@ -14,17 +15,17 @@ no backup, tables excluded and why."""
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from hippolyte.adapters import dynamodb
 from hippolyte.adapters.storage import Storage
 from hippolyte.core.config import Settings
 from hippolyte.core.errors import BackupCorrupt, BackupNotFound, HippolyteError, NotFound
 from hippolyte.core.model import BackupRef, Json, Selected
 from hippolyte.ops.context import storage_for
+from hippolyte.ops.dashboard_coverage import Discovered, known_uncovered
 from hippolyte.ops.dashboard_runs import newest_plan, read_runs
 from hippolyte.ops.status import changes_state, last_run_states, retention_state
 from hippolyte.repo import catalog, manifest, runs
@@ -47,27 +48,6 @@ class Repository:
     error: str | None = None  # the storage could not even be opened
 
 
-@dataclass(kw_only=True)
-class Discovered:
-    """The account's tables per target label (``serve`` has a connection), and what failed."""
-
-    tables: dict[str, list[Selected]] = field(default_factory=dict)
-    errors: list[str] = field(default_factory=list)
-    clients: dict[str, Any] = field(default_factory=dict)  # label -> DynamoDB control client
-    empty: dict[tuple[str, str], bool] = field(default_factory=dict)  # what is_empty found
-
-    def is_empty(self, label: str, table: str) -> bool:
-        """Whether a selected table without a backup holds nothing (so is not late): one
-        Scan of one item, remembered as long as this discovery is."""
-        if (label, table) not in self.empty:
-            try:
-                found = dynamodb.has_items(self.clients[label], table)
-            except (HippolyteError, KeyError):
-                found = True  # cannot tell: judged as any table without a backup
-            self.empty[(label, table)] = not found
-        return self.empty[(label, table)]
-
-
 def repositories(settings: Settings) -> list[Repository]:
     """Every distinct repository of the targets, in the order of their URLs."""
     found: dict[str, Repository] = {}
@@ -82,25 +62,6 @@ def repositories(settings: Settings) -> list[Repository]:
         found.setdefault(storage.url, Repository(url=storage.url, storage=storage, targets=[]))
         found[storage.url].targets.append(target.label)
     return [found[url] for url in sorted(found)]
-
-
-def discover_all(settings: Settings) -> Discovered:
-    """Every target's tables, selected or not, with the reasons: ListTables and DescribeTable
-    per table (``serve`` caches the answer)."""
-    from hippolyte.ops.discover import discover
-
-    out = Discovered()
-    for target in settings.effective_targets():
-        out.clients[target.label] = dynamodb.control_client(target.connection())
-        try:
-            out.tables[target.label] = discover(
-                conn=target.connection(),
-                rules=settings.selection.rules(),
-                max_attempts=settings.max_attempts,
-            )
-        except HippolyteError as exc:
-            out.errors.append(f"cannot list the tables of {target.label}: {exc}")
-    return out
 
 
 def gather(
@@ -147,7 +108,7 @@ def gather(
     doc["runs"].sort(key=lambda r: r["id"], reverse=True)
     doc["runs"] = doc["runs"][:runs_shown]
     if discovered is None:
-        doc["coverage"]["uncovered"] = _known_uncovered(doc)
+        doc["coverage"]["uncovered"] = known_uncovered(doc)
     return doc
 
 
@@ -224,13 +185,13 @@ def table_row(
 ) -> dict[str, Any]:
     """One table's facts from the repository: its newest committed backup, the trend of its
     newest ``trend`` committed backups, its change capture and its restorable range."""
-    ids = catalog.backup_ids(storage, table)
+    ids, committed = _committed(storage, table)
     newest: list[tuple[str, Json]] = []  # newest first
     for bid in reversed(ids):
         if len(newest) == trend:
             break
-        ref = BackupRef(repo=storage.url, table=table, backup_id=bid)
-        if catalog.is_complete(storage, ref):
+        if committed(bid):
+            ref = BackupRef(repo=storage.url, table=table, backup_id=bid)
             newest.append((bid, _facts(storage, ref, memo)))
     row: dict[str, Any] = {"table": table, "lastBackup": None, "ageHours": None, "backups": 0}
     row.update(items=None, bytes=None, durationS=None, engine=None, trend=[], changes=None)
@@ -247,7 +208,7 @@ def table_row(
             unreadable=facts.get("error"),
             trend=[[f.get("durationS"), f.get("bytes")] for _, f in reversed(newest)],
         )
-        row.update(_range(storage, table, ids, newest[0][0], settings=settings, now=now))
+        row.update(_range(storage, table, ids, committed, newest[0][0], settings=settings, now=now))
     state = changes_state(storage, table, now=now, lag_limit_s=settings.capture_lag_seconds)
     if state is not None:
         row["changes"] = {
@@ -263,10 +224,25 @@ def table_row(
     return row
 
 
+def _committed(storage: Storage, table: str) -> tuple[list[str], Callable[[str], bool]]:
+    """A table's backup ids, oldest first, and whether one is committed. On S3 from one
+    listing of the table's keys (a request per 1,000 keys, not a HEAD per backup); in a
+    folder each marker is looked up when asked (a stat), the newest and oldest only."""
+    if storage.bucket is not None:
+        done = catalog.completeness(storage, table)
+        return sorted(done), done.__getitem__
+
+    def committed(bid: str) -> bool:
+        return catalog.is_complete(storage, BackupRef(repo=storage.url, table=table, backup_id=bid))
+
+    return catalog.backup_ids(storage, table), committed
+
+
 def _range(
     storage: Storage,
     table: str,
     ids: list[str],
+    committed: Callable[[str], bool],
     newest: str,
     *,
     settings: Settings,
@@ -282,7 +258,7 @@ def _range(
     # without [retention], count the backups by their folders and look for the oldest marker
     # from the oldest folder on: one existence check in the usual case, not one per backup
     for bid in ids:
-        if catalog.is_complete(storage, BackupRef(repo=storage.url, table=table, backup_id=bid)):
+        if committed(bid):
             first = manifest.iso(manifest.parse_backup_id(bid))
             return {"backups": len(ids), "oldestRestorable": first, "restorableUntil": until}
     return {"backups": len(ids)}
@@ -330,19 +306,3 @@ def last_drills(storage: Storage) -> dict[str, Json]:
     ``-`` for a table with none). No drill is recorded yet: issue 17's drills fill this from
     their run records."""
     return {}
-
-
-def _known_uncovered(doc: Mapping[str, Any]) -> list[Json]:
-    """Without a connection, what the repository knows: tables the newest plan skipped, and
-    tables of the shown runs that failed and have no committed backup."""
-    backed = {t["table"] for t in doc["tables"] if t["lastBackup"] is not None}
-    found: dict[str, Json] = {}
-    plan = doc.get("plan")
-    for s in (plan or {}).get("plan", {}).get("skipped") or []:
-        found.setdefault(s["table"], {"table": s["table"], "reason": f"skipped: {s['reason']}"})
-    for run in doc["runs"]:
-        for f in run["failed"]:
-            if f["table"] not in backed:
-                reason = f"failed in run {run['id']}: {f['error']}"
-                found.setdefault(f["table"], {"table": f["table"], "reason": reason})
-    return [found[name] for name in sorted(found)]

@@ -21,6 +21,7 @@ from hippolyte.core.config import Settings
 from hippolyte.core.errors import HippolyteError
 from hippolyte.core.model import Json
 from hippolyte.ops import dashboard
+from hippolyte.ops.dashboard_coverage import Discovered, discover_all
 from hippolyte.repo import manifest
 from hippolyte.serve.metrics import Metrics
 
@@ -51,7 +52,7 @@ class Dashboard:
         self._memo: dict[str, Json] = {}  # committed backups' facts: they never change
         self._doc: Json | None = None
         self._made = 0.0  # time.monotonic() of _doc
-        self._discovered: dashboard.Discovered | None = None
+        self._discovered: Discovered | None = None
         self._discovered_at = 0.0
         self._failure: str | None = None  # the last generation's unexpected error
 
@@ -140,15 +141,15 @@ class Dashboard:
             self._doc, self._made, self._failure = doc, time.monotonic(), None
             return doc
 
-    def _discovery(self) -> dashboard.Discovered | None:
+    def _discovery(self) -> Discovered | None:
         if not self.discover:
             return None
         stale = time.monotonic() - self._discovered_at >= self.discover_every_s
         if self._discovered is None or stale:
             try:
-                self._discovered = dashboard.discover_all(self.settings)
+                self._discovered = discover_all(self.settings)
             except HippolyteError as exc:
-                self._discovered = dashboard.Discovered(errors=[f"discovery failed: {exc}"])
+                self._discovered = Discovered(errors=[f"discovery failed: {exc}"])
             self._discovered_at = time.monotonic()
         return self._discovered
 
