@@ -255,6 +255,48 @@ def test_render_escapes_reasons_and_errors() -> None:
     assert '<meta http-equiv="refresh" content="60">' in page
 
 
+def test_render_fleet_columns_drill_capture_retention_and_targets() -> None:
+    row: dict[str, Any] = {
+        "table": "orders",
+        "target": "111/eu-west-1",
+        "state": "ok",
+        "ageHours": 2.0,
+        "items": 1200,
+        "bytes": 5_000_000,
+        "durationS": 10.0,
+        "engine": "local",
+        "trend": [[8.0, 4_000_000], [None, None], [10.0, 5_000_000]],
+        "changes": {"lagSeconds": 900.0, "gaps": 1, "ok": False},
+        "backups": 30,
+        "kept": 12,
+        "oldestRestorable": "2026-11-01T00:10:00+00:00",
+        "restorableUntil": "2026-11-29T00:10:00+00:00",
+        "lastRun": "2026-11-29-00-10-00: failed: throttled",
+        "lastDrill": {"at": "2026-11-28T03:00:00+00:00", "ok": True, "secondsPerGb": 95.0},
+    }
+    other = {**row, "table": "users", "target": "222/us-east-1", "lastDrill": None}
+    doc: dict[str, Any] = {
+        "generatedAt": "2026-11-29T02:10:00+00:00",
+        "rpoHours": 24,
+        "repositories": ["/r"],
+        "errors": [],
+        "tables": [row, other],
+        "runs": [],
+        "runCount": 0,
+        "plan": None,
+        "coverage": {"discovered": False, "uncovered": [], "excluded": []},
+    }
+    page = render(doc)
+    orders, users = _row(page, "orders"), _row(page, "users")
+    assert "<td>111/eu-west-1</td>" in orders  # two targets: a target column
+    assert '<td class="bad" data-v="900">15m00s, 1 gap</td>' in orders
+    assert "30 (12 kept)" in orders and "2026-11-01 00:10 to 2026-11-29 00:10" in orders
+    assert '<td class="bad" title="2026-11-29-00-10-00: failed: throttled">failed' in orders
+    assert "<td>ok 2026-11-28 03:00, 1m35s/GB</td>" in orders  # the last drill
+    assert users.endswith("<td>-</td></tr>")  # no drill yet
+    assert orders.count("<polyline") == 2  # duration and throughput, a gap skipped
+
+
 # --- the page in a real browser -----------------------------------------------------------
 
 
@@ -299,6 +341,8 @@ def test_serve_dashboard_in_chromium(fleet: Fleet, served: str, tmp_path: Path) 
     t = fleet.tables
     metrics = urllib.request.urlopen(f"{served}/metrics").read().decode()  # seeded at start
     assert f'hippolyte_backup_items{{table="{t["orders"]}",target="us-east-1"}} 40.0' in metrics
+    health = orjson.loads(urllib.request.urlopen(f"{served}/healthz").read())
+    assert health["status"] == "ok" and health["dashboard"]["late"] == 1
     requests: list[str] = []
     shot = tmp_path / "dashboard.png"
     with sync_playwright() as pw:
@@ -319,6 +363,8 @@ def test_serve_dashboard_in_chromium(fleet: Fleet, served: str, tmp_path: Path) 
             assert page.locator("#coverage-excluded", has_text=t["skip"]).count() == 1
             assert page.locator("#runs-table tbody tr").count() == 2
             assert "Generated" in page.locator("header").inner_text()
+            refresh = page.locator("meta[http-equiv=refresh]").get_attribute("content")
+            assert refresh == "60"
             page.screenshot(path=str(shot), full_page=True)
             page.fill("#fleet-filter input[name=q]", "late")  # filtering, by name then state
             assert page.locator("#fleet-table tbody tr:visible").count() == 1

@@ -127,6 +127,7 @@ def _page(body: str, *, refresh_s: int | None) -> str:
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         f'<meta http-equiv="Content-Security-Policy" content="{CSP}">\n{refresh}'
         '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        '<link rel="icon" href="data:,">\n'
         f"<title>Hippolyte dashboard</title>\n<style>{_CSS}</style>\n</head>\n"
         f"<body>\n{body}\n<script>{_JS}</script>\n</body>\n</html>\n"
     )

@@ -51,6 +51,7 @@ class Dashboard:
         self._lock = threading.Lock()
         self._memo: dict[str, Json] = {}  # committed backups' facts: they never change
         self._doc: Json | None = None
+        self._seeded: Json | None = None  # the repositories at start, until a page is made
         self._made = 0.0  # time.monotonic() of _doc
         self._discovered: Discovered | None = None
         self._discovered_at = 0.0
@@ -75,7 +76,7 @@ class Dashboard:
     def health(self) -> dict[str, Any]:
         """For /healthz: whether the repositories could be read at the last generation."""
         with self._lock:
-            doc, failure = self._doc, self._failure
+            doc, failure = self._doc or self._seeded, self._failure
         if doc is None:
             return {"ok": failure is None, "errors": [failure] if failure else []}
         errors = list(doc["errors"]) + ([failure] if failure else [])
@@ -104,6 +105,8 @@ class Dashboard:
             return 0
         for error in doc["errors"]:
             log.error("cannot seed the metrics", extra={"error": error})
+        with self._lock:
+            self._seeded = doc
         seeded = 0
         for row in doc["tables"]:
             if row["lastBackup"] is None or row["unreadable"]:
