@@ -15,6 +15,7 @@ no backup, tables excluded and why."""
 from __future__ import annotations
 
 import datetime as dt
+from collections import ChainMap
 from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -88,7 +89,10 @@ def gather(
         "plan": None,
         "coverage": {"discovered": discovered is not None, "uncovered": [], "excluded": []},
     }
-    memo = {} if memo is None else memo
+    kept = {} if memo is None else memo
+    # this page's reads go to the first map: after it, ``memo`` keeps only the facts still
+    # shown (a backup forgotten or gone out of the trend drops out; serve runs for months)
+    reads: ChainMap[str, Json] = ChainMap({}, dict(kept))
     for repo in repositories(settings):
         doc["repositories"].append(repo.url)
         if repo.storage is None:
@@ -96,7 +100,7 @@ def gather(
             doc["unreadable"].append(repo.url)
             continue
         try:
-            _read_repository(doc, repo, repo.storage, settings, now, discovered, memo, trend)
+            _read_repository(doc, repo, repo.storage, settings, now, discovered, reads, trend)
             found = runs.run_ids(repo.storage)
             doc["runCount"] += len(found)
             doc["runs"] += read_runs(repo.storage, found, shown=runs_shown)
@@ -105,6 +109,8 @@ def gather(
         except HippolyteError as exc:
             doc["errors"].append(f"cannot read repository {repo.url}: {exc}")
             doc["unreadable"].append(repo.url)
+    kept.clear()
+    kept.update(reads.maps[0])
     doc["runs"].sort(key=lambda r: r["id"], reverse=True)
     doc["runs"] = doc["runs"][:runs_shown]
     if discovered is None:
@@ -269,7 +275,8 @@ def _facts(storage: Storage, ref: BackupRef, memo: MutableMapping[str, Json]) ->
     backup never changes)."""
     key = f"{storage.url}/{ref.prefix}"
     if key in memo:
-        return memo[key]
+        memo[key] = found = memo[key]  # still in use: kept for the next page
+        return found
     try:
         backup = catalog.load_descriptor(storage, ref)["backup"]
         facts: Json = {
