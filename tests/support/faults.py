@@ -11,17 +11,25 @@ ThrottlingException), ``500`` (InternalServerError), ``503`` (ServiceUnavailable
 original x-amz-crc32: botocore must notice and retry), ``garbage`` (a 200 whose body is not
 JSON, as a captive proxy answers), ``denied`` (400 AccessDeniedException, as DynamoDB answers
 credentials whose IAM policy does not allow the operation), ``unprocessed`` (BatchWriteItem:
-only half the items are written, the rest come back as UnprocessedItems), ``ok`` (forward).
+only half the items are written, the rest come back as UnprocessedItems), ``slow`` (forwarded
+after ``slow_s`` seconds, as an overloaded endpoint answers), ``ok`` (forward).
+
+Instead of a schedule for one operation, ``mix`` draws a fault for every request of
+``operations`` (default: all) from fixed probabilities, with a seed, so a run is repeatable:
+
+    FaultProxy(upstream=..., mix={"throttle": 0.2, "500": 0.025, "slow": 0.05}, seed=7)
 """
 
 from __future__ import annotations
 
 import http.client
 import itertools
+import random
 import ssl
 import threading
+import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Mapping
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import TracebackType
 from urllib.parse import urlsplit
@@ -47,16 +55,31 @@ class FaultProxy:
         self,
         *,
         upstream: str,
-        schedule: Iterable[str],
+        schedule: Iterable[str] = (),
         operation: str = "Scan",
         tls: ssl.SSLContext | None = None,
+        mix: Mapping[str, float] | None = None,
+        operations: Collection[str] | None = None,
+        seed: int = 0,
+        slow_s: float = 1.0,
     ) -> None:
         url = urlsplit(upstream)
         self._upstream = (url.hostname or "127.0.0.1", url.port or 80)
-        self._schedule = itertools.cycle(list(schedule))
+        steps = list(schedule)
+        if not steps and mix is None:
+            raise ValueError("FaultProxy needs a schedule or a mix")
+        if mix is not None and sum(mix.values()) > 1:
+            raise ValueError(f"the mix's probabilities add up to more than 1: {dict(mix)}")
+        self._schedule = itertools.cycle(steps)
         self._operation = operation
+        self._mix = list((mix or {}).items())
+        self._operations = None if operations is None else set(operations)
+        self._random = random.Random(seed)
+        self.slow_s = slow_s
+        self.enabled = True  # False: forward everything (faults paused, e.g. between phases)
         self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()
+        self.by_operation: Counter[tuple[str, str]] = Counter()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         if tls is not None:  # serve HTTPS with the caller's certificate
             self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
@@ -70,11 +93,27 @@ class FaultProxy:
         return f"{self._scheme}://127.0.0.1:{self._server.server_address[1]}"
 
     def _next_fault(self, target: str) -> str:
+        if self._mix:
+            return self._drawn_fault(target.rpartition(".")[2])
         if not target.endswith("." + self._operation):
             return "ok"
         with self._lock:
             fault = next(self._schedule)
             self.counts[fault] += 1
+            return fault
+
+    def _drawn_fault(self, operation: str) -> str:
+        if not self.enabled or (self._operations is not None and operation not in self._operations):
+            return "ok"
+        with self._lock:
+            draw, fault = self._random.random(), "ok"
+            for name, p in self._mix:
+                if draw < p:
+                    fault = name
+                    break
+                draw -= p
+            self.counts[fault] += 1
+            self.by_operation[operation, fault] += 1
             return fault
 
     def _message(self, fault: str) -> bytes:
@@ -118,6 +157,8 @@ class FaultProxy:
                 if fault == "unprocessed":
                     self._reply(200, {}, proxy._half_processed(self.path, dict(self.headers), body))
                     return
+                if fault == "slow":
+                    time.sleep(proxy.slow_s)
                 status, headers, data = proxy._forward(self.path, dict(self.headers), body)
                 if fault == "crc" and status == 200:
                     data = _drop_last_item(data)

@@ -98,7 +98,43 @@ def client(
         else (conn.endpoint_url if service == "dynamodb" else None)
     )
     make: Any = sess.client  # boto3-stubs overloads want a literal service name
-    return make(service, endpoint_url=url, config=client_config(pool=pool, **cfg))
+    made = make(service, endpoint_url=url, config=client_config(pool=pool, **cfg))
+    if made.meta.service_model.protocol == "json":
+        made.meta.events.register("before-parse", _mark_malformed)
+        made.meta.events.register("after-call", _raise_malformed)
+    return made
+
+
+MALFORMED = "HippolyteMalformedBody"
+
+
+def _mark_malformed(
+    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+) -> None:
+    """A 2xx whose body is not a JSON object (a captive proxy's page, a body cut short with
+    no CRC to tell): botocore's JSON parser would return it as a success holding only
+    ``message``, a DescribeTable without ``Table``, a Scan page without items or a next key.
+    Marked as a timeout, botocore's standard retry asks again; ``_raise_malformed`` raises
+    it once the attempts run out."""
+    if response_dict.get("status_code", 500) >= 300:
+        return
+    body = (response_dict.get("body") or b"").strip()
+    if body.startswith(b"{") and body.endswith(b"}"):
+        return
+    customized_response_dict[MALFORMED] = True
+    customized_response_dict["Error"] = {
+        "Code": "RequestTimeout",
+        "Message": f"the response's body is not JSON: {body[:60]!r}",
+    }
+
+
+def _raise_malformed(parsed: dict[str, Any], model: Any, **_: Any) -> None:
+    if parsed.get(MALFORMED):
+        meta = {**parsed.get("ResponseMetadata", {}), "HTTPStatusCode": 502}
+        raise botocore.exceptions.ClientError(
+            {"Error": parsed["Error"], "ResponseMetadata": meta},  # type: ignore[typeddict-item]
+            model.name,
+        )
 
 
 def translate(exc: Exception, *, what: str) -> Exception:
