@@ -12,6 +12,8 @@ import builtins
 import contextlib
 import datetime as dt
 import errno
+import hashlib
+import logging
 import os
 import re
 import tempfile
@@ -76,6 +78,28 @@ class Storage(Protocol):
 
     def locked_until(self, key: str) -> tuple[str, dt.datetime] | None:
         """The S3 Object Lock (mode, retain-until) that protects ``key`` now, else None."""
+        ...
+
+    # Conditional writes, for the repository lock. An "ETag" is S3's (without quotes) or, in a
+    # folder, the hex MD5 of the file.
+    def conditional_writes(self) -> bool:
+        """Whether the three methods below are atomic here (an S3 server may ignore them)."""
+        ...
+
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        """The object's bytes and ETag, read together."""
+        ...
+
+    def put_if_absent(self, key: str, data: bytes) -> str | None:
+        """Write ``key`` only if nothing is there: the new ETag, or None if something was."""
+        ...
+
+    def replace_if(self, key: str, data: bytes, etag: str) -> str | None:
+        """Overwrite ``key`` only if its ETag is still ``etag``: the new ETag, else None."""
+        ...
+
+    def delete_if(self, key: str, etag: str) -> bool:
+        """Delete ``key`` only if its ETag is still ``etag``; False if it changed or is gone."""
         ...
 
 
@@ -301,6 +325,78 @@ class LocalStorage:
 
     def locked_until(self, key: str) -> tuple[str, dt.datetime] | None:
         return None  # a folder has no Object Lock
+
+    # -- conditional writes (the repository lock): compare-and-swap on one object ----------------
+    # The "ETag" of a file is the hex MD5 of its bytes, as S3's of a plain PUT.
+
+    def conditional_writes(self) -> bool:
+        return True  # under the root folder's flock, below
+
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        data = self.get_bytes(key)
+        return data, _md5(data)
+
+    def put_if_absent(self, key: str, data: bytes) -> str | None:
+        path = self._path(key)
+        with self._compare_and_swap():
+            tmp = self._staged(path, data)
+            try:
+                os.link(tmp, path)  # as O_CREAT|O_EXCL: fails if the name exists, but the
+            except FileExistsError:  # file appears whole, never empty or half written
+                return None
+            except OSError as exc:
+                raise RepositoryError(f"cannot write {path}: {exc.strerror or exc}") from exc
+            finally:
+                tmp.unlink(missing_ok=True)
+            _fsync_dir(path.parent)
+        return _md5(data)
+
+    def replace_if(self, key: str, data: bytes, etag: str) -> str | None:
+        with self._compare_and_swap():
+            if self._etag_now(key) != etag:
+                return None
+            self.put_bytes(key, data)
+        return _md5(data)
+
+    def delete_if(self, key: str, etag: str) -> bool:
+        with self._compare_and_swap():
+            if self._etag_now(key) != etag:
+                return False
+            self.delete(key)
+        return True
+
+    def _etag_now(self, key: str) -> str | None:
+        try:
+            return self.get_tagged(key)[1]
+        except NotFound:
+            return None
+
+    def _staged(self, path: Path, data: bytes) -> Path:
+        """``data`` in a hidden, fsynced temp file beside ``path`` (listings skip it)."""
+        tmp = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex}")
+        with _local_errors(path, writing=True):
+            with self._create(tmp) as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        return tmp
+
+    @contextlib.contextmanager
+    def _compare_and_swap(self) -> Iterator[None]:
+        """An exclusive flock on the repository's root folder (never pruned) around a
+        compare-and-swap: atomic between the processes of a host, and between hosts where the
+        file system's locks are shared (NFSv4, not every SMB or FUSE mount). The kernel drops
+        the flock of a killed process."""
+        import fcntl
+
+        with _local_errors(self.root, writing=True):
+            self.root.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.root, os.O_RDONLY)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # and with it the flock
 
 
 @contextlib.contextmanager
@@ -635,3 +731,103 @@ class S3Storage:
             raise self._translate(exc, key) from exc
         except botocore.exceptions.BotoCoreError as exc:
             raise self._translate(exc, key) from exc
+
+    # -- conditional writes (the repository lock): If-None-Match / If-Match ------------------------
+
+    def conditional_writes(self) -> bool:
+        """Whether this server honours If-None-Match and If-Match on PUT. AWS S3 has since
+        August 2024; another server (MinIO, Ceph, rclone, moto...) is asked once per process
+        and bucket, with two conditional PUTs of a probe object: a server that ignores the
+        header (``rclone serve s3`` does) overwrites it silently instead of answering 412."""
+        if not self._custom:
+            return True
+        where = (str(self._client.meta.endpoint_url), str(self.bucket))
+        if where not in _CONDITIONAL:
+            probe = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+            try:
+                first = self._put_condition(probe, b"1", IfNoneMatch="*")
+                second = self._put_condition(probe, b"2", IfNoneMatch="*")
+            except RepositoryError:  # refused outright (400, 501): not supported either
+                first = second = None
+            self.delete(probe)
+            _CONDITIONAL[where] = first is not None and second is None
+        return _CONDITIONAL[where]
+
+    def get_tagged(self, key: str) -> tuple[bytes, str]:
+        with self._errors(key):
+            out = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+            with contextlib.closing(out["Body"]) as body:
+                return body.read(), str(out.get("ETag", "")).strip('"')
+
+    def put_if_absent(self, key: str, data: bytes) -> str | None:
+        self._need_conditions(key)
+        return self._put_condition(key, data, IfNoneMatch="*")
+
+    def replace_if(self, key: str, data: bytes, etag: str) -> str | None:
+        self._need_conditions(key)
+        return self._put_condition(key, data, IfMatch=f'"{etag}"')
+
+    def delete_if(self, key: str, etag: str) -> bool:
+        """DeleteObject with If-Match. A server that refuses a conditional delete (501 or an
+        invalid argument) is answered with HEAD, compare, then a plain DELETE: a writer that
+        replaces the object between the two requests would lose it (then logged here)."""
+        self._need_conditions(key)
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=self._key(key), IfMatch=f'"{etag}"')
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _LOST:
+                return False
+            if code not in ("NotImplemented", "InvalidArgument", "501"):
+                raise self._translate(exc, key) from exc
+            return self._delete_after_head(key, etag)
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self._translate(exc, key) from exc
+        return True
+
+    def _delete_after_head(self, key: str, etag: str) -> bool:
+        head = self.head(key)
+        if head is None or head[1] != etag:
+            return False
+        log.warning(
+            "the server refuses conditional deletes: compared the ETag, then deleted",
+            extra={"repository": self.url, "key": key},
+        )
+        self.delete(key)
+        return True
+
+    def _need_conditions(self, key: str) -> None:
+        if not self.conditional_writes():
+            raise RepositoryError(
+                f"{self._where(key)}: this S3 server ignores conditional writes "
+                "(If-None-Match/If-Match); nothing was written"
+            )
+
+    def _put_condition(self, key: str, data: bytes, **condition: str) -> str | None:
+        """One PUT under ``condition``: the new ETag, or None if the condition failed (412, a
+        409 from a concurrent conditional write, or 404 for If-Match on a missing object).
+        Never with Object Lock arguments: a lease is not worth retaining."""
+        try:
+            out = self._client.put_object(
+                Bucket=self.bucket, Key=self._key(key), Body=data, **condition
+            )
+        except botocore.exceptions.ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code", "")) in _LOST:
+                return None
+            raise self._translate(exc, key) from exc
+        except botocore.exceptions.BotoCoreError as exc:
+            raise self._translate(exc, key) from exc
+        return str(out.get("ETag", "")).strip('"')
+
+
+# A conditional write that lost: the object changed, appeared, vanished, or another conditional
+# write to it was in flight (S3's 409 ConditionalRequestConflict).
+_LOST = frozenset(
+    {"PreconditionFailed", "412", "ConditionalRequestConflict", "409", "NoSuchKey", "404"}
+)
+_CONDITIONAL: dict[tuple[str, str], bool] = {}  # (endpoint, bucket) -> honours conditions
+log = logging.getLogger("hippolyte.storage")
+
+
+def _md5(data: bytes) -> str:
+    return hashlib.md5(data, usedforsecurity=False).hexdigest()
