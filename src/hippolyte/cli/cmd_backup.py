@@ -369,17 +369,21 @@ def revert(
     **aws: Any,
 ) -> None:
     """Put back the read capacity and autoscaling of every table a run boosted. Idempotent.
-    Tables still exported by a running Data Pipeline are left to `monitor` unless --force."""
+    Tables still exported by a running Data Pipeline are left to `monitor` unless --force.
+    Each table is reached as the run recorded it; --region/--profile/--endpoint-url/--role-arn,
+    when given, replace the recorded values (and reach the repository)."""
     from hippolyte.ops.revert import revert_run
     from hippolyte.repo.journal import Journal, run_ids
 
     settings = settings_of(ctx, repository=repo, **aws)
     storage = storage_for(settings)
     runs = [run_id] if run_id else run_ids(storage)
+    given = {k: v for k, v in aws.items() if v is not None}
     outcomes = []
     for rid in runs:
         journal = Journal.open(storage, rid, create=False)
-        outcomes += [{"run": rid, **o.__dict__} for o in revert_run(journal, force=force)]
+        done = revert_run(journal, force=force, target=given)
+        outcomes += [{"run": rid, **o.__dict__} for o in done]
     if wants_json(as_json):
         print_json(outcomes)
     else:
