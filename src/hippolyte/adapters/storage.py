@@ -26,7 +26,7 @@ from urllib.parse import unquote, urlsplit
 
 import botocore.exceptions
 
-from hippolyte.adapters.aws import Connection, client, translate
+from hippolyte.adapters.aws import Connection, client, denied, translate
 from hippolyte.core.config import ObjectLock
 from hippolyte.core.errors import (
     ConfigError,
@@ -115,6 +115,8 @@ def open_storage(
     ``AWS_ENDPOINT_URL_S3`` / ``AWS_ENDPOINT_URL`` variables, which botocore reads itself.
     ``object_lock``: every object written gets that retention (S3 only);
     ``append_only``: no commit marker is ever deleted through this storage."""
+    if any(ord(c) < 32 or ord(c) == 127 for c in url):
+        raise ConfigError(f"repository {url!r} contains a control character")
     parts = urlsplit(url)
     local: Path | None = None
     if url and parts.scheme == "":
@@ -635,7 +637,9 @@ class S3Storage:
                 return NotFound(f"no object {key!r} in repository {self.url}")
             if code == "InvalidAccessKeyId":
                 return CredentialsError(f"AWS rejected the access key while accessing {where}")
-            if code in ("AccessDenied", "AllAccessDisabled", "403"):
+            if refused := denied(exc, service="s3"):  # the policy: exit 6, naming the action
+                return CredentialsError(f"access denied to {where}: {refused}")
+            if code == "AllAccessDisabled":
                 return RepositoryError(f"access denied to {where}: {error.get('Message') or code}")
         translated = translate(exc, what=where)
         if isinstance(translated, CredentialsError):

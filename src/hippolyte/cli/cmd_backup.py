@@ -20,6 +20,7 @@ from hippolyte.cli.options import (
     repo_option,
     settings_of,
     stop_on_sigterm,
+    table_names,
     wants_json,
 )
 from hippolyte.cli.render import (
@@ -83,7 +84,7 @@ def discover(ctx: click.Context, as_json: bool, **aws: Any) -> None:
 
 
 @cli.command()
-@click.argument("tables", nargs=-1)
+@click.argument("tables", nargs=-1, callback=table_names)
 @click.option(
     "--all",
     "all_",

@@ -21,6 +21,7 @@ from hippolyte.cli.options import (
     print_json,
     repo_option,
     settings_of,
+    table_names,
     wants_json,
 )
 from hippolyte.cli.render import Bars, JsonLines
@@ -28,7 +29,7 @@ from hippolyte.core.errors import ConfigError
 
 
 @cli.command()
-@click.argument("tables", nargs=-1)
+@click.argument("tables", nargs=-1, callback=table_names)
 @repo_option
 @click.option(
     "--flush-seconds",

@@ -22,6 +22,7 @@ from hippolyte.cli.options import (
     repo_option,
     settings_of,
     stop_on_sigterm,
+    table_names,
     wants_json,
 )
 from hippolyte.cli.render import Bars, JsonLines, print_diff
@@ -37,6 +38,7 @@ from hippolyte.core.errors import ConfigError, ExitCode
     flag_value="",
     default=None,
     metavar="[TABLE]",
+    callback=table_names,
     help="Against the live table: the backup's own (the default with one REF) or TABLE.",
 )
 @repo_option

@@ -19,6 +19,7 @@ from hippolyte.cli.options import (
     repo_option,
     settings_of,
     stop_on_sigterm,
+    table_names,
     wants_json,
 )
 from hippolyte.cli.render import Bars, JsonLines, short_value
@@ -27,7 +28,9 @@ from hippolyte.core.errors import ExitCode
 
 @cli.command()
 @click.argument("ref", required=False)
-@click.option("--table", help="The live table to repair (default: the backup's own).")
+@click.option(
+    "--table", callback=table_names, help="The live table to repair (default: the backup's own)."
+)
 @click.option(
     "--from-diff",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),

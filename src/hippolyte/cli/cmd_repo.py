@@ -15,6 +15,7 @@ from hippolyte.cli.options import (
     print_json,
     repo_option,
     settings_of,
+    table_names,
     wants_json,
 )
 from hippolyte.cli.render import (
@@ -228,7 +229,7 @@ def verify(
 
 
 @cli.command()
-@click.argument("tables", nargs=-1)
+@click.argument("tables", nargs=-1, callback=table_names)
 @click.option("--keep-last", type=click.IntRange(0), help="Keep the N newest backups.")
 @click.option("--keep-hourly", type=click.IntRange(0), help="Keep the newest of N hours.")
 @click.option("--keep-daily", type=click.IntRange(0), help="Keep the newest of N days.")

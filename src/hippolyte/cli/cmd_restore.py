@@ -16,6 +16,7 @@ from hippolyte.cli.options import (
     repo_option,
     settings_of,
     stop_on_sigterm,
+    table_names,
     wants_json,
 )
 from hippolyte.cli.render import (
@@ -29,7 +30,13 @@ from hippolyte.ops.convert import schema_for
 
 @cli.command()
 @click.argument("ref")
-@click.option("--table", "table", required=True, help="Name of the table to restore into.")
+@click.option(
+    "--table",
+    "table",
+    required=True,
+    callback=table_names,
+    help="Name of the table to restore into.",
+)
 @repo_option
 @click.option(
     "--write-percent",
@@ -107,6 +114,9 @@ def restore(
     if at is not None:
         if "@" in ref:
             raise click.UsageError("give REF@TIME or --at TIME, not both")
+        from hippolyte.ops.pitr import parse_at
+
+        parse_at(at)  # a time, with its zone, before anything else
         ref = f"{ref}@{at}"
     source = open_backup(settings, ref, repo=settings.repository)
     description = schema_for(settings, schema_from=schema_from, key_spec=key_spec, table=table)
@@ -209,7 +219,12 @@ def _print_plan(choice: Any, *, json_mode: bool) -> None:
 @cli.command()
 @click.argument("src")
 @repo_option
-@click.option("--table-name", required=True, help="Table name the backup is filed under.")
+@click.option(
+    "--table-name",
+    required=True,
+    callback=table_names,
+    help="Table name the backup is filed under.",
+)
 @click.option("--schema-from", help="Take the key schema and indexes from this existing table.")
 @click.option("--key", "key_spec", help="Key schema: pk:S[,sk:N].")
 @aws_options

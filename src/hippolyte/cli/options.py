@@ -20,6 +20,19 @@ from hippolyte.core.errors import ConfigError, Interrupted
 err_console = Console(stderr=True)
 
 
+def table_names(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """click callback: every table name given is one DynamoDB accepts (exit 2 otherwise)."""
+    from hippolyte.core.model import check_table_name
+
+    for name in value if isinstance(value, tuple) else (value,):
+        if name:  # None or "": not given (diff --live alone)
+            try:
+                check_table_name(name)
+            except ConfigError as exc:
+                raise click.BadParameter(exc.message, ctx=ctx, param=param) from None
+    return value
+
+
 def aws_options(fn: Callable[..., Any]) -> Callable[..., Any]:
     """--region/--profile/--endpoint-url/--role-arn, as the AWS CLI spells them."""
     for opt in reversed(

@@ -5,10 +5,26 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import enum
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 Json = dict[str, Any]
+
+
+TABLE_NAME = re.compile(r"^[A-Za-z0-9_.\-]{3,255}$")  # DynamoDB's rule for table names
+
+
+def check_table_name(name: str) -> str:
+    """``name`` if DynamoDB accepts it as a table name, else ConfigError saying why."""
+    if not TABLE_NAME.match(name):
+        from hippolyte.core.errors import ConfigError
+
+        raise ConfigError(
+            f"{name!r} is not a DynamoDB table name (3 to 255 characters: letters, digits, "
+            "'_', '-' and '.')"
+        )
+    return name
 
 
 class CapacityStatus(enum.StrEnum):

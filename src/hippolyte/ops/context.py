@@ -50,8 +50,19 @@ def storage_if_any(settings: Settings, target: Target) -> Storage | None:
     return repository(settings, repo, target.connection()) if repo else None
 
 
+def check_ref(ref: str) -> str:
+    """A REF never climbs out of where it points: no '..' segment (ConfigError)."""
+    if ".." in ref.replace("\\", "/").split("/"):
+        raise ConfigError(
+            f"{ref!r}: a REF may not contain '..' (give TABLE/BACKUP_ID, or the backup "
+            "folder's absolute path or URL)"
+        )
+    return ref
+
+
 def open_ref(settings: Settings, ref: str, *, repo: str | None) -> tuple[Storage, BackupRef]:
     """TABLE/BACKUP_ID within ``repo``, or the path/URL of one of our backup folders."""
+    check_ref(ref)
     bref = manifest.parse_ref(ref, repo=repo or settings.repository)
     storage = repository(settings, bref.repo, settings.effective_targets()[0].connection())
     return storage, bref
@@ -60,6 +71,7 @@ def open_ref(settings: Settings, ref: str, *, repo: str | None) -> tuple[Storage
 def open_backup(settings: Settings, ref: str, *, repo: str | None) -> Source:
     """Any backup a restore reads: TABLE/BACKUP_ID within ``repo``, or the path/URL of a
     backup folder in any format (ours, a DynamoDB export, a Data Pipeline export)."""
+    check_ref(ref)
     conn = settings.effective_targets()[0].connection()
     at = pitr.split_ref(ref)
     if at is not None:  # TABLE@TIME, TABLE/BACKUP_ID@TIME: computed from the history

@@ -21,13 +21,13 @@ from typing import Any
 import orjson
 
 from hippolyte.core.errors import BackupCorrupt, ConfigError
-from hippolyte.core.model import BackupRef, FileEntry, Json
+from hippolyte.core.model import TABLE_NAME, BackupRef, FileEntry, Json
 
 FORMAT = "hippolyte/1"
 NATIVE_VERSION = "2020-06-30"
 ID_FORMAT = "%Y-%m-%d-%H-%M-%S"
 ID_RE = re.compile(r"^\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}$")
-TABLE_RE = re.compile(r"^[A-Za-z0-9_.\-]{3,255}$")
+TABLE_RE = TABLE_NAME
 
 STARTED = "_started"
 SUCCESS = "_SUCCESS"
