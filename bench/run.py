@@ -21,6 +21,7 @@ import bench_copy  # noqa: E402
 import bench_dask  # noqa: E402
 import bench_history  # noqa: E402
 import bench_import  # noqa: E402
+import bench_lock  # noqa: E402
 import bench_planning  # noqa: E402
 import bench_recover  # noqa: E402
 import bench_restore  # noqa: E402
@@ -46,6 +47,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[..., Report]]] = {
     bench_history.NAME: (bench_history.TITLE, bench_history.run),
     bench_copy.NAME: (bench_copy.TITLE, bench_copy.run),
     bench_import.NAME: (bench_import.TITLE, bench_import.run),
+    bench_lock.NAME: (bench_lock.TITLE, bench_lock.run),
 }
 
 
