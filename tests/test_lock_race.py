@@ -10,6 +10,7 @@ taken over only once its lease has ended, and the takeover is logged.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
 import os
 import signal
@@ -170,3 +171,18 @@ def test_a_folder_compares_and_swaps(tmp_path: Path) -> None:
     assert new is not None and not folder.delete_if("@locks/x", etag)
     assert folder.delete_if("@locks/x", new) and list(folder.list()) == []
     assert not (tmp_path / "repo" / "@locks").exists()  # pruned, as delete does
+
+
+def test_a_folder_without_hard_links_creates_the_lock_exclusively(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_links(*_: object) -> None:
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    folder = open_storage(str(tmp_path / "repo"))
+    first = RepoLock(storage=folder, lease_s=60)
+    assert first.acquire()
+    assert not RepoLock(storage=folder, lease_s=60, host="b").acquire()
+    first.release()
+    assert list(folder.list()) == []

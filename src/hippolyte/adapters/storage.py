@@ -347,11 +347,28 @@ class LocalStorage:
             except FileExistsError:  # file appears whole, never empty or half written
                 return None
             except OSError as exc:
-                raise RepositoryError(f"cannot write {path}: {exc.strerror or exc}") from exc
+                if exc.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP):
+                    raise RepositoryError(f"cannot write {path}: {exc.strerror or exc}") from exc
+                if not self._create_exclusive(path, data):  # no hard links on this file system
+                    return None
             finally:
                 tmp.unlink(missing_ok=True)
             _fsync_dir(path.parent)
         return _md5(data)
+
+    def _create_exclusive(self, path: Path, data: bytes) -> bool:
+        """O_CREAT|O_EXCL, then the bytes: a reader may see the file short for a moment, which
+        a compare-and-swap (under the flock, once it is whole) then refuses."""
+        with _local_errors(path, writing=True):
+            try:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
+            except FileExistsError:
+                return False
+            with open(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+        return True
 
     def replace_if(self, key: str, data: bytes, etag: str) -> str | None:
         with self._compare_and_swap():
@@ -747,15 +764,27 @@ class S3Storage:
             return True
         where = (str(self._client.meta.endpoint_url), str(self.bucket))
         if where not in _CONDITIONAL:
-            probe = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
-            try:
-                first = self._put_condition(probe, b"1", IfNoneMatch="*")
-                second = self._put_condition(probe, b"2", IfNoneMatch="*")
-            except RepositoryError:  # refused outright (400, 501): not supported either
-                first = second = None
-            self.delete(probe)
-            _CONDITIONAL[where] = first is not None and second is None
+            _CONDITIONAL[where] = self._probe_conditions()
         return _CONDITIONAL[where]
+
+    def _probe_conditions(self) -> bool:
+        """Only a definite answer counts (any other error is raised, not remembered: processes
+        sharing a repository must agree on the protocol)."""
+        probe = f"{PROBE_PREFIX}{uuid.uuid4().hex}"
+        try:
+            first = self._put_condition(probe, b"1", IfNoneMatch="*")
+            second = self._put_condition(probe, b"2", IfNoneMatch="*")
+        except RepositoryError as exc:
+            cause = exc.__cause__
+            code = ""
+            if isinstance(cause, botocore.exceptions.ClientError):
+                code = str(cause.response.get("Error", {}).get("Code", ""))
+            if code not in ("NotImplemented", "InvalidArgument", "InvalidRequest", "501"):
+                raise
+            return False  # the header refused outright
+        finally:
+            self.delete(probe)
+        return first is not None and second is None
 
     def get_tagged(self, key: str) -> tuple[bytes, str]:
         with self._errors(key):
