@@ -8,6 +8,7 @@ here, never re-implemented in the operations.
 
 from __future__ import annotations
 
+import re
 import threading
 from typing import Any
 
@@ -27,6 +28,54 @@ THROTTLING = {
     "TooManyRequestsException",
     "SlowDown",
 }
+
+
+# What AWS answers a caller whose policy does not allow the call.
+DENIED = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "UnauthorizedOperation",
+    "AuthorizationError",
+    "AuthorizationErrorException",
+}
+# Where IAM names an operation's permission differently from the operation.
+IAM_NAMES = {
+    "s3:ListObjectsV2": "s3:ListBucket",
+    "s3:ListObjects": "s3:ListBucket",
+    "s3:HeadBucket": "s3:ListBucket",
+    "s3:HeadObject": "s3:GetObject",
+    "s3:CreateMultipartUpload": "s3:PutObject",
+    "s3:UploadPart": "s3:PutObject",
+    "s3:CompleteMultipartUpload": "s3:PutObject",
+    "s3:DeleteObjects": "s3:DeleteObject",
+    "s3:GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
+}
+_NAMED = re.compile(r"not authorized to perform:? ([\w-]+:\w+)", re.IGNORECASE)
+_XML_MESSAGE = re.compile(r"<Message>(.*?)</Message>", re.DOTALL)
+
+
+def iam_action(service: str, operation: str) -> str:
+    """The IAM permission an API operation needs: ``("s3", "HeadObject")`` -> s3:GetObject."""
+    prefix = "dynamodb" if service == "dynamodbstreams" else service
+    name = f"{prefix}:{operation}"
+    return IAM_NAMES.get(name, name)
+
+
+def denied(exc: botocore.exceptions.ClientError, *, service: str | None = None) -> str | None:
+    """If the caller's policy refused the call: what AWS said, naming the denied action (from
+    the message, else from the operation when ``service`` is known); None otherwise. A 403 with
+    an XML body where JSON was expected (moto's IAM check on JSON services) counts too."""
+    error = exc.response.get("Error", {})
+    code, msg = str(error.get("Code", "")), str(error.get("Message", "") or "")
+    if xml := _XML_MESSAGE.search(msg):
+        msg = xml.group(1)
+    named = _NAMED.search(msg)
+    if code not in DENIED and not (code == "403" and (named or service == "s3")):
+        return None
+    if named:
+        return msg
+    action = iam_action(service, exc.operation_name) if service else exc.operation_name
+    return f"{msg or code}: {action} is not allowed"
 
 
 USER_AGENT_APP = f"hippolyte-{__version__}"
@@ -155,6 +204,8 @@ def translate(exc: Exception, *, what: str) -> Exception:
             "ExpiredToken",
         }:
             return CredentialsError(f"AWS rejected the credentials while accessing {what}: {msg}")
+        if refused := denied(exc):
+            return CredentialsError(f"{what}: access denied: {refused}")
         if code in THROTTLING:
             return Throttled(f"{what}: still throttled after retries ({code})")
         status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
