@@ -131,6 +131,28 @@ def test_exists_size_delete(storage: Storage) -> None:
     assert storage.list_dirs() == []  # no empty folder left behind
 
 
+def test_delete_many_removes_every_key_and_no_other(storage: Storage) -> None:
+    keys = [f"t/b{i // 700}/data/f{i:04d}" for i in range(1500)]  # over one S3 request
+    for key in [*keys, "t/keep/_SUCCESS"]:
+        storage.put_bytes(key, b"x")
+    storage.delete_many(keys)
+    assert list(storage.list("")) == ["t/keep/_SUCCESS"]
+    assert storage.list_dirs("t") == ["keep"]  # no empty folder left behind (a folder's too)
+    storage.delete_many([])
+
+
+def test_append_only_never_deletes_a_commit_marker(storage: Storage) -> None:
+    guarded = open_storage(storage.url, append_only=True)
+    guarded.put_bytes("t/b/_SUCCESS", b"")
+    guarded.put_bytes("t/b/data/f", b"x")
+    for attempt in (lambda: guarded.delete("t/b/_SUCCESS"),
+                    lambda: guarded.delete_many(["t/b/data/f", "t/b/_SUCCESS"])):  # fmt: skip
+        with pytest.raises(RepositoryError, match="append-only"):
+            attempt()
+    assert list(storage.list("t/")) == ["t/b/_SUCCESS", "t/b/data/f"]  # nothing went
+    guarded.delete("t/b/data/f")  # what is not a commit marker may go
+
+
 def test_missing_key_is_not_found(storage: Storage) -> None:
     storage.put_bytes("present", b"x")
     for call in (

@@ -71,6 +71,11 @@ class Storage(Protocol):
         """Remove ``key``; refused for a commit marker when the storage is append-only."""
         ...
 
+    def delete_many(self, keys: builtins.list[str]) -> None:
+        """Remove every key (S3: 1,000 per request), in no promised order: for what may go
+        in any order once its folder's commit marker has gone."""
+        ...
+
     def check_writable(self) -> None:
         """Refuse, before anything is written, a repository this process cannot write as
         configured (permissions; an S3 bucket without Object Lock under ``[object_lock]``)."""
@@ -307,6 +312,18 @@ class LocalStorage:
         with _local_errors(path, writing=True):
             path.unlink(missing_ok=True)
         self._prune(path.parent)
+
+    def delete_many(self, keys: builtins.list[str]) -> None:
+        for key in keys:
+            refuse_delete(self, key)
+        folders = set()
+        for key in keys:
+            path = self._path(key)
+            with _local_errors(path, writing=True):
+                path.unlink(missing_ok=True)
+            folders.add(path.parent)
+        for folder in sorted(folders, key=lambda f: len(f.parts), reverse=True):
+            self._prune(folder)  # once per folder, deepest first
 
     def _prune(self, folder: Path) -> None:
         """Remove folders left empty, up to the root, so listings match S3's (no empty dirs)."""
@@ -596,6 +613,24 @@ class S3Storage:
         full = self._key(key)
         with self._errors(key):
             self._client.delete_object(Bucket=self.bucket, Key=full)
+
+    def delete_many(self, keys: builtins.list[str]) -> None:
+        for key in keys:
+            refuse_delete(self, key)
+        for start in range(0, len(keys), 1000):
+            batch = keys[start : start + 1000]
+            objects = [{"Key": self._key(k)} for k in batch]
+            with self._errors(batch[0]):
+                out = self._client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": objects, "Quiet": True}
+                )
+            errors = out.get("Errors") or []
+            if errors:
+                first = errors[0]
+                raise RepositoryError(
+                    f"{len(errors)} objects of {self.url} were not deleted, e.g. "
+                    f"{first.get('Key')!r}: {first.get('Code')} {first.get('Message', '')}".strip()
+                )
 
     def check_writable(self) -> None:
         if self.object_lock is not None:

@@ -215,9 +215,7 @@ def _remove(storage: Storage, table: str, kind: str, ident: str) -> int:
     success = folder + manifest.SUCCESS
     if success in keys:
         storage.delete(success)
-    for key in keys:
-        if key != success:
-            storage.delete(key)
+    storage.delete_many([k for k in keys if k != success])
     return len(keys)
 
 
