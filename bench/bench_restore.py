@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import gc
+import hashlib
 import http.client
 import itertools
 import resource
@@ -32,13 +34,14 @@ from botocore.config import Config
 
 from hippolyte.adapters import dynamodb, dynamodb_admin, dynamodb_write
 from hippolyte.adapters.storage import open_storage
+from hippolyte.core import proof
 from hippolyte.core.events import Event, ItemsWritten
 from hippolyte.core.model import Connection, TableInfo
 from hippolyte.core.pacing import TokenBucket
 from hippolyte.core.proof import Digest, item_hash
 from hippolyte.core.restore_plan import create_table_request
 from hippolyte.engines.load import LoadSettings, load_files
-from hippolyte.formats.base import Source, SourceFile, iter_items, iter_lines
+from hippolyte.formats.base import Source, SourceFile, check_item, iter_items, iter_lines
 from hippolyte.formats.open import open_source
 from hippolyte.ops.restore import check_files, table_digest
 from hippolyte.repo import manifest
@@ -277,6 +280,8 @@ def _client_ceiling(report: Report, sizes: Sizes) -> None:
         step(f"backup of canned-{sizes.ceiling_mib} made and read")
         _write_server_ceiling(report, server, backup, ddb_mb=ddb_mb)
         step("write server ceiling")
+        _per_item(report, backup)
+        step("check and digest per item")
         load_rate = _hippolyte_phases(report, server, backup, ddb_mb=ddb_mb,
                                       loads=sizes.loads)
         step("hippolyte phases in process")
@@ -320,6 +325,54 @@ def _write_server_ceiling(report: Report, server: WriteServer, backup: Backup, *
                "pre-built bodies", ddb_mb / done.wall_s,
                f"MB/s ({done.requests / done.wall_s:,.0f} requests/s, "
                f"{done.body_bytes / MB / done.wall_s:,.0f} MB/s of bodies)"),
+    ]
+
+
+PER_ITEM = 20_000  # items of the backup timed one by one
+PER_ITEM_ROUNDS = 3  # interleaved; the median round kept
+
+
+def _per_item(report: Report, backup: Backup) -> None:
+    """CPU per item of what the two CPU-bound passes do to each item, alone, in this process:
+    the check pass (check_item, then the digest from the same decode, as check_file does), the
+    proof's digest of a scanned item (canonical_json + sha256), and the digest by the walk
+    over every value that defines the canonical form (the proof's only path before)."""
+    source = backup.source
+    schema = source.schema()
+    some = list(itertools.islice(
+        (i for f in source.files for i in iter_items(source, f, schema=None, check=False)),
+        PER_ITEM))
+
+    def check_and_digest(item: bytes) -> None:
+        Digest().add_canonical(check_item(item, schema, canonical=True))
+
+    def walk_digest(item: bytes) -> None:
+        hashlib.sha256(proof.reference_canonical_json(item)).digest()
+
+    passes: dict[str, Callable[[bytes], object]] = {
+        "check": functools.partial(check_item, schema=schema),
+        "check_digest": check_and_digest,
+        "digest": proof.item_hash,
+        "walk_digest": walk_digest,
+    }
+    rounds: dict[str, list[float]] = {k: [] for k in passes}
+    for _ in range(PER_ITEM_ROUNDS):
+        for key, fn in passes.items():
+            began = time.process_time()
+            for item in some:
+                fn(item)
+            rounds[key].append((time.process_time() - began) / len(some) * 1e6)
+    us = {k: statistics.median(v) for k, v in rounds.items()}
+    report.raw["per_item_us"] = rounds
+    n = f"{len(some):,} items, median of {PER_ITEM_ROUNDS}"
+    report.metrics += [
+        metric("check_us", f"check_item, CPU per item ({n})", us["check"], "us"),
+        metric("check_digest_us", "check pass per item: check_item + the proof's digest from "
+               "the same decode", us["check_digest"], "us"),
+        metric("digest_us", "the proof's digest of a scanned item (canonical_json, sha256)",
+               us["digest"], "us"),
+        metric("walk_digest_us", "same by the walk over every value (the definition; the "
+               "only path before)", us["walk_digest"], "us"),
     ]
 
 

@@ -40,10 +40,10 @@ class Digest:
         self.count += len(items)
         self.value = total % _MOD
 
-    def add_sorted(self, doc: dict[str, Any]) -> None:
-        """An item already decoded, its sets sorted (``sorted_item_hash``)."""
+    def add_canonical(self, doc: dict[str, Any]) -> None:
+        """An item decoded and put in canonical form (``canonical_item_hash``)."""
         self.count += 1
-        self.value = (self.value + sorted_item_hash(doc)) % _MOD
+        self.value = (self.value + canonical_item_hash(doc)) % _MOD
 
     def merge(self, other: Digest) -> None:
         self.count += other.count
@@ -90,8 +90,8 @@ def canonical_json(item: bytes) -> bytes:
         canon = orjson.dumps(orjson.loads(item), option=orjson.OPT_SORT_KEYS)
         if b'S":[' in canon:  # sets after all, written with spaces
             canon = _sets_sorted(item)
-    if canon is not None and _ODD_NUMBER.search(canon) is not None:
-        canon = _respelled(canon)
+    if canon is not None and (odd := _ODD_NUMBER.search(canon)) is not None:
+        canon = _respelled(canon, odd)
     return _walked(orjson.loads(item)) if canon is None else canon
 
 
@@ -102,53 +102,60 @@ def _sets_sorted(item: bytes) -> bytes | None:
         return None
 
 
-def sorted_item_hash(doc: dict[str, Any]) -> int:
-    """``item_hash`` of an item already decoded whose sets' members are sorted (as
-    ``formats.base.check_item`` leaves them): a sorted dump, numbers respelled if need be.
-    ``doc`` may be changed."""
-    canon = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
-    if _ODD_NUMBER.search(canon) is not None:
-        canon = _respelled(canon) or _walked(doc)
-    return int.from_bytes(_sha256(canon).digest(), "big")
+def canonical_item_hash(doc: dict[str, Any]) -> int:
+    """``item_hash`` of an item already decoded and in canonical form but for the order of its
+    keys (numbers respelled, sets sorted), as ``formats.base.check_item(canonical=True)``
+    leaves it: a sorted dump, hashed."""
+    return int.from_bytes(_sha256(orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)).digest(), "big")
 
 
-def _respelled(canon: bytes) -> bytes | None:
-    """``canon`` with each N written as number_text writes it; None if an NS member needs it
-    too (its set is then to be sorted again) or an N is not what the fast path expects."""
-    if _ODD_SET_NUMBER.search(canon) is not None:
+def _respelled(canon: bytes, odd: re.Match[bytes]) -> bytes | None:
+    """``canon`` (in which ``odd`` is the first number not canonical) with each N written as
+    number_text writes it; None if an NS member needs it too: its set is to be sorted again."""
+    if odd[0].startswith(b'"NS') or (
+        b'"NS":[' in canon and _ODD_SET_NUMBER.search(canon, odd.start()) is not None
+    ):
         return None
-    canon = _ODD_NUMBER_VALUE.sub(_number_value, canon)
-    return None if _ODD_NUMBER.search(canon) is not None else canon
+    return _ODD_NUMBER_VALUE.sub(_number_value, canon)
 
 
-class _Value(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
+class _Value(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True, gc=False):
     """One attribute value; its one tag set (the others left out when encoded). A set is a
-    Python set, which the encoder writes sorted; DynamoDB's sets hold no duplicates."""
+    Python set, which the encoder writes sorted; DynamoDB's sets hold no duplicates. (No
+    reference cycle can be decoded: the collector need not track these.)"""
 
-    S: str | None = None
-    N: str | None = None
-    B: str | None = None
-    SS: set[str] | None = None
-    NS: set[str] | None = None
-    BS: set[str] | None = None
-    M: dict[str, _Value] | None = None
-    L: list[_Value] | None = None
-    NULL: bool | None = None
+    B: str | None = None  # the fields in sorted order, as they are encoded
     BOOL: bool | None = None
+    BS: set[str] | None = None
+    L: list[_Value] | None = None
+    M: dict[str, _Value] | None = None
+    N: str | None = None
+    NS: set[str] | None = None
+    NULL: bool | None = None
+    S: str | None = None
+    SS: set[str] | None = None
 
 
 _decode = msgspec.json.Decoder(dict[str, _Value]).decode
-_encode = msgspec.json.Encoder(order="sorted").encode
+_encode = msgspec.json.Encoder(order="deterministic").encode  # dicts' keys and sets sorted
 
 # A canonical number, what number_text writes; an N or an NS member that is not one.
 _NUMBER = rb"(?:-?(?:[1-9][0-9]*(?:\.[0-9]*[1-9])?|0\.[0-9]*[1-9])|0)"
 _ODD_NUMBER = re.compile(rb'"N(?:S":\[(?:"' + _NUMBER + rb'",)*|":)"(?!' + _NUMBER + rb'")')
 _ODD_SET_NUMBER = re.compile(rb'"NS":\[(?:"' + _NUMBER + rb'",)*"(?!' + _NUMBER + rb'")')
-_ODD_NUMBER_VALUE = re.compile(rb'"N":"(?!' + _NUMBER + rb'")([^"\\]*)"')
+_ODD_NUMBER_VALUE = re.compile(rb'"N":"(?!' + _NUMBER + rb'")((?:[^"\\]|\\.)*)"')
 
 
 def _number_value(match: re.Match[bytes]) -> bytes:
-    return b'"N":"' + number_text(match[1].decode()).encode() + b'"'
+    text = match[1]
+    value: str = orjson.loads(b'"' + text + b'"') if b"\\" in text else text.decode()
+    return b'"N":' + orjson.dumps(number_text(value))
+
+
+def reference_canonical_json(item: bytes) -> bytes:
+    """The canonical form by its definition, a walk over every value of the parsed item: what
+    ``canonical_json`` must equal, slower (the tests and bench/bench_restore.py compare them)."""
+    return _walked(orjson.loads(item))
 
 
 def _walked(doc: dict[str, Any]) -> bytes:

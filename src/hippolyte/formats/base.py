@@ -31,7 +31,7 @@ import msgspec
 from hippolyte.adapters.storage import Storage
 from hippolyte.core.errors import BackupCorrupt, ConfigError
 from hippolyte.core.model import BackupRef, Json
-from hippolyte.core.proof import Digest
+from hippolyte.core.proof import Digest, number_text
 from hippolyte.repo import datafile
 
 TYPE_TAGS = frozenset({"S", "N", "B", "SS", "NS", "BS", "M", "L", "NULL", "BOOL"})
@@ -109,12 +109,12 @@ def item_of_export_line(line: bytes) -> bytes:
 _item_shape = msgspec.json.Decoder(dict[str, Any])
 
 
-def check_item(item: bytes, schema: KeySchema | None, *, sort_sets: bool = False) -> dict[str, Any]:
+def check_item(item: bytes, schema: KeySchema | None, *, canonical: bool = False) -> dict[str, Any]:
     """An item's DynamoDB JSON, decoded, checked as DynamoDB would check it (``check_values``);
     its key attributes present, of the schema's types, not empty. Raises ValueError (or
     msgspec.DecodeError for what is not JSON) saying what is wrong and where."""
     attrs: dict[str, Any] = _item_shape.decode(item)
-    check_values(attrs, sort_sets=sort_sets)
+    check_values(attrs, canonical=canonical)
     if schema is not None:
         for name, kind in schema.attributes:
             key_value = attrs.get(name)
@@ -129,15 +129,16 @@ def check_item(item: bytes, schema: KeySchema | None, *, sort_sets: bool = False
     return attrs
 
 
-def check_values(attrs: dict[str, Any], *, sort_sets: bool = False) -> None:
+def check_values(attrs: dict[str, Any], *, canonical: bool = False) -> None:
     """Every attribute value of a decoded item, at every depth, as DynamoDB accepts it: one
     known type tag; S a string; N a number of at most 38 significant digits, 1E-130 to
     9.99..E+125 in magnitude; B base64; SS, NS, BS non-empty, without duplicates; M and L of
     such values; NULL true; BOOL true or false. Raises ValueError naming the attribute's path
-    (``attribute "a.b[2]": "N" value "abc" is not a number``). ``sort_sets``: the members of
-    each set sorted in place, as the proof's digest wants them (``Digest.add_sorted``)."""
+    (``attribute "a.b[2]": "N" value "abc" is not a number``). ``canonical``: each value put
+    in the proof's canonical form in place as it is checked (numbers respelled, sets sorted),
+    for ``Digest.add_canonical``, at the cost of a look at each number."""
     try:
-        _check_values(attrs.values(), sort_sets)
+        _check_values(attrs.values(), canonical)
     except _Bad as bad:
         name = next(k for k, v in attrs.items() if v is bad.value)
         path = name + "".join(reversed(bad.path))
@@ -156,9 +157,10 @@ class _Bad(ValueError):
 
 
 _SETS = frozenset({"SS", "NS", "BS"})
+_a2b_base64 = binascii.a2b_base64
 
 
-def _check_values(values: Iterable[Any], sort_sets: bool) -> None:
+def _check_values(values: Iterable[Any], canonical: bool) -> None:
     """Raises _Bad for the first bad one of ``values`` (the members of one item, M or L).
     Written for speed: this runs for every value of every item a backup reader reads."""
     for value in values:
@@ -171,17 +173,26 @@ def _check_values(values: Iterable[Any], sort_sets: bool) -> None:
             if type(v) is not str:
                 raise _Bad(f'"S" value must be a string, got {_json_type(v)}', value)
         elif tag == "N":
+            if canonical:
+                if type(v) is not str or _SHORT_CANONICAL_NUMBER(v) is None:
+                    _check_number(v, "N", value)
+                    value["N"] = number_text(v)
             # A plain number of 38 characters or fewer is within all of DynamoDB's limits.
-            if type(v) is not str or not (
+            elif type(v) is not str or not (
                 len(v) <= MAX_DIGITS
                 and ((v.isascii() and v.isdigit()) or _PLAIN_NUMBER(v) is not None)
             ):
                 _check_number(v, "N", value)
+        elif tag == "B":
+            try:
+                _a2b_base64(v, strict_mode=True)
+            except (binascii.Error, ValueError, TypeError):
+                _base64(v, "B", value)  # says why
         elif tag == "M":
             if type(v) is not dict:
                 raise _Bad(f'"M" value must be an object, got {_json_type(v)}', value)
             try:
-                _check_values(v.values(), sort_sets)
+                _check_values(v.values(), canonical)
             except _Bad as bad:
                 bad.path.append("." + next(k for k, x in v.items() if x is bad.value))
                 bad.value = value
@@ -190,7 +201,7 @@ def _check_values(values: Iterable[Any], sort_sets: bool) -> None:
             if type(v) is not list:
                 raise _Bad(f'"L" value must be a list, got {_json_type(v)}', value)
             try:
-                _check_values(v, sort_sets)
+                _check_values(v, canonical)
             except _Bad as bad:
                 bad.path.append(f"[{next(i for i, x in enumerate(v) if x is bad.value)}]")
                 bad.value = value
@@ -201,17 +212,19 @@ def _check_values(values: Iterable[Any], sort_sets: bool) -> None:
         elif tag == "NULL":
             if v is not True:
                 raise _Bad(f'"NULL" value must be true, got {_json(v)}', value)
-        elif tag == "B":
-            _base64(v, "B", value)
         elif tag in _SETS:
-            _check_set(tag, v, value)
-            if sort_sets:
+            canonical_members = _check_set(tag, v, value)
+            if canonical:
+                if not canonical_members:
+                    v[:] = map(number_text, v)
                 v.sort()
         else:
             raise _Bad(f"unknown type tag {_quoted(tag)}", value)
 
 
-def _check_set(tag: str, v: Any, value: Any) -> None:
+def _check_set(tag: str, v: Any, value: Any) -> bool:
+    """Raises _Bad, or says whether the members are spelled as the proof's canonical form
+    spells them (an NS of numbers that number_text would change: False)."""
     if type(v) is not list:
         raise _Bad(f"{_quoted(tag)} value must be a list, got {_json_type(v)}", value)
     if not v:
@@ -236,6 +249,7 @@ def _check_set(tag: str, v: Any, value: Any) -> None:
             if m in seen:
                 raise _Bad(f"{_quoted(tag)} value holds {_json(x)} twice", value)
             seen.add(m)
+    return members is v or tag != "NS"
 
 
 MAX_DIGITS = 38  # significant digits of a DynamoDB number
@@ -343,9 +357,9 @@ def iter_items(
         try:
             item = to_wire(line)
             if check:
-                attrs = check_item(item, schema, sort_sets=digest is not None)
+                attrs = check_item(item, schema, canonical=digest is not None)
                 if digest is not None:
-                    digest.add_sorted(attrs)
+                    digest.add_canonical(attrs)
         except (ValueError, msgspec.DecodeError, msgspec.ValidationError) as exc:
             raise BackupCorrupt(f"{_where(source, f)} line {n}: {exc}") from exc
         yield item
