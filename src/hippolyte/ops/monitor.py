@@ -112,7 +112,7 @@ def monitor(
             )
             for index, name in _planned(plan)
         ]
-    checks = _with_warnings(checks, _warnings(storage, rid, journal))
+    checks = _with_errors(_with_warnings(checks, _warnings(storage, rid, journal)), storage, rid)
     planned = list(dict.fromkeys(name for _, name in _planned(plan)))
     report = MonitorReport(
         run_id=rid,
@@ -147,6 +147,19 @@ def _with_warnings(checks: list[TableCheck], warned: dict[str, list[str]]) -> li
         replace(c, reason="; ".join([c.reason, *(f"warning: {w}" for w in warned[c.table])]))
         if c.table in warned
         else c
+        for c in checks
+    ]
+
+
+def _with_errors(checks: list[TableCheck], storage: Storage, rid: str) -> list[TableCheck]:
+    """A failed table's reason says why its backup failed, as the run recorded it (a table
+    deleted mid-run, a call that failed after its retries), not only that none exists."""
+    try:
+        errors = {r.table: r.error for r in runs.read_result(storage, rid).results if r.error}
+    except (NotFound, BackupCorrupt):  # killed before its result: the folders tell
+        return checks
+    return [
+        replace(c, reason=f"{c.reason}: {errors[c.table]}") if not c.ok and c.table in errors else c
         for c in checks
     ]
 
