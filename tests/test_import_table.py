@@ -202,15 +202,15 @@ def test_what_import_cannot_do_is_said_before_anything_starts(
     before = set(ddb.list_tables()["TableNames"])
 
     code, out, err = _restore(
-        capsys, moto_server, s3_repo, lsi_ref, "--table", "t1", "--engine", "import"
+        capsys, moto_server, s3_repo, lsi_ref, "--table", "tbl-1", "--engine", "import"
     )
     assert code == 2 and "cannot create local secondary indexes (1)" in err, err
     code, out, err = _restore(
-        capsys, moto_server, local_repo, local_ref, "--table", "t2", "--engine", "import"
+        capsys, moto_server, local_repo, local_ref, "--table", "tbl-2", "--engine", "import"
     )
     assert code == 2 and "the backup is not in S3" in err, err
     code, out, err = _restore(
-        capsys, moto_server, s3_repo, lsi_ref, "--table", "t3", "--dry-run", "--json"
+        capsys, moto_server, s3_repo, lsi_ref, "--table", "tbl-3", "--dry-run", "--json"
     )
     assert code == 0, err
     plan = orjson.loads(out)

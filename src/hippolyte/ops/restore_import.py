@@ -22,7 +22,7 @@ from hippolyte.core.restore_engine import EngineChoice, Prices, RestoreFacts, ch
 from hippolyte.engines.import_table import POLL_S, data_prefix, run_import
 from hippolyte.formats.base import KeySchema, Source, item_of_export_line
 from hippolyte.ops.restore import RestoreParams, RestoreReport, _finish, check_files, table_digest
-from hippolyte.repo import catalog
+from hippolyte.repo import manifest
 
 GZIP_RATIO = 4.0  # data bytes per stored byte, when the format does not record its raw size
 
@@ -66,10 +66,12 @@ def plan(
 
 def _raw_bytes(source: Source) -> int:
     """The backup's item bytes: ours records them; otherwise estimated from the stored size."""
-    if source.kind == "hippolyte" and source.ref is not None:
-        raw = catalog.summary(source.storage, source.ref).raw_bytes
-        if raw is not None:
-            return int(raw)
+    if source.kind == "hippolyte" and source.files:
+        folder = source.files[0].key.rpartition(manifest.DATA_DIR)[0]
+        doc = manifest.parse_descriptor(
+            source.storage.get_bytes(folder + manifest.DESCRIPTOR), where=source.location
+        )
+        return int(doc["backup"]["rawBytes"])
     stored = sum(source.storage.size(f.key) for f in source.files)
     return int(stored * GZIP_RATIO)
 
