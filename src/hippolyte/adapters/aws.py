@@ -158,14 +158,20 @@ MALFORMED = "HippolyteMalformedBody"
 
 
 def _mark_malformed(
-    response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any
+    response_dict: dict[str, Any],
+    customized_response_dict: dict[str, Any],
+    operation_model: Any = None,
+    **_: Any,
 ) -> None:
     """A 2xx whose body is not a JSON object (a captive proxy's page, a body cut short with
     no CRC to tell): botocore's JSON parser would return it as a success holding only
     ``message``, a DescribeTable without ``Table``, a Scan page without items or a next key.
     Marked as a timeout, botocore's standard retry asks again; ``_raise_malformed`` raises
-    it once the attempts run out."""
+    it once the attempts run out. An operation that answers nothing (TagResource and
+    UntagResource: "an HTTP 200 response with an empty HTTP body") is not checked."""
     if response_dict.get("status_code", 500) >= 300:
+        return
+    if operation_model is not None and operation_model.output_shape is None:
         return
     body = (response_dict.get("body") or b"").strip()
     if body.startswith(b"{") and body.endswith(b"}"):
