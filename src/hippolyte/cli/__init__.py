@@ -7,6 +7,7 @@ from hippolyte.cli import (  # noqa: F401
     cmd_copy,
     cmd_dashboard,
     cmd_diff,
+    cmd_drill,
     cmd_recover,
     cmd_repo,
     cmd_restore,

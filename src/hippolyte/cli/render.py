@@ -395,6 +395,7 @@ def print_status(report: Any) -> None:
         "RPO",
         "backups",
         "restorable since",
+        "last drill",
     )
     for t in report.tables:
         out.add_row(
@@ -410,6 +411,7 @@ def print_status(report: Any) -> None:
             "[green]ok" if t.meets_rpo else ("[red]late" if t.selected else "-"),
             f"{t.backups:,}" + (f" ({t.kept:,} kept)" if t.kept is not None else ""),
             t.oldest_restorable.strftime("%Y-%m-%d %H:%M") if t.oldest_restorable else "-",
+            _drill_cell(t),
         )
     con.print(out)
     if report.uncovered:
@@ -421,6 +423,15 @@ def print_status(report: Any) -> None:
         _print_changes(con, captured, now=report.checked_at)
     for c in report.copies:
         con.print(_copy_line(c), highlight=False)
+
+
+def _drill_cell(t: Any) -> str:
+    """``ok 2026-11-29 03:30, 95 s/GB`` (the RTO measured), ``FAILED ...``, or ``-``."""
+    if t.last_drill is None:
+        return "-"
+    rto = f", {t.drill_seconds_per_gb:g} s/GB" if t.drill_seconds_per_gb is not None else ""
+    verdict = "[green]ok" if t.drill_ok else "[red]FAILED"
+    return f"{verdict} {t.last_drill:%Y-%m-%d %H:%M}{rto}"
 
 
 def _copy_line(c: Any) -> str:

@@ -217,6 +217,22 @@ class DataPipeline(_Strict):
     resource_role: str = "DataPipelineDefaultResourceRole"
 
 
+class Drills(_Strict):
+    """[drills]: `serve` restores a sample of the fleet's newest backups into scratch tables,
+    proves them, records the RTO and deletes the scratch tables (`hippolyte drill`)."""
+
+    schedule: str = "30 3 * * 0"  # cron, UTC: Sundays 03:30, after the night's backups
+    sample: int = Field(default=5, ge=1, le=1000)  # tables per drill (at most the fleet)
+    target_endpoint_url: str | None = Field(default=None, pattern=r"^https?://")
+    target_region: str | None = None
+    target_profile: str | None = None
+
+    @field_validator("schedule")
+    @classmethod
+    def _valid(cls, expr: str) -> str:
+        return _cron(expr)
+
+
 class Serve(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=9464, ge=0, le=65535)  # /metrics and /healthz
@@ -244,6 +260,7 @@ class Settings(_Strict):
     append_only: bool = False  # this process never deletes from the repository (forget refuses)
     copies: list[Copy] = []  # [[copies]]: repositories every new backup is copied to
     restore: Restore = Restore()  # [restore]: the engine a restore uses, and prices
+    drills: Drills | None = None  # [drills]: scheduled restore drills in `serve`
     datapipeline: DataPipeline = DataPipeline()
     rpo_hours: float = Field(default=24, gt=0)  # status fails when a backup is older
     # status and monitor fail when a table's newest change set ends longer ago than this

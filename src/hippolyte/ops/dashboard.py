@@ -29,7 +29,7 @@ from hippolyte.ops.context import storage_for
 from hippolyte.ops.dashboard_coverage import Discovered, known_uncovered
 from hippolyte.ops.dashboard_runs import newest_plan, read_runs
 from hippolyte.ops.status import changes_state, last_run_states, retention_state
-from hippolyte.repo import catalog, manifest, runs
+from hippolyte.repo import catalog, drills, manifest, runs
 
 FORMAT = "hippolyte-dashboard/1"
 TREND = 10  # committed backups in each table's trend
@@ -309,7 +309,9 @@ def table_state(row: Mapping[str, Any], *, rpo_hours: float) -> str:
 
 
 def last_drills(storage: Storage) -> dict[str, Json]:
-    """Each table's last restore drill: ``{"at", "ok", "secondsPerGb"}`` (the page shows
-    ``-`` for a table with none). No drill is recorded yet: issue 17's drills fill this from
-    their run records."""
-    return {}
+    """Each table's last restore drill, from the drill records (``@drills/``):
+    ``{"at", "ok", "secondsPerGb"}`` (the page shows ``-`` for a table with none)."""
+    return {
+        table: {"at": d.at.isoformat(), "ok": t.ok, "secondsPerGb": t.seconds_per_gb}
+        for table, (d, t) in drills.last_drills(storage).items()
+    }

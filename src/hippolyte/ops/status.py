@@ -23,7 +23,7 @@ from hippolyte.core.model import Json, Selected, TableResult
 from hippolyte.ops.context import storage_for
 from hippolyte.ops.discover import discover
 from hippolyte.ops.pitr import history
-from hippolyte.repo import catalog, changes, manifest, runs
+from hippolyte.repo import catalog, changes, drills, manifest, runs
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -43,6 +43,9 @@ class TableStatus:
     backups: int = 0  # committed backups in the repository
     kept: int | None = None  # of those, what [retention] keeps (None: no [retention])
     oldest_restorable: dt.datetime | None = None  # the oldest (kept) committed backup's time
+    last_drill: dt.datetime | None = None  # when the table's last restore drill ran
+    drill_ok: bool | None = None  # whether it proved the restore (None: never drilled)
+    drill_seconds_per_gb: float | None = None  # its measured RTO
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -106,6 +109,7 @@ def fleet_status(settings: Settings, *, now: dt.datetime | None = None) -> Statu
     for target in settings.effective_targets():
         storage = storage_for(settings, target)
         last_run = last_run_states(storage)
+        drilled = drills.last_drills(storage)
         control = dynamodb.control_client(target.connection())
         for sel in discover(
             conn=target.connection(),
@@ -127,9 +131,18 @@ def fleet_status(settings: Settings, *, now: dt.datetime | None = None) -> Statu
             backups, kept, oldest = retention_state(
                 storage, sel.table.name, settings.retention, now=now
             )
-            report.tables.append(
-                replace(status, changes=state, backups=backups, kept=kept, oldest_restorable=oldest)
+            status = replace(
+                status, changes=state, backups=backups, kept=kept, oldest_restorable=oldest
             )
+            if sel.table.name in drilled:
+                drill, table_drill = drilled[sel.table.name]
+                status = replace(
+                    status,
+                    last_drill=drill.at,
+                    drill_ok=table_drill.ok,
+                    drill_seconds_per_gb=table_drill.seconds_per_gb,
+                )
+            report.tables.append(status)
         names = [t.table for t in report.tables if t.target == target.label]
         report.copies += [
             copy_lag(storage, c, tables=names, rpo_hours=settings.rpo_hours, now=now)

@@ -29,7 +29,7 @@ from hippolyte.serve.dashboard import Dashboard
 from hippolyte.serve.metrics import Metrics, start_http
 
 log = logging.getLogger("hippolyte.serve")
-JOBS = ("backup", "monitor")
+JOBS = ("backup", "monitor", "drill")
 
 
 @dataclass
@@ -58,6 +58,8 @@ class Daemon:
     def _schedule(self) -> None:
         now = self.clock()
         crons = {"backup": self.settings.schedule.backup, "monitor": self.settings.schedule.monitor}
+        if self.settings.drills is not None:  # [drills]
+            crons["drill"] = self.settings.drills.schedule
         for job, expr in crons.items():
             if job not in self.next_at or self.next_at[job] <= now:
                 nxt = croniter(expr, now).get_next(dt.datetime)
@@ -89,7 +91,8 @@ class Daemon:
         result = "ok"
         try:
             log.info("job started", extra={"job": job})
-            result = self._backup() if job == "backup" else self._monitor()
+            jobs_ = {"backup": self._backup, "monitor": self._monitor, "drill": self._drill}
+            result = jobs_[job]()
         except Interrupted:
             result = "interrupted"
         except HippolyteError as exc:
@@ -201,6 +204,58 @@ class Daemon:
                 log.error("notification failed", extra={"channel": n.channel, "detail": n.detail})
         return "ok" if outcome.ok else "failed"
 
+    def _drill(self) -> str:
+        """``[drills]``: a sample of each target's fleet restored, proven, deleted, recorded;
+        a failed drill notified."""
+        from hippolyte.ops.drill import scheduled
+
+        outcome = scheduled(self.settings, stop=self.stop, emit=_log_capture, now=self.clock())
+        for record, target in zip(outcome.drills, self._drilled(outcome), strict=True):
+            for t in record.tables:
+                self.metrics.drill(
+                    target,
+                    t.table,
+                    at=record.at.timestamp(),
+                    ok=t.ok,
+                    seconds_per_gb=t.seconds_per_gb,
+                )
+                if not t.ok:
+                    log.error("drill failed", extra={"table": t.table, "error": t.error})
+        for n in outcome.notifications:
+            if not n.ok:
+                log.error("notification failed", extra={"channel": n.channel, "detail": n.detail})
+        return "ok" if outcome.ok else "failed"
+
+    def _drilled(self, outcome: Any) -> list[str]:
+        """The target label of each drill, by its repository."""
+        labels = {
+            context.storage_for(self.settings, t).url: t.label
+            for t in self.settings.effective_targets()
+        }
+        return [labels.get(d.repository, "default") for d in outcome.drills]
+
+    def seed_drills(self) -> int:
+        """Each table's last drill into the metrics, from the drill records (at start)."""
+        from hippolyte.repo.drills import last_drills
+
+        seeded = 0
+        for target in self.settings.effective_targets():
+            try:
+                found = last_drills(context.storage_for(self.settings, target))
+            except HippolyteError as exc:
+                log.warning("cannot read the drill records", extra={"error": str(exc)})
+                continue
+            for table, (record, t) in found.items():
+                self.metrics.drill(
+                    target.label,
+                    table,
+                    at=record.at.timestamp(),
+                    ok=t.ok,
+                    seconds_per_gb=t.seconds_per_gb,
+                )
+                seeded += 1
+        return seeded
+
     def _count_boosts(self) -> None:
         """Open journal entries across every repository; unchanged if one cannot be read
         (a partial count would look like boosts reverted)."""
@@ -296,6 +351,7 @@ def serve(
     # the repositories' backups into /metrics before serve says it listens (it already
     # answers /healthz meanwhile): a slow or unreachable repository delays only this
     seeded = daemon.dashboard.seed(daemon.metrics)
+    daemon.seed_drills()
     daemon._count_boosts()
     log.info(
         "serving",

@@ -55,6 +55,24 @@ class Metrics:
             "Capacity boosts not yet reverted",
             registry=self.registry,
         )
+        self.drill_at = Gauge(
+            "hippolyte_drill_timestamp_seconds",
+            "When the table's last restore drill ran (Unix time)",
+            labels,
+            registry=self.registry,
+        )
+        self.drill_ok = Gauge(
+            "hippolyte_drill_ok",
+            "1 if the table's last restore drill proved its backup, 0 if it failed",
+            labels,
+            registry=self.registry,
+        )
+        self.drill_rto = Gauge(
+            "hippolyte_drill_seconds_per_gb",
+            "The restore seconds per GB of item data in the table's last drill (the RTO)",
+            labels,
+            registry=self.registry,
+        )
 
     def table(self, target: str, result: TableResult, *, at: float) -> None:
         if result.started_in:  # runs remotely: the monitor learns its outcome
@@ -82,6 +100,15 @@ class Metrics:
         self.items.labels(target, table).set(items)
         self.bytes.labels(target, table).set(raw_bytes)
         self.duration.labels(target, table).set(duration_s)
+
+    def drill(
+        self, target: str, table: str, *, at: float, ok: bool, seconds_per_gb: float | None
+    ) -> None:
+        """A table's last restore drill (after a drill, and at start from the records)."""
+        self.drill_at.labels(target, table).set(at)
+        self.drill_ok.labels(target, table).set(1 if ok else 0)
+        if seconds_per_gb is not None:
+            self.drill_rto.labels(target, table).set(seconds_per_gb)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
