@@ -341,3 +341,13 @@ def test_serve_runs_the_drills_job_and_exposes_it(fleet: dict[str, Any]) -> None
     fresh = Daemon(settings=settings, stop=threading.Event())
     assert fresh.seed_drills() >= 2
     assert "hippolyte_drill_ok{" in fresh.metrics.render().decode()
+
+
+def test_the_lambda_names_where_drills_run() -> None:
+    from hippolyte import aws_lambda
+
+    rule = {"resources": ["arn:aws:events:us-east-1:123456789012:rule/hippolyte-drill"]}
+    assert aws_lambda.action_of(rule) == "drill"
+    assert aws_lambda.action_of({"resources": [rule["resources"][0] + "-backup"]}) == "backup"
+    summary = aws_lambda.handler({"action": "drill"}, None)
+    assert not summary["ok"] and summary["error"] == aws_lambda.DRILL_ELSEWHERE

@@ -1,6 +1,7 @@
 """The control plane as an AWS Lambda function, as the original ran: two EventBridge rules call
 ``handler``, and the rule's name (``...-backup``, ``...-monitor``) or an explicit
-``{"action": "backup" | "monitor"}`` picks the job.
+``{"action": "backup" | "monitor"}`` picks the job. A ``drill`` (a rule ``...-drill``) is
+refused with the reason: a drill writes into scratch tables, which the function's role may not.
 
 Configuration: ``$HIPPOLYTE_CONFIG_JSON`` (the config as JSON), else the config file
 (``$HIPPOLYTE_CONFIG`` or a ``hippolyte.toml`` packaged with the function), else the
@@ -37,7 +38,7 @@ from hippolyte.ops.logs import json_logging
 from hippolyte.repo import manifest, runs
 from hippolyte.repo.lock import RepoLock
 
-ACTIONS = ("backup", "monitor")
+ACTIONS = ("backup", "monitor", "drill")
 ENV_MARGIN = "HIPPOLYTE_LAMBDA_MARGIN_S"
 MARGIN_S = 60.0  # kept free of scans: planning is done, but the record and reverts remain
 MARGIN_RATIO = 0.2  # estimates are estimates
@@ -46,6 +47,14 @@ LAMBDA_LIMIT_S = 900.0
 ELSEWHERE = "use the native export engine (PITR) or `hippolyte serve` on a server"
 
 log = logging.getLogger("hippolyte.lambda")
+
+
+# A drill creates, writes and deletes scratch tables; the function's role never writes into a
+# table (deploy/template.py), so the drills' schedule stays with `serve` and the CLI.
+DRILL_ELSEWHERE = (
+    "restore drills do not run in Lambda (its role never writes into tables): schedule them "
+    "with [drills] in `hippolyte serve`, or run `hippolyte drill --sample N` from cron"
+)
 
 
 class UnknownEvent(ConfigError):
@@ -61,6 +70,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         action = action_of(event)
         settings = settings_for(context)
         log.info("job started", extra={"job": action, "request": _request_id(context)})
+        if action == "drill":
+            raise ConfigError(DRILL_ELSEWHERE)
         if action == "capture":
             summary = capture_streams(settings, event=event, context=context)
         elif action == "backup":
