@@ -89,6 +89,13 @@ def night(
             shared.proxy.close()
 
 
+@pytest.fixture
+def aas_on_moto(moto_server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Application Auto Scaling on moto for the commands run in this process."""
+    monkeypatch.setenv("AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING", moto_server.endpoint_url)
+    monkeypatch.setattr(aws, "_sessions", {})
+
+
 def _assert_clean(night: Night, before: fleet.Snapshot) -> None:
     """Nothing left boosted, no autoscaling missing, every journal entry final, nothing
     committed half."""
@@ -180,7 +187,7 @@ def _kill_revert_run_again(night: Night, seed: int) -> None:
 
 
 def test_sigterm_during_a_boosted_backup(
-    dynamodb_local: Server, moto_server: Server, tmp_path: Path
+    dynamodb_local: Server, moto_server: Server, tmp_path: Path, aas_on_moto: None
 ) -> None:
     """serve, SIGTERM while a boosted table is read (its Scans slowed by the proxy): the
     capacity is put back, the lock released, exit 0; the monitor reports the table's backup
@@ -284,3 +291,48 @@ def test_a_body_that_is_not_json_is_asked_again_never_taken_for_an_answer(
         assert proxy.counts["garbage"] >= 1
     assert code == 0, err
     assert doc["results"][0]["item_count"] == table.items
+
+
+def test_a_put_back_that_fails_stays_pending_and_costs_no_backup(
+    dynamodb_local: Server, moto_server: Server, tmp_path: Path, aas_on_moto: None
+) -> None:
+    """The boosted table's put-back is refused after its retries (UpdateTable answers 500):
+    it used to raise out of the pipeline, so backup --all failed (exit 7) with no run record
+    and the table's entry left 'boosted'. Now: pending, the backups and the record stand, and
+    the monitor puts it back."""
+    conn = aws.Connection(region=fleet.REGION, endpoint_url=dynamodb_local.endpoint_url)
+    aas = boto3.client(
+        "application-autoscaling", region_name=fleet.REGION, endpoint_url=moto_server.endpoint_url
+    )
+    prefix = f"pending{next(_fleets)}-"
+    small = fleet.build(
+        prefix=prefix,
+        n=2,
+        client=dynamodb.control_client(conn),
+        aas=aas,
+        composition=["boosted", "provisioned"],
+    )
+    before = fleet.snapshot(small, digests=False)
+    # the boost's UpdateTable passes, the put-back's 4 attempts fail, the monitor's passes
+    with FaultProxy(
+        upstream=dynamodb_local.endpoint_url, operation="UpdateTable", schedule=["ok"] + ["500"] * 4
+    ) as proxy:
+        repo = tmp_path / "repo"
+        cfg = fleet.config(
+            tmp_path / "hippolyte.toml", repo=repo, endpoint=proxy.endpoint_url, prefix=prefix
+        )
+        env = {**os.environ, "AWS_ENDPOINT_URL_APPLICATION_AUTO_SCALING": moto_server.endpoint_url}
+        job = fleet.run_job(cfg, env=env)
+        assert job.returncode == 0 and job.doc is not None, job.stderr
+        assert all(r["ok"] for r in job.results) and len(job.results) == 2
+        statuses = [c["status"] for c in job.doc["runs"][0]["capacity"]]
+        assert statuses == ["boosted", "revert-pending"], job.doc["runs"][0]["capacity"]
+        assert (repo / "@runs" / job.doc["runs"][0]["run"] / "result.json").exists()
+        assert fleet.capacity_problems(small, before) != []  # still boosted, and known to be
+        code, report, err = fleet.hippolyte(
+            "--config", str(cfg), "monitor", "--no-notify", "--json"
+        )
+        assert proxy.counts["500"] == 4  # botocore: max_attempts 3 is 3 retries
+    assert code == 0, (err, report)
+    assert fleet.capacity_problems(small, before) == []
+    assert fleet.journal_problems(repo) == []

@@ -117,6 +117,23 @@ def revert(journal: Journal, *, tables: Container[str] | None = None) -> list[Ca
     ]
 
 
+def put_back(journal: Journal, key: str) -> CapacityOutcome:
+    """After a boosted table's backup: revert it. A revert that fails after its retries is
+    recorded pending for the next ``revert``/``monitor`` and returned, never raised: it costs
+    neither the table's backup nor the rest of the run."""
+    entry = journal.entries[key]
+    try:
+        return revert_entry(journal, key, entry)
+    except Interrupted:
+        raise
+    except HippolyteError as exc:
+        note = f"putting back failed, the next revert or monitor retries: {exc}"
+        journal.record(key, status=BoostState.REVERT_PENDING, note=note)
+        return CapacityOutcome(
+            table=entry["table"], status=CapacityStatus.REVERT_PENDING, note=note
+        )
+
+
 def revert_entry(journal: Journal, key: str, entry: Json) -> CapacityOutcome:
     table = entry["table"]
     conn = Connection(**entry["target"])

@@ -216,7 +216,7 @@ def _table(
         return failed, outcomes
     finally:
         if boosted:
-            key = capacity.entry_key(conn, name)
-            o = capacity.revert_entry(journal, key, journal.entries[key])
+            o = capacity.put_back(journal, capacity.entry_key(conn, name))
             outcomes.append(o)
-            emit(Note(text=f"{name}: {o.status} {o.note}", table=name))
+            level = "warning" if o.status == CapacityStatus.REVERT_PENDING else "info"
+            emit(Note(text=f"{name}: {o.status} {o.note}", table=name, level=level))
