@@ -336,3 +336,29 @@ def test_a_put_back_that_fails_stays_pending_and_costs_no_backup(
     assert code == 0, (err, report)
     assert fleet.capacity_problems(small, before) == []
     assert fleet.journal_problems(repo) == []
+
+
+def test_revert_after_a_run_that_boosted_nothing(
+    dynamodb_local: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A run that boosts nothing (or is killed before its first boost) writes no journal:
+    revert read every run's journal and failed on it (exit 3), so after such a night no run
+    could be reverted without --run."""
+    conn = aws.Connection(region=fleet.REGION, endpoint_url=dynamodb_local.endpoint_url)
+    prefix = f"noboost{next(_fleets)}-"
+    fleet.build(
+        prefix=prefix,
+        n=1,
+        client=dynamodb.control_client(conn),
+        aas=None,
+        composition=["on-demand"],
+    )
+    repo = tmp_path / "repo"
+    cfg = fleet.config(
+        tmp_path / "hippolyte.toml", repo=repo, endpoint=dynamodb_local.endpoint_url, prefix=prefix
+    )
+    code, doc, err = fleet.hippolyte("--config", str(cfg), "backup", "--all", "--json")
+    assert code == 0 and doc["runs"][0]["capacity"] == [], err
+    assert not list(repo.glob("@runs/*/journal.json"))
+    code, outcomes, err = fleet.hippolyte("--config", str(cfg), "revert", "--json")
+    assert code == 0 and outcomes == [], err

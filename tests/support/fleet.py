@@ -290,7 +290,7 @@ def journal_problems(repo: Path) -> list[str]:
     return [
         f"run {rid}: {key} is {entry.get('status')}"
         for rid in run_ids(storage)
-        for key, entry in Journal.open(storage, rid, create=False).open_entries().items()
+        for key, entry in Journal.open(storage, rid, create=True).open_entries().items()
     ]
 
 

@@ -375,6 +375,7 @@ def revert(
     when given, replace the recorded values (and reach the repository)."""
     from hippolyte.ops.revert import revert_run
     from hippolyte.repo.journal import Journal, run_ids
+    from hippolyte.repo.runs import has_plan
 
     settings = settings_of(ctx, repository=repo, **aws)
     storage = storage_for(settings)
@@ -382,7 +383,8 @@ def revert(
     given = {k: v for k, v in aws.items() if v is not None}
     outcomes = []
     for rid in runs:
-        journal = Journal.open(storage, rid, create=False)
+        # a run that boosted nothing (or was killed before its first boost) has no journal
+        journal = Journal.open(storage, rid, create=has_plan(storage, rid))
         done = revert_run(journal, force=force, target=given)
         outcomes += [{"run": rid, **o.__dict__} for o in done]
     if wants_json(as_json):
