@@ -27,6 +27,7 @@ import botocore
 import botocore.exceptions
 import botocore.session
 
+from hippolyte.adapters.aws import iam_action
 from hippolyte.adapters.storage import s3_location
 from hippolyte.core.config import Settings
 
@@ -58,18 +59,6 @@ _TRANSFER = {
         "AbortMultipartUpload",
     )
 }
-# Where IAM names an operation's permission differently from the operation.
-_IAM_NAME = {
-    "s3:ListObjectsV2": "s3:ListBucket",
-    "s3:ListObjects": "s3:ListBucket",
-    "s3:HeadBucket": "s3:ListBucket",
-    "s3:HeadObject": "s3:GetObject",
-    "s3:CreateMultipartUpload": "s3:PutObject",
-    "s3:UploadPart": "s3:PutObject",
-    "s3:CompleteMultipartUpload": "s3:PutObject",
-    "s3:DeleteObjects": "s3:DeleteObject",
-    "s3:GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
-}
 BUCKET_LEVEL = {"s3:GetBucketObjectLockConfiguration"}  # on the bucket, not its objects
 
 
@@ -87,6 +76,8 @@ NECESSITIES = {  # what AWS requires beyond the calls, and why
     "with this permission)",
     "s3:GetObjectLegalHold": "forget reads each backup's legal hold (HeadObject, as above)",
     "s3:PutObjectRetention": "[object_lock]: objects are written with a retention",
+    "s3:PutObjectAcl": "ExportTableToPointInTime writes the export as the caller (AWS: "
+    '"Requesting a table export": s3:AbortMultipartUpload, s3:PutObject, s3:PutObjectAcl)',
     **{
         f"logs:{a}": "ImportTable logs its item errors to CloudWatch Logs as the caller"
         for a in ("CreateLogGroup", "DescribeLogGroups", "DescribeLogStreams", "PutRetentionPolicy")
@@ -100,6 +91,7 @@ IMPORT_LOGS = {  # what ImportTable needs beyond its own call (AWS: "Requesting 
     "logs:PutLogEvents",
     "logs:PutRetentionPolicy",
 }
+EXPORT_WRITES = {"s3:AbortMultipartUpload", "s3:PutObject", "s3:PutObjectAcl"}  # same page
 OBJECT_LOCK_READS = {"s3:GetObjectRetention", "s3:GetObjectLegalHold"}
 # What no role of ours gets unless asked: it would shorten or lift a lock, or remove a locked
 # version for good (a plain DeleteObject only adds a delete marker in a versioned bucket).
@@ -137,9 +129,7 @@ class Call:
 
     @property
     def action(self) -> str:
-        prefix = "dynamodb" if self.service == "dynamodbstreams" else self.service
-        name = f"{prefix}:{self.operation}"
-        return _IAM_NAME.get(name, name)
+        return iam_action(self.service, self.operation)
 
 
 @functools.cache
@@ -221,8 +211,12 @@ def _target(ref: str) -> str:
     return f"{module}.{name}" if f"{module}.{name}" in _modules() else ref
 
 
-def _refs(module: _Module, unit: ast.AST, methods: dict[str, set[str]]) -> set[str]:
-    """Units that ``unit`` may call: by name, through a module, or as a method of any class."""
+def _refs(
+    module: _Module, unit: ast.AST, methods: dict[str, set[str]], *, cls: str | None = None
+) -> set[str]:
+    """Units that ``unit`` may call: by name, through a module, or as a method of any class;
+    in class ``cls``, ``self.name`` is that class's own method (or an override of it) when it
+    has one."""
     out: set[str] = set()
     for node in ast.walk(unit):
         if isinstance(node, ast.Name) and node.id in module.units:
@@ -231,20 +225,74 @@ def _refs(module: _Module, unit: ast.AST, methods: dict[str, set[str]]) -> set[s
             out.add(_target(module.bound[node.id]))
         elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
             base = _target(module.bound.get(node.value.id, ""))
-            out |= {f"{base}:{node.attr}"} if base in _modules() else methods.get(node.attr, set())
+            if base in _modules():
+                out.add(f"{base}:{node.attr}")
+            elif node.value.id == "self" and cls and f"{cls}.{node.attr}" in module.units:
+                out |= _own(f"{module.name}:{cls}", node.attr, methods)
+            else:
+                out |= _methods_named(node, methods)
         elif isinstance(node, ast.Attribute):
-            out |= methods.get(node.attr, set())
+            out |= _methods_named(node, methods)
     return out
+
+
+def _own(cls: str, name: str, methods: dict[str, set[str]]) -> set[str]:
+    """``self.name`` in class ``cls`` (``module:Class``): its method, or a subclass's
+    override of it (subclasses known by the name of their base)."""
+    subclasses = _subclasses().get(cls.partition(":")[2], set())
+    return {m for m in methods.get(name, set()) if m.rpartition(".")[0] in subclasses | {cls}}
+
+
+@functools.cache
+def _subclasses() -> dict[str, set[str]]:
+    """Class name -> every class (``module:Class``) deriving from a class of that name."""
+    direct: dict[str, set[str]] = {}
+    for m in _modules().values():
+        for name, node in m.units.items():
+            if isinstance(node, ast.ClassDef) and "." not in name:
+                for base in node.bases:
+                    base_name = _name(base) or ""
+                    direct.setdefault(base_name, set()).add(f"{m.name}:{name}")
+    out: dict[str, set[str]] = {}
+    for name in direct:
+        found: set[str] = set()
+        todo = [name]
+        while todo:
+            for sub in direct.get(todo.pop(), set()) - found:
+                found.add(sub)
+                todo.append(sub.partition(":")[2])
+        out[name] = found
+    return out
+
+
+def _methods_named(node: ast.Attribute, methods: dict[str, set[str]]) -> set[str]:
+    """``x.name``: the method ``name`` of any class. Not a dunder (``super().__init__()``
+    would reach every constructor): a class's special methods run on its instances, and a
+    class is reached whole wherever it is named, as it must be to make one."""
+    if node.attr.startswith("__") and node.attr.endswith("__"):
+        return set()
+    return methods.get(node.attr, set())
+
+
+MAINS = frozenset({"hippolyte.aws_lambda:handler"})  # a process's main: see reached()
 
 
 def reached(entry: str) -> set[str]:
     """The units (``module:function``, ``module:Class``, ``module:Class.method``) that
     ``entry`` may call. A class named in the code is reached whole; ``x.name(...)`` reaches the
-    method ``name`` of every class that has one, not the rest of those classes."""
+    method ``name`` of every class that has one, not the rest of those classes (``self.name``
+    in a class that has it: that method and its overrides; a dunder: none, see
+    ``_methods_named``).
+
+    A ``MAINS`` entry builds every object it uses, and builds one by naming its class, which
+    reaches the class whole: so ``x.name(...)`` there needs no guess over every class with a
+    method ``name`` (which took the Lambda from ``dask``'s ``client.loop`` to serve's
+    ``Daemon.loop`` and on to restores). Another entry may be handed objects built elsewhere
+    (a restore, its storage), so it keeps the guess."""
     modules = _modules()
     methods: dict[str, set[str]] = {}
     for m in modules.values():
-        for unit in (u for u in m.units if "." in u):
+        for unit in (u for u in m.units if "." in u) if entry not in MAINS else ():
             methods.setdefault(unit.partition(".")[2], set()).add(f"{m.name}:{unit}")
     seen, todo = set(), [entry]
     while todo:
@@ -253,7 +301,9 @@ def reached(entry: str) -> set[str]:
         if unit in seen or name not in getattr(modules.get(module), "units", {}):
             continue
         seen.add(unit)
-        todo += _refs(modules[module], modules[module].units[name], methods)
+        owner = name.partition(".")[0]
+        cls = owner if isinstance(modules[module].units.get(owner), ast.ClassDef) else None
+        todo += _refs(modules[module], modules[module].units[name], methods, cls=cls)
     return seen
 
 
@@ -382,6 +432,8 @@ def statements(actions: set[str], restore: set[str], scope: Scope) -> list[dict[
     streams = {a for a in actions if a in STREAM_ACTIONS}
     ddb = {a for a in actions if a.startswith("dynamodb:")} - ACCOUNT_WIDE - streams
     s3 = {a for a in actions if a.startswith("s3:")}
+    if "dynamodb:ExportTableToPointInTime" in actions:  # DynamoDB writes the export as us
+        s3 |= EXPORT_WRITES
     bucket_level = s3 & BUCKET_LEVEL
     s3 -= bucket_level
     aas = {a for a in actions if a.startswith("application-autoscaling:")}

@@ -31,9 +31,11 @@ from hippolyte.deploy.iam import (
 __all__ = ["API_CALLS", "api_calls_in_code", "iam_policy", "template"]
 
 LAMBDA_ENTRY = "hippolyte.aws_lambda:handler"
-RESTORE_ENTRIES = (
+RESTORE_ENTRIES = (  # they write into a table of any name, not only the selected ones
     "hippolyte.ops.restore:restore",
     "hippolyte.ops.restore_import:restore_by_import",
+    "hippolyte.ops.recover:recover",  # --table: the live table may be a renamed one
+    "hippolyte.ops.recover:undo",
 )
 API_CALLS: frozenset[str]  # every IAM action the code calls; derived on first use
 
