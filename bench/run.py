@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_copy  # noqa: E402
 import bench_dashboard  # noqa: E402
 import bench_dask  # noqa: E402
+import bench_drill  # noqa: E402
 import bench_fleet  # noqa: E402
 import bench_history  # noqa: E402
 import bench_import  # noqa: E402
@@ -52,6 +53,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[..., Report]]] = {
     bench_fleet.NAME: (bench_fleet.TITLE, bench_fleet.run),
     bench_dashboard.NAME: (bench_dashboard.TITLE, bench_dashboard.run),
     bench_lock.NAME: (bench_lock.TITLE, bench_lock.run),
+    bench_drill.NAME: (bench_drill.TITLE, bench_drill.run),
 }
 
 
