@@ -23,9 +23,8 @@ TOP = "cli"  # may import every layer and front-end; nothing imports it
 # The package's face: `from hippolyte import backup, ...` and `python -m hippolyte`.
 FACE = {"hippolyte": "hippolyte.core.version", "hippolyte.__main__": "hippolyte.cli"}
 # core is pure: the standard library, plus validation (pydantic), cron syntax checked in the
-# config (croniter) and JSON encoding of values (orjson; msgspec for the proof's canonical
-# form, in C). No boto3, no click, no rich.
-CORE_THIRD_PARTY = {"pydantic", "croniter", "orjson", "msgspec"}
+# config (croniter) and JSON encoding of values (orjson). No boto3, no click, no rich.
+CORE_THIRD_PARTY = {"pydantic", "croniter", "orjson"}
 
 
 def module_name(path: Path) -> str:

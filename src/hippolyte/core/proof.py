@@ -5,9 +5,10 @@ NS and BS sorted, numbers in plain notation without superfluous zeros) and hashe
 sha256; the digest is the sum of the hashes modulo 2**256, so it is independent of order but
 counts duplicates, and two sides can be folded in parallel and combined.
 
-The canonical form is built without a Python object per value (``canonical_json``): it costs
-a parse and a sorted dump in C plus a look at the sets and the numbers in the dumped bytes,
-~9 us for a 1.6 KB item against ~22 for a walk over every value.
+The restore's check pass, which walks every value of every item to check it anyway, puts each
+item in canonical form in that same walk (``formats.base.check_item(canonical=True)``): its
+digest then costs a sorted dump and a sha256 (``Digest.add_canonical``). A scanned item is
+put in canonical form by ``canonical_json``.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-import msgspec
 import orjson
 
 _MOD = 1 << 256
@@ -75,31 +75,20 @@ def canonical_json(item: bytes) -> bytes:
     """An item's DynamoDB JSON in canonical form: compact, keys sorted at every depth, every
     string as orjson encodes it, set members sorted, numbers as ``number_text`` writes them.
 
-    Built in C, without a Python object per value: an item without sets is parsed and dumped
-    with sorted keys by orjson; an item with sets is decoded by msgspec into ``_Value``
-    structs, sets as Python sets, and encoded back with keys, fields and set members sorted
-    (the same bytes as orjson's, string for string). Then only the numbers not canonical yet
-    are rewritten, found in those bytes, where (the item being DynamoDB JSON: a name's value
-    is an object, a string's quotes are escaped) ``"N":"`` can only start a number. An item
-    this does not take (an NS member to respell, a value that is not DynamoDB JSON) goes to
-    the walk over the parsed item (``_walked``), which gives the same bytes, slower
-    (tests/test_proof_paths.py compares them)."""
-    if b'S":[' in item:
-        canon = _sets_sorted(item)
-    else:
-        canon = orjson.dumps(orjson.loads(item), option=orjson.OPT_SORT_KEYS)
-        if b'S":[' in canon:  # sets after all, written with spaces
-            canon = _sets_sorted(item)
-    if canon is not None and (odd := _ODD_NUMBER.search(canon)) is not None:
-        canon = _respelled(canon, odd)
-    return _walked(orjson.loads(item)) if canon is None else canon
-
-
-def _sets_sorted(item: bytes) -> bytes | None:
-    try:
-        return _encode(_decode(item))
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        return None
+    An item without sets needs no walk over its values: orjson parses it and dumps it with
+    sorted keys, then only numbers not canonical yet are respelled, found in the dumped bytes,
+    where (the item being DynamoDB JSON: a name's value is an object, a string's quotes are
+    escaped) ``"N":"`` can only start a number. An item with sets, or that this does not take,
+    goes through the walk (``_walked``): the same bytes (tests/test_proof_paths.py). For an
+    item with sets, nothing tried in Python (msgspec structs whose encoder sorts sets, a walk
+    that stops only at sets) cost less than the walk on the restore bench's items."""
+    doc = orjson.loads(item)
+    if b'S":[' not in item:
+        canon = orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
+        if b'S":[' not in canon:  # (sets written with spaces)
+            odd = _ODD_NUMBER.search(canon)
+            return canon if odd is None else _respelled(canon, odd) or _walked(doc)
+    return _walked(doc)
 
 
 def canonical_item_hash(doc: dict[str, Any]) -> int:
@@ -118,26 +107,6 @@ def _respelled(canon: bytes, odd: re.Match[bytes]) -> bytes | None:
         return None
     return _ODD_NUMBER_VALUE.sub(_number_value, canon)
 
-
-class _Value(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True, gc=False):
-    """One attribute value; its one tag set (the others left out when encoded). A set is a
-    Python set, which the encoder writes sorted; DynamoDB's sets hold no duplicates. (No
-    reference cycle can be decoded: the collector need not track these.)"""
-
-    B: str | None = None  # the fields in sorted order, as they are encoded
-    BOOL: bool | None = None
-    BS: set[str] | None = None
-    L: list[_Value] | None = None
-    M: dict[str, _Value] | None = None
-    N: str | None = None
-    NS: set[str] | None = None
-    NULL: bool | None = None
-    S: str | None = None
-    SS: set[str] | None = None
-
-
-_decode = msgspec.json.Decoder(dict[str, _Value]).decode
-_encode = msgspec.json.Encoder(order="deterministic").encode  # dicts' keys and sets sorted
 
 # A canonical number, what number_text writes; an N or an NS member that is not one.
 _NUMBER = rb"(?:-?(?:[1-9][0-9]*(?:\.[0-9]*[1-9])?|0\.[0-9]*[1-9])|0)"
