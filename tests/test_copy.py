@@ -266,7 +266,7 @@ def test_denied_midway_on_s3_then_resumed(
             "--workers",
             "2",
         )
-    assert code == ExitCode.REPOSITORY and proxy.counts["deny"] >= 1, err
+    assert code == ExitCode.AUTH and proxy.counts["deny"] >= 1, err
     assert "failed" in actions(doc).values()
     keys = everything(open_storage(bucket.url))
     assert keys, "some files arrived before the refusal"
