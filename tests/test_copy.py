@@ -392,7 +392,7 @@ def test_unwritable_destination_is_refused(
             "--to-endpoint-url",
             proxy.endpoint_url,
         )
-    assert got == ExitCode.REPOSITORY and "not writable" in err, err
+    assert got == ExitCode.AUTH and "not writable" in err, err
     assert s3_client(moto_server).list_objects_v2(Bucket=bucket.name).get("KeyCount") == 0
 
 
