@@ -195,6 +195,11 @@ class S3Storage:
             errors = out.get("Errors") or []
             if errors:
                 first = errors[0]
+                if first.get("Code") == "AccessDenied":
+                    raise CredentialsError(
+                        f"{len(errors)} objects of {self.url} were not deleted, e.g. "
+                        f"{first.get('Key')!r}: s3:DeleteObject is not allowed"
+                    )
                 raise RepositoryError(
                     f"{len(errors)} objects of {self.url} were not deleted, e.g. "
                     f"{first.get('Key')!r}: {first.get('Code')} {first.get('Message', '')}".strip()
