@@ -6,7 +6,8 @@ repository by running tonight's job (plan, pipelines), verifies every backup, re
 into a new table and proves it identical, shows the status, runs the monitor with its
 notification going to a local webhook, then plays a bad deploy on the orders table and shows
 `diff` finding exactly what it did and `recover` putting it back (its undo shown in a dry
-run), and stops the server by its pid. It prints nothing:
+run), runs one restore drill (the orders table restored into a scratch table, proven, timed
+and deleted), writes the dashboard, and stops the server by its pid. It prints nothing:
 what it does is told as events (`Step` lines among the backups' and restores' progress), and
 the CLI renders them.
 """
@@ -113,6 +114,8 @@ def run_demo(*, workdir: str, items: int, emit: Emit) -> dict[str, Any]:
                 settings, storage=storage, deploy=deploy, at=instant[0], emit=emit
             )
         recovered = recover_bad_deploy(found, settings=settings, emit=emit)
+        drilled = run_drill(settings, emit=emit)
+        page = write_dashboard(settings, html=Path(repo) / "dashboard.html", emit=emit)
         tell(f"stopping DynamoDB Local (pid {server.pid})")
     return {
         "repository": repo,
@@ -126,6 +129,8 @@ def run_demo(*, workdir: str, items: int, emit: Emit) -> dict[str, Any]:
         "diff": found,
         "history": history,
         "recover": recovered,
+        "drill": drilled,
+        "dashboard": str(page),
     }
 
 
@@ -206,6 +211,48 @@ class _Webhook:
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+
+def run_drill(settings: Settings, *, emit: Emit) -> dict[str, Any]:
+    """One restore drill of the orders table: its newest backup restored into a scratch table
+    tagged as the drill's, proven, timed, and the scratch table deleted."""
+    from hippolyte.ops.drill import DrillParams, drill
+
+    emit(Step(text=f"drill: restoring {ORDERS}'s newest backup into a scratch table ..."))
+    record = drill(
+        settings,
+        tables=[ORDERS],
+        params=DrillParams(write_capacity=4000, workers=settings.workers),
+        emit=emit,
+    )
+    (t,) = record.tables
+    rto = f", {t.seconds_per_gb:g} s per GB" if t.seconds_per_gb is not None else ""
+    verdict = (
+        f"{t.items:,} items proven in {t.seconds:.1f} s{rto}" if t.ok else f"FAILED: {t.error}"
+    )
+    cleanup = "deleted" if t.deleted else f"kept ({t.kept})"
+    emit(Step(text=f"drill {record.id}: {t.table}: {verdict}; {t.scratch} {cleanup}"))
+    return {
+        "drill": record.id,
+        "ok": record.ok,
+        "table": t.table,
+        "scratch": t.scratch,
+        "items": t.items,
+        "seconds": t.seconds,
+        "secondsPerGb": t.seconds_per_gb,
+        "deleted": t.deleted,
+    }
+
+
+def write_dashboard(settings: Settings, *, html: Path, emit: Emit) -> Path:
+    """The dashboard of the demo's repository, as `hippolyte dashboard --out` writes it."""
+    from hippolyte.core.dashboard_html import render
+    from hippolyte.ops.dashboard import gather
+
+    doc = gather(settings, now=dt.datetime.now(dt.UTC))
+    html.write_text(render(doc), encoding="utf-8")
+    emit(Step(text=f"dashboard written: open {html.resolve().as_uri()}"))
+    return html.resolve()
 
 
 def write_plan(settings: Settings, *, storage: Any, html: Path) -> list[str]:
