@@ -336,7 +336,7 @@ def test_serve_runs_the_drills_job_and_exposes_it(fleet: dict[str, Any]) -> None
     assert daemon.last["drill"]["result"] in ("ok", "failed")  # `bad` may be in the sample
     metrics = daemon.metrics.render().decode()
     assert "hippolyte_drill_seconds_per_gb{" in metrics
-    newest = drills.read_drill(fleet["storage"], drills.drill_ids(fleet["storage"])[-1])
+    newest = drills.read_all(fleet["storage"])[-1]
     assert len(newest.tables) == 2 and all(t.deleted for t in newest.tables)
     fresh = Daemon(settings=settings, stop=threading.Event())
     assert fresh.seed_drills() >= 2

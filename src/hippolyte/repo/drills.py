@@ -113,15 +113,22 @@ def _drill(doc: Json) -> Drill:
     )
 
 
-def last_drills(storage: Storage) -> dict[str, tuple[Drill, TableDrill]]:
-    """Each table's newest drill (and that drill), from the newest record back; a record
-    that cannot be read is passed over (the next older one tells)."""
-    found: dict[str, tuple[Drill, TableDrill]] = {}
-    for drill_id in reversed(drill_ids(storage)):
+def read_all(storage: Storage) -> list[Drill]:
+    """Every readable drill record, oldest first by start time (two drills may start in
+    the same second); one that cannot be read is passed over."""
+    found = []
+    for drill_id in drill_ids(storage):
         try:
-            drill = read_drill(storage, drill_id)
+            found.append(read_drill(storage, drill_id))
         except (NotFound, BackupCorrupt):
             continue
+    return sorted(found, key=lambda d: (d.at, d.id))
+
+
+def last_drills(storage: Storage) -> dict[str, tuple[Drill, TableDrill]]:
+    """Each table's newest drill (and that drill)."""
+    found: dict[str, tuple[Drill, TableDrill]] = {}
+    for drill in reversed(read_all(storage)):
         for t in drill.tables:
             found.setdefault(t.table, (drill, t))
     return found
