@@ -266,8 +266,6 @@ def print_demo_summary(summary: dict[str, Any]) -> None:
         highlight=False,
     )
     con.print(f"look around: hippolyte list --repo {summary['repository']}", markup=False)
-    if summary.get("dashboard"):
-        con.print(f"open the dashboard: {summary['dashboard']}", markup=False)
 
 
 def print_show(doc: dict[str, Any]) -> None:
