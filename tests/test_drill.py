@@ -351,3 +351,22 @@ def test_the_lambda_names_where_drills_run() -> None:
     assert aws_lambda.action_of({"resources": [rule["resources"][0] + "-backup"]}) == "backup"
     summary = aws_lambda.handler({"action": "drill"}, None)
     assert not summary["ok"] and summary["error"] == aws_lambda.DRILL_ELSEWHERE
+
+
+def test_status_shows_the_last_drill_and_its_rto() -> None:
+    from hippolyte.cli.render import _drill_cell
+    from hippolyte.ops.status import TableStatus
+
+    row = TableStatus(table="t", target="default", selected=True)
+    assert _drill_cell(row) == "-"
+    drilled = TableStatus(
+        table="t",
+        target="default",
+        selected=True,
+        last_drill=NOW,
+        drill_ok=True,
+        drill_seconds_per_gb=354.0,
+    )
+    assert _drill_cell(drilled) == "[green]ok 2026-11-29 03:30, 354 s/GB"
+    failed = TableStatus(table="t", target="default", selected=True, last_drill=NOW, drill_ok=False)
+    assert _drill_cell(failed) == "[red]FAILED 2026-11-29 03:30"
