@@ -289,9 +289,11 @@ class S3Storage:
         meta = {str(k).lower(): str(v) for k, v in (head.get("Metadata") or {}).items()}
         return int(head["ContentLength"]), str(head.get("ETag", "")).strip('"'), meta
 
-    def put_checked(self, key: str, data: bytes, *, md5: str, metadata: dict[str, str]) -> str:
+    def put_checked(
+        self, key: str, data: bytes | BinaryIO, *, md5: str, metadata: dict[str, str]
+    ) -> str:
         """One PUT with Content-MD5 (``md5``: base64); returns the ETag of what was stored (for
-        a plain PUT, the hex MD5 of the stored bytes)."""
+        a plain PUT, the hex MD5 of the stored bytes). ``data``: bytes, or a seekable file."""
         with self._checked(key):
             out = self._client.put_object(
                 Bucket=self.bucket,

@@ -41,7 +41,9 @@ class CheckedUploads(Protocol):
     """What an S3 destination offers beyond ``Storage``: uploads S3 checks on arrival."""
 
     def head(self, key: str) -> tuple[int, str, dict[str, str]] | None: ...
-    def put_checked(self, key: str, data: bytes, *, md5: str, metadata: dict[str, str]) -> str: ...
+    def put_checked(
+        self, key: str, data: bytes | BinaryIO, *, md5: str, metadata: dict[str, str]
+    ) -> str: ...
     def start_parts(self, key: str, *, metadata: dict[str, str]) -> str: ...
     def put_part(self, key: str, upload_id: str, number: int, data: bytes, *, md5: str) -> str: ...
     def finish_parts(self, key: str, upload_id: str, etags: list[str]) -> str: ...
@@ -111,6 +113,9 @@ class Sender:
             return Sent(job=job, size=job.size or 0, sent=False)
         size = job.size if job.size is not None else self.source.size(job.key)
         with self.source.open_read(job.key) as src:
+            if _recorded(job) and size <= STREAM_MAX and _seekable(src):
+                # a file on disk its manifest records: one PUT straight from the file
+                return self._put_recorded(dest, job, src, size, maybe_there=maybe_there)
             if size > PART_SIZE:
                 return self._put_parts(dest, job, src)
             with self._slot():  # at most ``parts + 2`` bodies in memory, parts included
@@ -128,8 +133,8 @@ class Sender:
     def _put_one(
         self, dest: CheckedUploads, job: FileJob, data: bytes, *, maybe_there: bool
     ) -> Sent:
-        if job.md5 is not None and job.sha256 is not None and job.size == len(data):
-            return self._put_recorded(dest, job, data, maybe_there=maybe_there)
+        if _recorded(job) and job.size == len(data):
+            return self._put_recorded(dest, job, data, len(data), maybe_there=maybe_there)
         md5 = hashlib.md5(data, usedforsecurity=False)
         sha = hashlib.sha256(data).hexdigest()
         _check_source(job, size=len(data), sha256=sha, md5=_b64(md5.digest()))
@@ -143,28 +148,39 @@ class Sender:
         return Sent(job=job, size=len(data), sent=True)
 
     def _put_recorded(
-        self, dest: CheckedUploads, job: FileJob, data: bytes, *, maybe_there: bool
+        self,
+        dest: CheckedUploads,
+        job: FileJob,
+        body: bytes | BinaryIO,
+        size: int,
+        *,
+        maybe_there: bool,
     ) -> Sent:
         """A file its manifest records (MD5, sha256, size): the manifest's MD5 goes as
         Content-MD5, so the server (or, where it does not check, the ETag) proves that what
         it stored is exactly what the manifest records: nothing is hashed here unless that
-        proof fails, and then only to tell a damaged source from a damaged transfer."""
+        proof fails, and then only to tell a damaged source from a damaged transfer. ``body``:
+        the bytes, or the open, seekable file (read as it is sent: no copy in memory)."""
         assert job.md5 is not None and job.sha256 is not None
         want = base64.b64decode(job.md5).hex()
-        if maybe_there and _holds(dest, job, sha256=job.sha256, etag=want, size=len(data)):
-            return Sent(job=job, size=len(data), sent=False)
+        if maybe_there and _holds(dest, job, sha256=job.sha256, etag=want, size=size):
+            return Sent(job=job, size=size, sent=False)
         try:
-            etag = dest.put_checked(job.key, data, md5=job.md5, metadata={SHA_META: job.sha256})
+            etag = dest.put_checked(job.key, body, md5=job.md5, metadata={SHA_META: job.sha256})
         except Transient:
-            self._source_intact(job, data)
+            self._source_intact(job, body)
             raise
         if etag != want:
-            self._source_intact(job, data)
+            self._source_intact(job, body)
             raise NotAsSent(f"{job.key}: S3 stored other bytes (ETag {etag}, manifest MD5 {want})")
-        return Sent(job=job, size=len(data), sent=True)
+        return Sent(job=job, size=size, sent=True)
 
     @staticmethod
-    def _source_intact(job: FileJob, data: bytes) -> None:
+    def _source_intact(job: FileJob, body: bytes | BinaryIO) -> None:
+        if not isinstance(body, bytes):
+            body.seek(0)
+            body = body.read()
+        data = body
         _check_source(
             job,
             size=len(data),
@@ -305,6 +321,23 @@ def _sums(storage: Storage, key: str) -> datafile.Checksums:
         while chunk := f.read(datafile.READ_CHUNK):
             sums.update(chunk)
     return sums
+
+
+STREAM_MAX = 512 * 1024 * 1024  # a file on disk up to this size goes in one PUT from the file
+
+
+def _recorded(job: FileJob) -> bool:
+    """Its manifest records what S3 can check on arrival (MD5) and what we keep (sha256)."""
+    return job.md5 is not None and job.sha256 is not None and job.size is not None
+
+
+def _seekable(src: BinaryIO) -> bool:
+    """A file on disk (botocore reads it to sign and checksum, then rewinds to send it); a
+    network stream is not."""
+    try:
+        return bool(src.seekable()) and isinstance(src.fileno(), int)
+    except (AttributeError, OSError, ValueError):
+        return False
 
 
 def _read_full(src: BinaryIO, n: int) -> bytes:
