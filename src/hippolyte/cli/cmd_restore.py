@@ -70,11 +70,13 @@ from hippolyte.ops.convert import schema_for
 )
 @click.option(
     "--engine",
-    type=click.Choice(["auto", "load", "import"]),
+    type=click.Choice(["auto", "load", "import", "dask"]),
     help="load: paced BatchWriteItem; import: DynamoDB's ImportTable (a new table from an S3 "
-    "repository, no write capacity used); auto (default, or [restore] engine): import for a "
-    "new table from S3 over the size threshold, else load.",
+    "repository, no write capacity used); dask: the load's passes as tasks on a Dask cluster "
+    "(--scheduler); auto (default, or [restore] engine): import for a new table from S3 over "
+    "the size threshold, else load.",
 )
+@click.option("--scheduler", help="The Dask scheduler for --engine dask: tcp://HOST:PORT.")
 @click.option("--dry-run", is_flag=True, help="Print the engine, the reason and the costs only.")
 @aws_options
 @json_option
@@ -94,6 +96,7 @@ def restore(
     state_dir: str | None,
     at: str | None,
     engine: str | None,
+    scheduler: str | None,
     dry_run: bool,
     as_json: bool,
     **aws: Any,
@@ -148,7 +151,23 @@ def restore(
     import_arn = None
     try:
         with stop_on_sigterm() as stop:
-            if choice.engine == "import":
+            if choice.engine == "dask":
+                from hippolyte.ops.restore_dask import restore_over_dask
+
+                where = scheduler or settings.scheduler
+                if not where:
+                    raise ConfigError("--engine dask needs --scheduler tcp://HOST:PORT")
+                report = restore_over_dask(
+                    source,
+                    conn=target.connection(),
+                    table=table,
+                    params=params,
+                    description=description,
+                    scheduler=where,
+                    emit=renderer,
+                    stop=stop,
+                )
+            elif choice.engine == "import":
                 report, import_arn = restore_import.restore_by_import(
                     source,
                     conn=target.connection(),

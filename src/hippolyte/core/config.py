@@ -192,7 +192,7 @@ class Restore(_Strict):
     """[restore]: how `restore` chooses its engine, and the documented prices it estimates
     with (USD, us-east-1: ImportTable per GB of source data; on-demand writes per million)."""
 
-    engine: Literal["auto", "load", "import"] = "auto"
+    engine: Literal["auto", "load", "import", "dask"] = "auto"
     import_threshold_gb: float = Field(default=1.0, ge=0)  # auto imports from this size
     import_price_per_gb: float = Field(default=0.15, ge=0)
     write_price_per_million: float = Field(default=0.625, ge=0)

@@ -17,7 +17,7 @@ from hippolyte.core.errors import ConfigError
 from hippolyte.core.model import Json
 from hippolyte.core.restore_plan import Step, create_table_request
 
-Engine = Literal["load", "import"]
+Engine = Literal["load", "import", "dask"]
 GB = 1024**3
 
 # What ImportTable's TableCreationParameters accept (CreateTable accepts more).
@@ -48,7 +48,7 @@ class Prices:
 class RestoreFacts:
     """What the choice depends on, gathered before anything is written."""
 
-    requested: Literal["auto", "load", "import"]
+    requested: Literal["auto", "load", "import", "dask"]
     target_exists: bool
     into_existing: bool
     resume: bool
@@ -129,6 +129,8 @@ def choose(facts: RestoreFacts, prices: Prices = Prices()) -> EngineChoice:
         return pick("import", "asked for (--engine import)")
     if facts.requested == "load":
         return pick("load", "asked for (--engine load)")
+    if facts.requested == "dask":
+        return pick("dask", "asked for (--engine dask): the load, spread over a Dask cluster")
     if obstacles:
         return pick("load", obstacles[0])
     size_gb = facts.raw_bytes / GB
