@@ -20,6 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_copy  # noqa: E402
 import bench_dashboard  # noqa: E402
 import bench_dask  # noqa: E402
+import bench_dask_restore  # noqa: E402
 import bench_drill  # noqa: E402
 import bench_fleet  # noqa: E402
 import bench_history  # noqa: E402
@@ -50,6 +51,7 @@ BENCHMARKS: dict[str, tuple[str, Callable[..., Report]]] = {
     bench_history.NAME: (bench_history.TITLE, bench_history.run),
     bench_copy.NAME: (bench_copy.TITLE, bench_copy.run),
     bench_import.NAME: (bench_import.TITLE, bench_import.run),
+    bench_dask_restore.NAME: (bench_dask_restore.TITLE, bench_dask_restore.run),
     bench_fleet.NAME: (bench_fleet.TITLE, bench_fleet.run),
     bench_dashboard.NAME: (bench_dashboard.TITLE, bench_dashboard.run),
     bench_lock.NAME: (bench_lock.TITLE, bench_lock.run),
