@@ -110,6 +110,7 @@ def _respelled(canon: bytes, odd: re.Match[bytes]) -> bytes | None:
 
 # A canonical number, what number_text writes; an N or an NS member that is not one.
 _NUMBER = rb"(?:-?(?:[1-9][0-9]*(?:\.[0-9]*[1-9])?|0\.[0-9]*[1-9])|0)"
+_is_canonical_number = re.compile(_NUMBER.decode()).fullmatch
 _ODD_NUMBER = re.compile(rb'"N(?:S":\[(?:"' + _NUMBER + rb'",)*|":)"(?!' + _NUMBER + rb'")')
 _ODD_SET_NUMBER = re.compile(rb'"NS":\[(?:"' + _NUMBER + rb'",)*"(?!' + _NUMBER + rb'")')
 _ODD_NUMBER_VALUE = re.compile(rb'"N":"(?!' + _NUMBER + rb'")((?:[^"\\]|\\.)*)"')
@@ -141,11 +142,12 @@ def _canonical_attrs(attrs: dict[str, Any]) -> None:
 def _canonical(value: dict[str, Any]) -> None:
     for tag, v in value.items():  # exactly one
         if tag == "N":
-            value["N"] = number_text(v)
+            if _is_canonical_number(v) is None:  # (number_text would return it as it is)
+                value["N"] = number_text(v)
         elif tag == "SS" or tag == "BS":
             v.sort()
         elif tag == "NS":
-            value["NS"] = sorted(map(number_text, v))
+            value["NS"] = sorted(v if all(map(_is_canonical_number, v)) else map(number_text, v))
         elif tag == "M":
             _canonical_attrs(v)
         elif tag == "L":
