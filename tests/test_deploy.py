@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +31,9 @@ ACCOUNT = "123456789012"
 WRITES = {
     "dynamodb:BatchWriteItem",
     "dynamodb:CreateTable",
+    "dynamodb:DeleteTable",
+    "dynamodb:PutItem",
+    "dynamodb:DeleteItem",
     "dynamodb:TagResource",
     "dynamodb:UpdateTimeToLive",
     "dynamodb:UpdateContinuousBackups",
@@ -50,6 +54,7 @@ RICH = config.validate(
     },
     source="test",
 )
+DRILLED = RICH.model_copy(update={"drills": config.Drills(schedule="30 3 * * 0", sample=2)})
 
 
 def _lint(text: str) -> list[str]:
@@ -95,7 +100,7 @@ def _role_policy(doc: dict[str, Any]) -> dict[str, Any]:
 # -- the template --------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("fmt", "settings"), [("yaml", None), ("json", RICH)])
+@pytest.mark.parametrize(("fmt", "settings"), [("yaml", None), ("json", RICH), ("yaml", DRILLED)])
 def test_cfn_lint_accepts_the_template(fmt: str, settings: config.Settings | None) -> None:
     text = deploy.template(fmt=fmt, settings=settings, function_code="s3://artifacts/h.zip")
     assert _lint(text) == []
@@ -172,9 +177,26 @@ def test_bad_template_requests_are_config_errors() -> None:
         deploy.template(fmt="xml")
     with pytest.raises(ConfigError, match="s3://BUCKET/KEY"):
         deploy.template(function_code="./build.zip")
-    weekly = config.validate({"schedule": {"backup": "10 0 * * 1"}}, source="test")
-    with pytest.raises(ConfigError, match="weekday"):
-        deploy.template(settings=weekly)
+    either = config.validate({"schedule": {"backup": "10 0 1 * 1"}}, source="test")
+    with pytest.raises(ConfigError, match="schedule.backup: .* or a weekday, not both"):
+        deploy.template(settings=either)  # cron runs on either; EventBridge cannot say so
+    stepped = config.validate({"drills": {"schedule": "0 4 * * */2"}}, source="test")
+    with pytest.raises(ConfigError, match="drills.schedule: .* without steps"):
+        deploy.template(settings=stepped)
+
+
+@pytest.mark.parametrize(
+    ("cron", "expected"),
+    [
+        ("10 0 * * *", "cron(10 0 * * ? *)"),
+        ("30 3 * * 0", "cron(30 3 ? * SUN *)"),
+        ("30 3 * * 7", "cron(30 3 ? * SUN *)"),
+        ("0 4 * 1-6 mon-fri", "cron(0 4 ? 1-6 MON,TUE,WED,THU,FRI *)"),
+        ("0 4 * * 5-7,2", "cron(0 4 ? * SUN,TUE,FRI,SAT *)"),
+    ],
+)
+def test_weekdays_become_eventbridge_s(cron: str, expected: str) -> None:
+    assert deploy._eventbridge(cron, key="drills.schedule") == expected
 
 
 # -- least privilege ------------------------------------------------------------------------------
@@ -214,6 +236,68 @@ def test_lambda_role_allows_its_calls_and_never_writes_into_tables() -> None:
     assert allowed - calls <= set(iam.NECESSITIES), allowed - calls
     assert {"dynamodb:Scan", "sns:Publish", "dynamodb:UpdateTable"} <= allowed
     assert not allowed & WRITES
+
+
+def test_drills_add_a_schedule_and_writes_on_scratch_tables_only() -> None:
+    plain, drilled = _doc(settings=RICH)["Resources"], _doc(settings=DRILLED)["Resources"]
+    assert "DrillSchedule" not in plain and "DrillPermission" not in plain
+    rule = drilled["DrillSchedule"]["Properties"]
+    assert rule["ScheduleExpression"] == "cron(30 3 ? * SUN *)"
+    assert rule["Name"] == {"Fn::Sub": "${AWS::StackName}-drill"}
+    assert aws_lambda.action_of(_rule("stack-drill")) == "drill"
+    perm = drilled["DrillPermission"]["Properties"]
+    assert perm["SourceArn"] == {"Fn::GetAtt": ["DrillSchedule", "Arn"]}
+    # the handler's reach stops at the drill job: its writes never join "Tables"
+    assert deploy.DRILL_ENTRY not in iam.reached(deploy.LAMBDA_ENTRY)
+    handler, job = (
+        iam.api_calls_in_code(deploy.LAMBDA_ENTRY),
+        iam.api_calls_in_code(deploy.DRILL_ENTRY),
+    )
+    assert not handler & WRITES
+    assert {"dynamodb:CreateTable", "dynamodb:DeleteTable", "dynamodb:BatchWriteItem"} <= job
+    role = _role_policy(_doc(settings=DRILLED))
+    allowed = _allowed(role)
+    assert handler | job <= allowed, (handler | job) - allowed
+    assert allowed - handler - job <= set(iam.NECESSITIES)
+    by_sid = {s["Sid"]: s for s in _statements(role, set())}
+    drills = by_sid.pop("Drills")
+    assert (
+        set(drills["Action"])
+        == deploy.drill_table_actions()
+        == job - {a for a in job if not a.startswith("dynamodb:")}
+    )
+    assert drills["Resource"] == [
+        {
+            "Fn::Sub": "arn:${AWS::Partition}:dynamodb:eu-west-1:"
+            f"{ACCOUNT}:table/*-drill-????????-??????-????"
+        }
+    ]
+    assert WRITES & set(drills["Action"])
+    for sid, statement in by_sid.items():  # every other statement: no table write at all
+        assert not WRITES & set(statement["Action"]), sid
+
+
+def test_the_scratch_pattern_matches_scratch_tables_only() -> None:
+    import datetime as dt
+    import fnmatch
+
+    from hippolyte.core import drill
+
+    drill_id = drill.drill_id(dt.datetime(2026, 11, 30, tzinfo=dt.UTC), token="3fa9")
+    assert fnmatch.fnmatchcase(drill.scratch_name("orders", drill_id), deploy.SCRATCH_TABLES)
+    for name in ("orders", "orders-drill-results", "ops-drill-2026-notes", "orders-drill-"):
+        assert not fnmatch.fnmatchcase(name, deploy.SCRATCH_TABLES), name
+
+
+def test_fit_drills_keeps_what_restores_in_the_time_left() -> None:
+    gb = 1_000_000_000
+    sizes = [("small", 1000), ("big", gb), ("tiny", 0)]  # ~60 s, ~1,060 s, 60 s
+    kept, deferred = aws_lambda.fit_drills(sizes, remaining_s=300, margin_s=60)
+    assert kept == ["small", "tiny"]  # 2 x 72 s fit in 240 s; 1,272 s do not
+    (big,) = deferred
+    assert big.table == "big" and big.estimate_s == pytest.approx(1060)
+    assert "1.00 GB" in big.reason and "228 s left" in big.reason
+    assert "hippolyte serve" in big.reason
 
 
 def test_resources_are_narrowed_by_the_settings() -> None:
@@ -517,3 +601,44 @@ def test_the_template_maps_each_listed_stream_to_the_function() -> None:
     role = _role_policy(doc)
     streams = [s for s in _statements(role, set()) if s["Sid"] == "Streams"]
     assert streams and "dynamodb:GetRecords" in streams[0]["Action"]
+
+
+def test_the_drill_rule_restores_proves_and_deletes_what_fits(
+    stack: _Stack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from hippolyte.repo import drills
+
+    monkeypatch.setenv(aws_lambda.ENV_MARGIN, "0")
+    settings = {"selection": {"include": [stack.prefix]}, "drills": {"sample": 2}}
+    monkeypatch.setenv(context.ENV_CONFIG_JSON, json.dumps(settings))
+    a, b = stack.table("orders", rcu=100, items=30), stack.table("users", rcu=100, items=3)
+    assert aws_lambda.handler(_rule("hippolyte-backup"), _Context(remaining_s=890))["ok"]
+    # time for one drill only: 72 s each with the 20 % margin, 100 s left
+    summary = aws_lambda.handler(_rule("hippolyte-drill"), _Context(remaining_s=100))
+    assert summary["action"] == "drill" and not summary["ok"] and summary["error"] is None
+    done, left_out = summary["tables"]
+    assert {done["table"], left_out["table"]} == {a, b}
+    assert done["ok"] and done["deleted"] and done["items"] == (30 if done["table"] == a else 3)
+    assert done["scratch"].startswith(f"{done['table']}-drill-")
+    assert not left_out["ok"] and "needs about 60 s (0.00 GB)" in left_out["error"]
+    assert re.search(r"the 2\d s left in this Lambda", left_out["error"])  # 100 - 72 - setup
+    assert summary["failures"] == [
+        {"drill": summary["runs"][0], "table": left_out["table"], "reason": left_out["error"]}
+    ]
+    assert [n["ok"] for n in summary["notifications"]] == [True]  # a failed drill is told
+    names = stack.client("dynamodb").list_tables()["TableNames"]
+    assert not [n for n in names if "-drill-" in n]  # the scratch table is gone, none other
+    assert a in names and b in names
+    storage = context.storage_for(context.lambda_settings(region=stack.region, account=None))
+    record = drills.read_drill(storage, summary["runs"][0])
+    assert [(t.table, t.ok, t.deleted) for t in record.tables] == [
+        (done["table"], True, True),
+        (left_out["table"], False, False),
+    ]
+    assert json.loads(json.dumps(summary)) == summary  # JSON-ready
+
+
+def test_the_drill_rule_without_drills_is_refused(stack: _Stack) -> None:
+    summary = aws_lambda.handler(_rule("hippolyte-drill"), _Context(remaining_s=890))
+    assert summary["ok"] is False and summary["error"] == aws_lambda.DRILL_ELSEWHERE
+    assert "[drills]" in summary["error"] and stack.keys() == []  # nothing was touched

@@ -1,7 +1,8 @@
-"""The control plane as an AWS Lambda function, as the original ran: two EventBridge rules call
-``handler``, and the rule's name (``...-backup``, ``...-monitor``) or an explicit
-``{"action": "backup" | "monitor"}`` picks the job. A ``drill`` (a rule ``...-drill``) is
-refused with the reason: a drill writes into scratch tables, which the function's role may not.
+"""The control plane as an AWS Lambda function, as the original ran: EventBridge rules call
+``handler``, and the rule's name (``...-backup``, ``...-monitor``, ``...-drill``) or an explicit
+``{"action": "backup" | "monitor" | "drill"}`` picks the job. A ``drill`` runs only with
+``[drills]`` in the config (the stack then grants writes on scratch tables ``*-drill-<id>``
+alone); without it, it is refused with the reason.
 
 Configuration: ``$HIPPOLYTE_CONFIG_JSON`` (the config as JSON), else the config file
 (``$HIPPOLYTE_CONFIG`` or a ``hippolyte.toml`` packaged with the function), else the
@@ -13,7 +14,9 @@ A Lambda stops after 15 minutes. ``backup`` plans the night, then scans only the
 estimated backup fits in the time left (plus 20 % and a margin); every other table is reported
 failed with the reason, in the summary and in ``runs/<id>/lambda.json``, and stays in the run's
 ``plan.json`` so that the monitor reports it too. Scans still running just before the limit
-are stopped, and their boosts reverted.
+are stopped, and their boosts reverted. ``drill`` likewise restores only the sampled tables
+whose restore fits (estimated from the backup's rawBytes at ``DRILL_BYTES_PER_S`` plus
+``DRILL_TABLE_S`` a table); the others are recorded in the drill as failed, with the reason.
 """
 
 from __future__ import annotations
@@ -23,19 +26,21 @@ import datetime as dt
 import logging
 import os
 import threading
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
 from hippolyte.core import planning
 from hippolyte.core.config import Settings, Target
+from hippolyte.core.drill import TableDrill
 from hippolyte.core.errors import ConfigError, HippolyteError, Interrupted
 from hippolyte.core.events import Event, TableDone
 from hippolyte.core.model import TableResult, to_plain
 from hippolyte.ops import context as context_mod
 from hippolyte.ops import jobs
 from hippolyte.ops.logs import json_logging
-from hippolyte.repo import manifest, runs
+from hippolyte.repo import catalog, manifest, runs
 from hippolyte.repo.lock import RepoLock
 
 ACTIONS = ("backup", "monitor", "drill")
@@ -49,12 +54,19 @@ ELSEWHERE = "use the native export engine (PITR) or `hippolyte serve` on a serve
 log = logging.getLogger("hippolyte.lambda")
 
 
-# A drill creates, writes and deletes scratch tables; the function's role never writes into a
-# table (deploy/template.py), so the drills' schedule stays with `serve` and the CLI.
+# A drill creates, writes and deletes scratch tables: the stack grants that (on `*-drill-<id>`
+# tables only) when its config has [drills], so without [drills] the job is refused.
 DRILL_ELSEWHERE = (
-    "restore drills do not run in Lambda (its role never writes into tables): schedule them "
-    "with [drills] in `hippolyte serve`, or run `hippolyte drill --sample N` from cron"
+    "restore drills run in Lambda only with [drills] in the function's config (the stack then "
+    "lets its role write into scratch tables *-drill-<id>, and no other): add [drills] and "
+    "deploy again, schedule them in `hippolyte serve`, or run `hippolyte drill --sample N`"
 )
+# A drill's restore, estimated: the scratch table takes 1,000 WCU (ops.drill.DrillParams), 1 KB
+# items, so about 1 MB/s of the backup's rawBytes (1,000 s per GB), plus per table the
+# CreateTable until ACTIVE, the proof's Scan and the DeleteTable.
+DRILL_BYTES_PER_S = 1_000_000
+DRILL_TABLE_S = 60.0
+DRILL_ELSEWHERE_BIG = "drill it with [drills] in `hippolyte serve` or `hippolyte drill TABLE`"
 
 
 class UnknownEvent(ConfigError):
@@ -70,9 +82,11 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         action = action_of(event)
         settings = settings_for(context)
         log.info("job started", extra={"job": action, "request": _request_id(context)})
-        if action == "drill":
+        if action == "drill" and settings.drills is None:
             raise ConfigError(DRILL_ELSEWHERE)
-        if action == "capture":
+        if action == "drill":
+            summary = _locked(settings, action, lambda: drill_job(settings, context=context))
+        elif action == "capture":
             summary = capture_streams(settings, event=event, context=context)
         elif action == "backup":
             summary = _locked(settings, action, lambda: backup(settings, context=context))
@@ -90,7 +104,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
 
 def action_of(event: Any) -> str:
-    """``backup`` or ``monitor``: ``event["action"]``, else the EventBridge rule's name."""
+    """``backup``, ``monitor`` or ``drill``: ``event["action"]``, else the EventBridge rule's
+    name; ``capture`` for a DynamoDB Streams batch."""
     if not isinstance(event, dict):
         raise UnknownEvent(f"the event is not a JSON object: {event!r}")
     records = event.get("Records")
@@ -103,7 +118,7 @@ def action_of(event: Any) -> str:
     if "action" in event:
         if event["action"] in ACTIONS:
             return str(event["action"])
-        raise UnknownEvent(f"unknown action {event['action']!r}: expected 'backup' or 'monitor'")
+        raise UnknownEvent(f"unknown action {event['action']!r}: expected one of {ACTIONS}")
     for arn in event.get("resources") or []:
         name = str(arn).rpartition(":rule/")[2].rpartition("/")[2]  # rule/[bus/]name
         job = max(ACTIONS, key=name.rfind)  # the last one named: "x-monitor-backup" backs up
@@ -375,6 +390,80 @@ def _log_event(event: Event) -> None:
                 "error": r.error,
             },
         )
+
+
+# -- drills --------------------------------------------------------------------------------------
+
+
+def drill_estimate_s(raw_bytes: int) -> float:
+    """How long a drill of a backup of ``raw_bytes`` takes: restore, proof, cleanup."""
+    return DRILL_TABLE_S + raw_bytes / DRILL_BYTES_PER_S
+
+
+def fit_drills(
+    sizes: Sequence[tuple[str, int]], *, remaining_s: float, margin_s: float = MARGIN_S
+) -> tuple[list[str], list[Deferred]]:
+    """The tables (name, the backup's rawBytes) whose drills finish in ``remaining_s``, one
+    after another as a drill runs them, every estimate counted 20 % longer, ``margin_s`` kept
+    free; the others with the reason."""
+    used, kept, deferred = 0.0, [], []
+    for table, raw in sizes:
+        estimate = drill_estimate_s(raw)
+        need = estimate * (1 + MARGIN_RATIO)
+        if used + need <= remaining_s - margin_s:
+            kept.append(table)
+            used += need
+            continue
+        reason = (
+            f"its drill needs about {estimate:.0f} s ({raw / 1e9:.2f} GB), more than the "
+            f"{max(0.0, remaining_s - used):.0f} s left in this Lambda (less a {margin_s:.0f} s "
+            f"+ {MARGIN_RATIO:.0%} safety margin); {DRILL_ELSEWHERE_BIG}"
+        )
+        deferred.append(Deferred(table=table, estimate_s=estimate, reason=reason))
+    return kept, deferred
+
+
+def drill_job(settings: Settings, *, context: Any) -> dict[str, Any]:
+    """``[drills]`` as `serve` runs it (``ops.drill.scheduled``: a sample of each target's
+    fleet restored into scratch tables, proven, deleted, recorded, notified), restoring only
+    the sampled tables that fit the time left. Its own entry for deploy/iam.py: the role's
+    writes for it go on scratch tables only."""
+    from hippolyte.ops import drill as drills_op
+
+    remaining, margin = remaining_s(context), _margin()
+    started = time.monotonic()
+
+    def cut(refs: list[Any], storage: Any) -> tuple[list[Any], list[TableDrill]]:
+        left = remaining - (time.monotonic() - started)
+        sizes = [(r.table, catalog.summary(storage, r).raw_bytes or 0) for r in refs]
+        kept, deferred = fit_drills(sizes, remaining_s=left, margin_s=margin)
+        backups = {r.table: r for r in refs}
+        return [backups[t] for t in kept], [
+            TableDrill(
+                table=d.table, backup=str(backups[d.table]), scratch="", ok=False, error=d.reason
+            )
+            for d in deferred
+        ]
+
+    outcome, error = drills_op.DrillOutcome(), None
+    with _deadline(remaining - STOP_BEFORE_S) as stop:  # a drill still running is stopped
+        try:
+            outcome = drills_op.scheduled(settings, emit=_log_event, stop=stop, fit=cut)
+        except Interrupted as exc:  # its record is written; its scratch table cleaned up
+            error = f"stopped {STOP_BEFORE_S:.0f} s before the Lambda's time limit: {exc}"
+    return {
+        "action": "drill",
+        "ok": outcome.ok and error is None,
+        "runs": [d.id for d in outcome.drills],
+        "failures": [
+            {"drill": d.id, "table": t.table, "reason": t.error or "not proven"}
+            for d in outcome.drills
+            for t in d.failed
+        ],
+        "tables": [to_plain(t) for d in outcome.drills for t in d.tables],
+        "notifications": [to_plain(n) for n in outcome.notifications],
+        "error": error,
+    }
 
 
 # -- monitor -------------------------------------------------------------------------------------

@@ -274,7 +274,11 @@ def _methods_named(node: ast.Attribute, methods: dict[str, set[str]]) -> set[str
     return methods.get(node.attr, set())
 
 
-MAINS = frozenset({"hippolyte.aws_lambda:handler"})  # a process's main: see reached()
+# A process's main (see reached()): the Lambda's handler, and its drill job.
+MAINS = frozenset({"hippolyte.aws_lambda:handler", "hippolyte.aws_lambda:drill_job"})
+# Reached only as an entry of their own, never through another: the drill job writes into
+# scratch tables, so the Lambda's role grants its calls on those tables alone (deploy/template).
+APART = frozenset({"hippolyte.aws_lambda:drill_job"})
 
 
 def reached(entry: str) -> set[str]:
@@ -299,6 +303,8 @@ def reached(entry: str) -> set[str]:
         unit = todo.pop()
         module, _, name = unit.partition(":")
         if unit in seen or name not in getattr(modules.get(module), "units", {}):
+            continue
+        if unit in APART and unit != entry:
             continue
         seen.add(unit)
         owner = name.partition(".")[0]

@@ -1,9 +1,11 @@
-"""Deploying to AWS: the CloudFormation template (the Lambda function, its two schedules, the
+"""Deploying to AWS: the CloudFormation template (the Lambda function, its schedules, the
 SNS topic, the backup bucket, a least-privilege role) and the IAM policy for the CLI.
 
 Both allow exactly the AWS calls the code makes (read from the source, see ``hippolyte.iam``)
 plus what AWS requires beyond them. The Lambda's role gets only the calls its handler reaches:
-it backs up and monitors, it never restores, so it cannot write into tables.
+it backs up and monitors, it never restores, so it cannot write into tables. With ``[drills]``
+a third schedule runs the drill job, and the statement ``Drills`` allows that job's DynamoDB
+calls (its only table writes) on scratch tables ``<table>-drill-<id>`` alone.
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from typing import Any
 
 from hippolyte.adapters.storage import s3_location
 from hippolyte.core.config import Settings
+from hippolyte.core.drill import INFIX
 from hippolyte.core.errors import ConfigError
 from hippolyte.deploy.iam import (
+    ACCOUNT_WIDE,
     LOCK_BYPASS,
+    STREAM_ACTIONS,
     Resource,
     Scope,
     api_calls_in_code,
@@ -31,6 +36,9 @@ from hippolyte.deploy.iam import (
 __all__ = ["API_CALLS", "api_calls_in_code", "iam_policy", "template"]
 
 LAMBDA_ENTRY = "hippolyte.aws_lambda:handler"
+DRILL_ENTRY = "hippolyte.aws_lambda:drill_job"  # apart from the handler's reach (iam.APART)
+# A drill's scratch table: <table>-drill-<UTC second>-<4 hex> (core.drill), and nothing else
+SCRATCH_TABLES = f"*{INFIX}????????-??????-????"
 RESTORE_ENTRIES = (  # they write into a table of any name, not only the selected ones
     "hippolyte.ops.restore:restore",
     "hippolyte.ops.restore_import:restore_by_import",
@@ -94,12 +102,43 @@ def _sub(text: str) -> Resource:
     return {"Fn::Sub": text} if "${" in text else text
 
 
+_WEEKDAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
+
+
 def _eventbridge(cron: str, *, key: str) -> str:
-    """A 5-field cron (the config's schedule) as EventBridge's 6-field ``cron(...)``."""
+    """A 5-field cron (the config's schedule) as EventBridge's 6-field ``cron(...)``, where
+    one of day-of-month and weekday must be ``?`` (so never both restricted, which cron
+    reads as either)."""
     minute, hour, dom, month, dow = cron.split()
-    if dow != "*":
-        raise ConfigError(f"schedule.{key}: {cron!r}: the Lambda schedule needs weekday '*'")
-    return f"cron({minute} {hour} {dom} {month} ? *)"
+    if dow == "*":
+        return f"cron({minute} {hour} {dom} {month} ? *)"
+    if dom != "*":
+        raise ConfigError(
+            f"{key}: {cron!r}: a Lambda schedule names a day of the month or a weekday, not both"
+        )
+    try:
+        days = sorted({d % 7 for part in dow.split(",") for d in _day_range(part)})
+    except ValueError:
+        raise ConfigError(
+            f"{key}: {cron!r}: the Lambda schedule's weekday must be days (0-7 or SUN-SAT), "
+            "ranges and lists, without steps"
+        ) from None
+    return f"cron({minute} {hour} ? {month} {','.join(_WEEKDAYS[d] for d in days)} *)"
+
+
+def _day_range(part: str) -> range:
+    """``1``, ``mon``, ``1-5``, ``fri-sat``, ``5-7`` (7 is Sunday, as 0) -> weekday numbers."""
+    low, _, high = part.partition("-")
+    first, last = _weekday(low), _weekday(high or low)
+    if last < first:
+        raise ValueError(part)
+    return range(first, last + 1)
+
+
+def _weekday(text: str) -> int:
+    if text.isdigit() and int(text) <= 7:
+        return int(text)
+    return _WEEKDAYS.index(text.upper())  # ValueError when not a day's name
 
 
 def _role_policy(settings: Settings) -> dict[str, Any]:
@@ -132,11 +171,34 @@ def _role_policy(settings: Settings) -> dict[str, Any]:
         ],
     )
     actions = api_calls_in_code(LAMBDA_ENTRY) | object_lock_actions(settings)
+    drills: list[dict[str, Any]] = []
+    if settings.drills is not None:
+        on_scratch = drill_table_actions()
+        actions |= api_calls_in_code(DRILL_ENTRY) - on_scratch  # its reads, records, notices
+        region = settings.drills.target_region
+        scratch = [
+            _sub(f"arn:${{AWS::Partition}}:dynamodb:{region or r}:{a}:table/{SCRATCH_TABLES}")
+            for r, a in places
+        ]
+        drills = [{"Sid": "Drills", "Effect": "Allow", "Action": sorted(on_scratch)}]
+        drills[0]["Resource"] = _unique_list(scratch)
     locks = [
         _if("LockedStrict", _lock_bypass("Deny", "NoLockBypass")),
         _if("LockedBypass", _lock_bypass("Allow", "LockBypassAsked")),
     ]
-    return {"Version": "2012-10-17", "Statement": [*statements(actions, set(), scope), *locks]}
+    body = [*statements(actions, set(), scope), *drills, *locks]
+    return {"Version": "2012-10-17", "Statement": body}
+
+
+def drill_table_actions() -> set[str]:
+    """The DynamoDB calls the Lambda's drill job makes on tables (CreateTable, the restore's
+    writes, the guard's reads, DeleteTable...): allowed on scratch tables only."""
+    calls = api_calls_in_code(DRILL_ENTRY)
+    return {a for a in calls if a.startswith("dynamodb:")} - ACCOUNT_WIDE - STREAM_ACTIONS
+
+
+def _unique_list(items: list[Resource]) -> list[Resource]:
+    return [r for i, r in enumerate(items) if r not in items[:i]]
 
 
 def _if(condition: str, value: Any) -> dict[str, Any]:
@@ -269,13 +331,14 @@ def _role(settings: Settings) -> dict[str, Any]:
 
 def _schedule(job: str, cron: str) -> dict[str, Any]:
     rule, permission = f"{job.title()}Schedule", f"{job.title()}Permission"
+    key = "drills.schedule" if job == "drill" else f"schedule.{job}"  # the config's name
     return {
         rule: {
             "Type": "AWS::Events::Rule",
             "Properties": {
                 "Name": _sub(f"${{AWS::StackName}}-{job}"),  # the handler reads the job from it
                 "Description": f"Hippolyte {job} (UTC)",
-                "ScheduleExpression": _eventbridge(cron, key=job),
+                "ScheduleExpression": _eventbridge(cron, key=key),
                 "State": "ENABLED",
                 "Targets": [{"Arn": _arn("Function"), "Id": f"hippolyte-{job}"}],
             },
@@ -355,6 +418,7 @@ def _resources(settings: Settings) -> dict[str, Any]:
         "FunctionRetries": {"Type": "AWS::Lambda::EventInvokeConfig", "Properties": retries},
         **_schedule("backup", settings.schedule.backup),
         **_schedule("monitor", settings.schedule.monitor),
+        **(_schedule("drill", settings.drills.schedule) if settings.drills else {}),
         "Fn::ForEach::Capture": [
             "StreamArn",
             _ref("CaptureStreamArns"),

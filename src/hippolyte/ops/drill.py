@@ -20,7 +20,7 @@ import secrets
 import tempfile
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,11 @@ class DrillParams:
     write_capacity: int = 1000  # temporary RCU and WCU of a provisioned scratch table
     workers: int = 4
     max_attempts: int = 10
+
+
+# What a front-end keeps of a drill's chosen backups, and the tables it leaves out (recorded as
+# failed, with the reason): the Lambda keeps those whose restore fits the time it has left.
+Fit = Callable[[list[BackupRef], Storage], tuple[list[BackupRef], list[TableDrill]]]
 
 
 @dataclass(kw_only=True)
@@ -131,12 +136,15 @@ def drill(
     stop: threading.Event | None = None,
     now: dt.datetime | None = None,
     rng: random.Random | None = None,
+    fit: Fit | None = None,
 ) -> Drill:
-    """One drill of ``target``'s repository (default: the first target's), recorded."""
+    """One drill of ``target``'s repository (default: the first target's), recorded;
+    ``fit`` may leave chosen tables out, each recorded failed with its reason."""
     now = now or dt.datetime.now(dt.UTC)
     target = target or settings.effective_targets()[0]
     storage = storage_for(settings, target)
     refs = choose(storage, tables, sample=params.sample, now=now, rng=rng or random.Random())
+    refs, left_out = fit(refs, storage) if fit is not None else (refs, [])
     source_conn = target.connection()
     conn = target_connection(source_conn, params)
     client = dynamodb.control_client(conn, max_attempts=params.max_attempts)
@@ -163,6 +171,7 @@ def drill(
                 )
             )
     finally:
+        record.tables.extend(left_out)
         if record.tables:
             drills.write_drill(storage, record)
     return record
@@ -320,8 +329,10 @@ def scheduled(
     emit: Emit = discard,
     stop: threading.Event | None = None,
     now: dt.datetime | None = None,
+    fit: Fit | None = None,
 ) -> DrillOutcome:
-    """``[drills]``: a sample of each target's fleet (at most the fleet), drilled and notified."""
+    """``[drills]``: a sample of each target's fleet (at most the fleet), drilled and notified
+    (``fit``: as :func:`drill`'s)."""
     config = settings.drills
     if config is None:
         raise ConfigError("no [drills] in the config")
@@ -338,7 +349,9 @@ def scheduled(
             workers=settings.workers,
             max_attempts=settings.max_attempts,
         )
-        record = drill(settings, params=params, target=target, emit=emit, stop=stop, now=now)
+        record = drill(
+            settings, params=params, target=target, emit=emit, stop=stop, now=now, fit=fit
+        )
         outcome.drills.append(record)
         outcome.notifications += notify(settings, record)
     return outcome
