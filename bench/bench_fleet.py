@@ -202,7 +202,8 @@ def run(*, quick: bool) -> Report:
         + ", ".join(f"{k} {v}" for k, v in sorted(faults.items(), key=lambda kv: -kv[1])),
         "failed in the faulty run, as the monitor says: "
         + ("; ".join(f"{t}: {r}" for t, r in faulty_night.failed.items()) or "none"),
-        "kill seeds (phase, table, delay; folders incomplete after the kill; reverted): "
+        "kill seeds (phase, table, delay; incomplete folders in the repository after the kill, "
+        "all runs so far; tables the revert put back): "
         + "; ".join(f"{k['seed']}: {k['phase']} {k['table'] or '-'} +{k['delay_s']} s, "
                     f"{k['incomplete_folders']} incomplete, reverted {len(k['reverted'])}, "
                     f"{'held' if k['held'] else 'FAILED'}" for k in kills),

@@ -123,7 +123,8 @@ def test_the_fleet_under_faults_then_monitor(night: Night) -> None:
     assert job.doc is not None and job.returncode in (0, 1), job.stderr
     faults = {k: v for k, v in night.proxy.counts.items() if k != "ok"}
     assert faults.get("throttle", 0) + faults.get("throttling", 0) >= 10, faults
-    assert {"500", "503", "drop", "slow"} <= set(faults), faults
+    assert faults.get("500", 0) + faults.get("503", 0) >= 2, faults  # ~10 expected
+    assert faults.get("drop", 0) + faults.get("slow", 0) >= 2, faults  # ~10 expected
     result = fleet.check_night(
         night.fleet,
         before,
