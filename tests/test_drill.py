@@ -274,6 +274,13 @@ def test_a_corrupted_backup_fails_the_drill_and_is_notified(
     assert [n["ok"] for n in doc["notifications"]] == [True]
     assert not drills.read_drill(storage, doc["drill"]).ok
     assert f"drill {doc['drill']}: 1 of 1 tables not proven" in err
+    # the dashboard's drills section names it failed, and why
+    page = Path(storage.url).parent / "dashboard.html"
+    code, out, err = run(capsys, "dashboard", "--out", str(page), "--repo", storage.url)
+    assert code == 0, err
+    section = page.read_text().split('<section id="drills">')[1].split("</section>")[0]
+    assert doc["drill"] in section and '<span class="bad">failed</span>' in section
+    assert f"{fleet['bad']}: NOT proven" in section and victim.name in section
 
 
 @pytest.mark.servers

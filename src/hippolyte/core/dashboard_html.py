@@ -117,6 +117,7 @@ def render(doc: Json, *, refresh_s: int | None = None, plan_href: str | None = N
         f'<section id="runs"><h2>Runs</h2>{_runs(doc)}</section>',
         f'<section id="plan"><h2>Plan</h2>{_plan(doc.get("plan"), href=plan_href)}</section>',
         f'<section id="coverage"><h2>Coverage</h2>{_coverage(doc["coverage"])}</section>',
+        f'<section id="drills"><h2>Drills</h2>{_drills(doc.get("drills") or [])}</section>',
     ]
     return _page("\n".join(body), refresh_s=refresh_s)
 
@@ -247,6 +248,31 @@ def _monitor(m: Json | None) -> str:
         return f"ok <small>{when}</small>"
     lines = [f"{f['table']}: {f['reason']}" for f in m["failed"]]
     return f'<span class="bad">failed</span> <small>{when}</small>{_bullets(lines)}'
+
+
+def _drills(shown: Sequence[Json]) -> str:
+    """The newest restore drills: when, where, each table proven or not, its RTO."""
+    if not shown:
+        return "<p>No restore drill recorded yet (<code>hippolyte drill</code>, [drills]).</p>"
+    rows = []
+    for d in shown:
+        outcome = "ok" if d["ok"] else '<span class="bad">failed</span>'
+        lines = []
+        for t in d["tables"]:
+            rto = f", {t['secondsPerGb']:,.0f} s/GB" if t.get("secondsPerGb") else ""
+            state = "proven" if t["ok"] else f"NOT proven: {t.get('error') or '?'}"
+            lines.append(f"{t['table']}: {state} ({t['items']:,} items{rto})")
+        when = escape(str(d["at"])[:16].replace("T", " "))
+        rows.append(
+            f"<tr><td>{escape(d['id'])}</td><td>{when}</td><td>{outcome}</td>"
+            f"<td>{_bullets(lines)}</td><td><code>{escape(d['target'])}</code></td></tr>"
+        )
+    return (
+        '<table id="drills-table" class="list"><thead><tr><th>Drill</th><th>At (UTC)</th>'
+        "<th>Outcome</th><th>Tables</th><th>Restored into</th></tr></thead>\n<tbody>\n"
+        + "\n".join(rows)
+        + "\n</tbody></table>"
+    )
 
 
 def _bullets(lines: Sequence[str]) -> str:

@@ -34,6 +34,7 @@ from hippolyte.repo import catalog, drills, manifest, runs
 FORMAT = "hippolyte-dashboard/1"
 TREND = 10  # committed backups in each table's trend
 RUNS_SHOWN = 20  # newest runs shown in full
+DRILLS_SHOWN = 10  # the newest drills on the page
 # tables read at once: the reads are small and many (on S3, one request each), so they
 # overlap; the facts of each are the same however many run
 READERS = 8
@@ -88,6 +89,7 @@ def gather(
         "runCount": 0,
         "plan": None,
         "coverage": {"discovered": discovered is not None, "uncovered": [], "excluded": []},
+        "drills": [],
     }
     kept = {} if memo is None else memo
     # this page's reads go to the first map: after it, ``memo`` keeps only the facts still
@@ -106,6 +108,7 @@ def gather(
             doc["runs"] += read_runs(repo.storage, found, shown=runs_shown)
             if doc["plan"] is None:
                 doc["plan"] = newest_plan(repo.storage, found)
+            doc["drills"] += recent_drills(repo.storage)
         except HippolyteError as exc:
             doc["errors"].append(f"cannot read repository {repo.url}: {exc}")
             doc["unreadable"].append(repo.url)
@@ -113,6 +116,7 @@ def gather(
     kept.update(reads.maps[0])
     doc["runs"].sort(key=lambda r: r["id"], reverse=True)
     doc["runs"] = doc["runs"][:runs_shown]
+    doc["drills"] = sorted(doc["drills"], key=lambda d: d["at"], reverse=True)[:DRILLS_SHOWN]
     if discovered is None:
         doc["coverage"]["uncovered"] = known_uncovered(doc)
     return doc
@@ -306,6 +310,25 @@ def table_state(row: Mapping[str, Any], *, rpo_hours: float) -> str:
     if row.get("unreadable"):
         return "unreadable"
     return "ok" if row["ageHours"] <= rpo_hours else "late"
+
+
+def recent_drills(storage: Storage, shown: int = 10) -> list[Json]:
+    """The newest drills (``@drills/``), each with every table's outcome and RTO."""
+    return [
+        {
+            "id": d.id,
+            "at": d.at.isoformat(),
+            "ok": d.ok,
+            "target": d.target,
+            "tables": [
+                {"table": t.table, "backup": t.backup, "ok": t.ok, "items": t.items,
+                 "secondsPerGb": t.seconds_per_gb, "error": t.error, "deleted": t.deleted,
+                 "kept": t.kept}
+                for t in d.tables
+            ],
+        }
+        for d in drills.read_all(storage)[-shown:]
+    ]  # fmt: skip
 
 
 def last_drills(storage: Storage) -> dict[str, Json]:
