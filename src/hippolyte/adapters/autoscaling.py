@@ -22,8 +22,9 @@ _POLICY_KEYS = (
 
 
 def client(conn: aws.Connection) -> Any:
-    # few attempts: a boost that cannot happen degrades at once (the backup runs at the
-    # table's own capacity); a revert that cannot happen is retried by the monitor
+    # few retries (botocore's max_attempts: 3 after the first call): a boost that cannot
+    # happen degrades at once (the backup runs at the table's own capacity); a revert that
+    # cannot happen is retried by the monitor
     return aws.client(conn, "application-autoscaling", pool=4, max_attempts=3)
 
 
