@@ -151,42 +151,25 @@ def restore(
     import_arn = None
     try:
         with stop_on_sigterm() as stop:
+            common: dict[str, Any] = dict(
+                conn=target.connection(),
+                table=table,
+                params=params,
+                description=description,
+                emit=renderer,
+                stop=stop,
+            )
             if choice.engine == "dask":
                 from hippolyte.ops.restore_dask import restore_over_dask
 
                 where = scheduler or settings.scheduler
                 if not where:
                     raise ConfigError("--engine dask needs --scheduler tcp://HOST:PORT")
-                report = restore_over_dask(
-                    source,
-                    conn=target.connection(),
-                    table=table,
-                    params=params,
-                    description=description,
-                    scheduler=where,
-                    emit=renderer,
-                    stop=stop,
-                )
+                report = restore_over_dask(source, scheduler=where, **common)
             elif choice.engine == "import":
-                report, import_arn = restore_import.restore_by_import(
-                    source,
-                    conn=target.connection(),
-                    table=table,
-                    params=params,
-                    description=description,
-                    emit=renderer,
-                    stop=stop,
-                )
+                report, import_arn = restore_import.restore_by_import(source, **common)
             else:
-                report = run(
-                    source,
-                    conn=target.connection(),
-                    table=table,
-                    params=params,
-                    description=description,
-                    emit=renderer,
-                    stop=stop,
-                )
+                report = run(source, **common)
     finally:
         renderer.close()
     doc = {
