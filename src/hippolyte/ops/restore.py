@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +25,7 @@ from hippolyte.core.model import Json, TableInfo
 from hippolyte.core.pacing import TokenBucket
 from hippolyte.core.proof import Digest, digest_of
 from hippolyte.core.restore_plan import (
+    Step,
     capacity_step,
     create_table_request,
     schema_differences,
@@ -77,16 +79,10 @@ def restore(
     stop: threading.Event | None = None,
 ) -> RestoreReport:
     stop = stop or threading.Event()
-    desc = description or source.description
-    if desc is None:
-        raise ConfigError(
-            f"{source.location} records no key schema: "
-            "pass --schema-from TABLE or --key pk:S[,sk:N]"
-        )
-    schema = KeySchema.from_description(desc)
+    desc, schema = schema_of(source, description)
     control = dynamodb.control_client(conn, max_attempts=params.max_attempts)
     target = f"{control.meta.endpoint_url} {control.meta.region_name} {table}"
-    state = _state(params, source=source.location, target=target)
+    state = checkpoint_state(params, source=source.location, target=target)
     # Every file is read and checked (and digested for the proof) before anything is written;
     # on resume the finished files too, as the proof needs all of them.
     known = sum(f.item_count or 0 for f in source.files)
@@ -138,7 +134,7 @@ def _restore(
         )
     )
     todo = [f for f in source.files if f.key not in set(state.done_files)]
-    current = _prepare_target(control, desc, table=table, params=params, state=state, emit=emit)
+    current = prepare_target(control, desc, table=table, params=params, state=state, emit=emit)
     report = RestoreReport(table=table, source=source.location)
     info = TableInfo.from_description(current)
     budget = (
@@ -196,13 +192,25 @@ def _restore(
         pool=pool,
     )
     if state.created_table:
-        report.notes += _finish(control, desc, source.extras, table=table, emit=emit)
+        report.notes += finish_table(control, desc, source.extras, table=table, emit=emit)
     state.phase = "done"
     state.save()
     return report
 
 
-def _state(params: RestoreParams, *, source: str, target: str) -> RestoreState:
+def schema_of(source: Source, description: Json | None) -> tuple[Json, KeySchema]:
+    """The table description a restore creates from (given, else the backup's) and its keys;
+    ConfigError when neither records one (every engine refuses alike)."""
+    desc = description or source.description
+    if desc is None:
+        raise ConfigError(
+            f"{source.location} records no key schema: "
+            "pass --schema-from TABLE or --key pk:S[,sk:N]"
+        )
+    return desc, KeySchema.from_description(desc)
+
+
+def checkpoint_state(params: RestoreParams, *, source: str, target: str) -> RestoreState:
     path = RestoreState.location(params.state_dir or default_dir(), target=target)
     old = RestoreState.load(path)
     if params.resume:
@@ -220,7 +228,7 @@ def _state(params: RestoreParams, *, source: str, target: str) -> RestoreState:
     return RestoreState(path=path, source=source, target=target)
 
 
-def _prepare_target(
+def prepare_target(
     control: Any, desc: Json, *, table: str, params: RestoreParams, state: RestoreState, emit: Emit
 ) -> Json:
     existing = dynamodb_admin.describe_raw(control, table)
@@ -280,11 +288,22 @@ def check_files(
         return list(own.map(check, files))
 
 
-def _finish(control: Any, desc: Json, extras: Json, *, table: str, emit: Emit) -> list[str]:
+def finish_table(
+    control: Any,
+    desc: Json,
+    extras: Json,
+    *,
+    table: str,
+    emit: Emit,
+    later: Sequence[Step] = (),
+) -> list[str]:
+    """The backed-up capacities, then TTL, tags, PITR, deletion protection, then ``later``
+    (what an engine could not set at creation); a server without one gets a note."""
     notes = []
     current = dynamodb_admin.wait_active(control, table)
     steps = [s for s in [capacity_step(desc, table_name=table, current=current)] if s]
     steps += settings_steps(desc, extras, table_name=table, table_arn=current.get("TableArn", ""))
+    steps += later
     for step in steps:
         emit(Note(text=f"{table}: {step.why}", table=table))
         note = dynamodb_admin.apply(control, step, table=table)

@@ -18,7 +18,7 @@ import threading
 from typing import Any
 
 from hippolyte.adapters import aws, dynamodb
-from hippolyte.core.errors import ConfigError, Interrupted
+from hippolyte.core.errors import Interrupted
 from hippolyte.core.events import Emit, ItemsWritten, LoadStarted, Note
 from hippolyte.core.model import Json, TableInfo
 from hippolyte.core.proof import Digest
@@ -32,13 +32,14 @@ from hippolyte.engines.dask_restore import (
     digest_task,
     load_task,
 )
-from hippolyte.formats.base import KeySchema, Source
+from hippolyte.formats.base import Source
 from hippolyte.ops.restore import (
     RestoreParams,
     RestoreReport,
-    _finish,
-    _prepare_target,
-    _state,
+    checkpoint_state,
+    finish_table,
+    prepare_target,
+    schema_of,
 )
 
 THREADS_PER_TASK = 4  # BatchWriteItem requests in flight within one file's task
@@ -56,19 +57,13 @@ def restore_over_dask(
     stop: threading.Event | None = None,
 ) -> RestoreReport:
     stop = stop or threading.Event()
-    desc = description or source.description
-    if desc is None:
-        raise ConfigError(
-            f"{source.location} records no key schema: "
-            "pass --schema-from TABLE or --key pk:S[,sk:N]"
-        )
-    schema = KeySchema.from_description(desc)
+    desc, schema = schema_of(source, description)
     client = dask_engine.connect(scheduler)
     if note := dask_engine.dashboard_note(client):
         emit(note)
     control = dynamodb.control_client(conn, max_attempts=params.max_attempts)
     target = f"{control.meta.endpoint_url} {control.meta.region_name} {table}"
-    state = _state(params, source=source.location, target=target)
+    state = checkpoint_state(params, source=source.location, target=target)
     emit(Note(text=f"checking {len(source.files)} files on the cluster", table=table))
     checks = _gather(
         client, check_task, [CheckTask(source=source, file=f, schema=schema) for f in source.files],
@@ -79,7 +74,7 @@ def restore_over_dask(
         assert check.digest is not None
         report.backup.merge(check.digest)
     by_key = dict(zip((f.key for f in source.files), checks, strict=True))
-    current = _prepare_target(control, desc, table=table, params=params, state=state, emit=emit)
+    current = prepare_target(control, desc, table=table, params=params, state=state, emit=emit)
     info = TableInfo.from_description(current)
     budget = (
         params.on_demand_write_units
@@ -118,7 +113,7 @@ def restore_over_dask(
     state.save()
     report.restored = _proof(client, conn, table=table, info=info, params=params, stop=stop)
     if state.created_table:
-        report.notes += _finish(control, desc, source.extras, table=table, emit=emit)
+        report.notes += finish_table(control, desc, source.extras, table=table, emit=emit)
     state.phase = "done"
     state.save()
     return report

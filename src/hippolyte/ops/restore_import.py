@@ -11,17 +11,22 @@ backup's digest before its capacities, TTL, tags, PITR and deletion protection a
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from hippolyte.adapters import aws, dynamodb, dynamodb_admin
 from hippolyte.core.config import Restore
-from hippolyte.core.errors import ConfigError
 from hippolyte.core.events import Emit, Note
 from hippolyte.core.model import Json, TableInfo
 from hippolyte.core.restore_engine import EngineChoice, Prices, RestoreFacts, choose, import_request
 from hippolyte.engines.import_table import POLL_S, data_prefix, run_import
-from hippolyte.formats.base import KeySchema, Source, item_of_export_line
-from hippolyte.ops.restore import RestoreParams, RestoreReport, _finish, check_files, table_digest
+from hippolyte.formats.base import Source, item_of_export_line
+from hippolyte.ops.restore import (
+    RestoreParams,
+    RestoreReport,
+    check_files,
+    finish_table,
+    schema_of,
+    table_digest,
+)
 from hippolyte.repo import manifest
 
 GZIP_RATIO = 4.0  # data bytes per stored byte, when the format does not record its raw size
@@ -90,13 +95,7 @@ def restore_by_import(
     """Restore ``source`` into the new table ``table`` with ImportTable, then prove it. The
     report, and the import's ARN."""
     stop = stop or threading.Event()
-    desc = description or source.description
-    if desc is None:
-        raise ConfigError(
-            f"{source.location} records no key schema: "
-            "pass --schema-from TABLE or --key pk:S[,sk:N]"
-        )
-    schema = KeySchema.from_description(desc)
+    desc, schema = schema_of(source, description)
     bucket, prefix = data_prefix(source.storage, [f.key for f in source.files])
     control = dynamodb.control_client(conn, max_attempts=params.max_attempts)
     if dynamodb_admin.describe_raw(control, table) is not None:
@@ -126,16 +125,5 @@ def restore_by_import(
         on_demand_units=params.on_demand_write_units,
         expected_items=report.backup.count,
     )
-    report.notes += _finish(control, desc, source.extras, table=table, emit=emit)
-    report.notes += _apply(control, later, table=table, emit=emit)
+    report.notes += finish_table(control, desc, source.extras, table=table, emit=emit, later=later)
     return report, outcome.arn
-
-
-def _apply(control: Any, steps: list[Any], *, table: str, emit: Emit) -> list[str]:
-    notes = []
-    for step in steps:
-        emit(Note(text=f"{table}: {step.why}", table=table))
-        note = dynamodb_admin.apply(control, step, table=table)
-        if note:
-            notes.append(note)
-    return notes
