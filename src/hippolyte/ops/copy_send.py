@@ -177,10 +177,11 @@ class Sender:
 
     @staticmethod
     def _source_intact(job: FileJob, body: bytes | BinaryIO) -> None:
-        if not isinstance(body, bytes):
+        if isinstance(body, bytes):
+            data = body
+        else:  # the file as it is on disk now: read again, whole (only after a failed proof)
             body.seek(0)
-            body = body.read()
-        data = body
+            data = body.read()
         _check_source(
             job,
             size=len(data),
