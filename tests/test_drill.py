@@ -5,7 +5,6 @@ a corrupted backup fails and is notified; --keep; the sample; bad input."""
 from __future__ import annotations
 
 import datetime as dt
-import http.server
 import random
 import threading
 from collections.abc import Iterator
@@ -26,6 +25,7 @@ from hippolyte.repo import catalog, drills
 from hippolyte.serve.daemon import Daemon
 from tests.helpers import Db, db_for, run
 from tests.support.servers import Server
+from tests.support.webhook import webhook
 
 NOW = dt.datetime(2026, 11, 29, 3, 30, tzinfo=dt.UTC)
 
@@ -95,24 +95,8 @@ def test_a_failed_drill_s_message() -> None:
 
 @pytest.fixture(scope="module")
 def hook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    received: list[dict[str, Any]] = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            return None
-
-        def do_POST(self) -> None:  # noqa: N802
-            received.append(orjson.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    finally:
-        server.shutdown()
-        server.server_close()
+    with webhook() as found:
+        yield found
 
 
 def _items(n: int) -> list[dict[str, Any]]:

@@ -5,8 +5,6 @@ table without change sets left as it was. Real repository folders; tables on dyn
 from __future__ import annotations
 
 import datetime as dt
-import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ from hippolyte.repo import changes, manifest, writer
 from hippolyte.repo.changes import Change, ChangeSetWriter
 from tests.helpers import db_for, run
 from tests.support.servers import Server
+from tests.support.webhook import webhook
 
 NOW = dt.datetime(2026, 11, 28, 14, 20, 0, tzinfo=dt.UTC)
 S = 1_000_000
@@ -271,23 +270,8 @@ def test_status_without_change_sets_is_unchanged(
 
 @pytest.fixture
 def hook() -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    received: list[dict[str, Any]] = []
-
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            return None
-
-        def do_POST(self) -> None:  # noqa: N802
-            received.append(orjson.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/hook", received
-    finally:
-        server.shutdown()
+    with webhook() as found:
+        yield found
 
 
 @pytest.fixture

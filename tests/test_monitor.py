@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import shutil
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
@@ -15,6 +16,7 @@ from hippolyte.ops.monitor import expected_since, monitor
 from hippolyte.repo import runs
 from tests.helpers import db_for, run
 from tests.support.servers import Server
+from tests.support.webhook import webhook
 
 pytestmark = pytest.mark.servers
 
@@ -108,42 +110,30 @@ def test_status_reports_rpo_and_coverage(
 def test_monitor_cli_notifies_a_webhook(
     night: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    import http.server
-    import threading
+    with webhook() as (url, received):
+        _monitor_notifies(night, capsys, url, received)
 
-    received: list[dict[str, object]] = []
 
-    class Hook(http.server.BaseHTTPRequestHandler):
-        def log_message(self, *args: object) -> None:
-            return None
-
-        def do_POST(self) -> None:  # noqa: N802
-            received.append(orjson.loads(self.rfile.read(int(self.headers["Content-Length"]))))
-            self.send_response(204)
-            self.end_headers()
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Hook)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+def _monitor_notifies(
+    night: dict[str, str], capsys: pytest.CaptureFixture[str], url: str, received: list[Any]
+) -> None:
     cfg = Path(night["config"])
     cfg.write_text(
         cfg.read_text().replace(
             "[selection]",
             f'[[notifications]]\ntype = "webhook"\n'
-            f'url = "http://127.0.0.1:{server.server_address[1]}/hook"\n'
+            f'url = "{url}"\n'
             '[[notifications]]\ntype = "webhook"\nurl = "http://127.0.0.1:9/closed"\n[selection]',
         )
     )
     shutil.rmtree(Path(night["repo"]) / night["orders"])
-    try:
-        code, out, err = run(capsys, "--config", str(cfg), "monitor", "--json")
-    finally:
-        server.shutdown()
+    code, out, err = run(capsys, "--config", str(cfg), "monitor", "--json")
     assert code == 1, err
     doc = orjson.loads(out)
     assert [n["ok"] for n in doc["notifications"]] == [True, False]
     (message,) = received
     assert night["orders"] in str(message["text"])
-    assert [f["table"] for f in message["failed"]] == [night["orders"]]  # type: ignore[index]
+    assert [f["table"] for f in message["failed"]] == [night["orders"]]
 
 
 def test_unknown_channel_type_is_a_config_error(
