@@ -16,7 +16,6 @@ Standalone: ``python bench/bench_dask_restore.py [--quick]`` prints its metrics.
 from __future__ import annotations
 
 import argparse
-import shutil
 import statistics
 import sys
 import tempfile
@@ -35,7 +34,6 @@ from common import (  # noqa: E402
     REGION,
     ProcessRun,
     Report,
-    hippolyte_backup,
     isolate_aws,
     machine,
     metric,
@@ -56,18 +54,13 @@ def run(*, quick: bool) -> Report:
     count = 10_000 if quick else 100_000
     plan = ["local", "dask"] if quick else ["local", "dask", "dask", "local"]
     report = Report(name=NAME, title=TITLE, quick=quick)
-    data = bench_dynalite._dataset(count)
     walls: dict[str, list[ProcessRun]] = {"local": [], "dask": []}
     with tempfile.TemporaryDirectory(prefix="bench-dask-restore-") as tmp_name, LocalCluster(
         n_workers=2, threads_per_worker=2, processes=True, dashboard_address=":0",
         host="127.0.0.1",
     ) as cluster:
         tmp = Path(tmp_name)
-        shutil.copytree(data, tmp / "source-db", ignore=shutil.ignore_patterns("LOCK"))
-        with testing.start_dynalite(path=tmp / "source-db") as source:
-            made = hippolyte_backup(bench_dynalite.TABLE, repo=tmp / "repo",
-                                    endpoint_url=source.endpoint_url, segments=WORKERS,
-                                    workers=WORKERS, read_percent=1)
+        made = bench_dynalite.backed_up(count, tmp, workers=WORKERS)
         for i, kind in enumerate(plan):
             (tmp / f"cwd-{i}").mkdir()
             with testing.start_dynalite(path=tmp / f"db-{i}") as fresh:

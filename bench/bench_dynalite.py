@@ -196,3 +196,13 @@ def _dynamodump_version() -> str:
         if line.startswith("Version:"):
             return line.split(":", 1)[1].strip()
     return "unknown"
+
+
+def backed_up(count: int, tmp: Path, *, workers: int) -> BackupRun:
+    """The cached ``count``-item table copied under ``tmp`` and backed up there once by the
+    CLI (``tmp / "repo"``), on a dynalite of its own, stopped again: the restore side's
+    benchmarks start from this. The ``hippolyte_backup`` result (``.folder``, ``.result``)."""
+    shutil.copytree(_dataset(count), tmp / "source-db", ignore=shutil.ignore_patterns("LOCK"))
+    with testing.start_dynalite(path=tmp / "source-db") as source:
+        return hippolyte_backup(TABLE, repo=tmp / "repo", endpoint_url=source.endpoint_url,
+                                segments=workers, workers=workers, read_percent=1)
