@@ -152,3 +152,28 @@ def test_append_only_backs_up_but_never_deletes_what_is_committed(
     with pytest.raises(RepositoryError, match="append-only"):
         guarded.delete(f"{table}/{ids[0]}/_SUCCESS")
     assert sorted(p.relative_to(repo) for p in repo.rglob("*")) == before
+
+
+def test_forget_asks_no_object_about_its_lock_where_the_bucket_has_none(
+    moto_server: Server,
+    use_s3: Callable[[Server], None],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from hippolyte.adapters.storage import S3Storage
+    from tests.test_forget import a_year
+
+    use_s3(moto_server)
+    plain = f"plain-{uuid.uuid4().hex[:10]}"
+    s3_client(moto_server).create_bucket(Bucket=plain)
+    storage = open_storage(f"s3://{plain}")
+    ids = sorted(a_year(storage)[:20])
+
+    def asked(self: Any, key: str) -> None:
+        raise AssertionError(f"asked about {key}'s lock in a bucket without Object Lock")
+
+    monkeypatch.setattr(S3Storage, "locked_until", asked)
+    code, out, err = run(capsys, "forget", "--keep-last", "5", "--repo", f"s3://{plain}", "--json")
+    assert code == 0, err
+    assert sorted(catalog.backup_ids(storage, "orders")) == ids[-5:]

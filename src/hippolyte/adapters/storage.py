@@ -80,6 +80,10 @@ class Storage(Protocol):
         configured (permissions; an S3 bucket without Object Lock under ``[object_lock]``)."""
         ...
 
+    def lock_enabled(self) -> bool:
+        """Whether any object here can carry an Object Lock (an S3 bucket with it enabled)."""
+        ...
+
     def locked_until(self, key: str) -> tuple[str, dt.datetime] | None:
         """The S3 Object Lock (mode, retain-until) that protects ``key`` now, else None."""
         ...

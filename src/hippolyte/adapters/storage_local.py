@@ -170,8 +170,11 @@ class LocalStorage:
         except RepositoryError as exc:
             raise RepositoryError(f"repository {self.url} is not writable: {exc}") from exc
 
+    def lock_enabled(self) -> bool:
+        return False  # a folder has no Object Lock
+
     def locked_until(self, key: str) -> tuple[str, dt.datetime] | None:
-        return None  # a folder has no Object Lock
+        return None
 
     # -- conditional writes (the repository lock): compare-and-swap on one object ----------------
     # The "ETag" of a file is the hex MD5 of its bytes, as S3's of a plain PUT.

@@ -216,15 +216,19 @@ class S3Storage:
         except (RepositoryError, CredentialsError) as exc:
             raise type(exc)(f"repository {self.url} is not writable: {exc}") from exc
 
-    def _check_object_lock(self) -> None:
+    def lock_enabled(self) -> bool:
+        """Whether the bucket has S3 Object Lock: only then can any object be locked."""
         try:
             with self._errors(""):
                 conf = self._client.get_object_lock_configuration(Bucket=self.bucket)
         except RepositoryError as exc:
             if "ObjectLockConfigurationNotFound" not in repr(exc.__cause__):
                 raise
-            conf = {}
-        if conf.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") != "Enabled":
+            return False
+        return bool(conf.get("ObjectLockConfiguration", {}).get("ObjectLockEnabled") == "Enabled")
+
+    def _check_object_lock(self) -> None:
+        if not self.lock_enabled():
             raise ConfigError(
                 f"[object_lock] is set but bucket {self.bucket!r} has no Object Lock enabled: "
                 "nothing was written (create the bucket with Object Lock, e.g. the deploy "

@@ -173,10 +173,11 @@ def decide_with(
 
 def honour_locks(storage: Storage, decision: Decision) -> Decision:
     """Every removal S3 Object Lock forbids becomes a keep, its reason the lock's mode and
-    end; the ranges it would have lost are not lost. A folder has no locks: unchanged."""
-    if storage.bucket is None:
-        return decision
+    end; the ranges it would have lost are not lost. Without Object Lock on the bucket (a
+    folder too) nothing can be locked: unchanged, and no object is asked about."""
     removing = [e for e in decision.entries if e.action == "remove"]
+    if not removing or not storage.lock_enabled():
+        return decision
     with ThreadPoolExecutor(max_workers=16) as pool:
         locks = dict(zip(removing, pool.map(lambda e: _lock_of(storage, e), removing), strict=True))
     entries: list[Entry] = []
