@@ -85,7 +85,8 @@ def _in_process_proof(repo: str, ref: str, table: str) -> tuple[float, float]:
     from hippolyte.core.model import TableInfo
     from hippolyte.formats.base import KeySchema
     from hippolyte.formats.open import open_source
-    from hippolyte.ops.restore import check_files, table_digest
+    from hippolyte.ops.restore import table_digest
+    from hippolyte.ops.restore_check import check_files
     from hippolyte.repo import manifest
 
     bref = manifest.parse_ref(ref, repo=repo)

@@ -43,7 +43,8 @@ from hippolyte.core.restore_plan import create_table_request
 from hippolyte.engines.load import LoadSettings, load_files
 from hippolyte.formats.base import Source, SourceFile, check_item, iter_items, iter_lines
 from hippolyte.formats.open import open_source
-from hippolyte.ops.restore import check_files, table_digest
+from hippolyte.ops.restore import table_digest
+from hippolyte.ops.restore_check import check_files
 from hippolyte.repo import manifest
 
 import servers as testing

@@ -25,6 +25,7 @@ from hippolyte.engines.load import LoadSettings, load_files
 from hippolyte.engines.pool import cpu_pool
 from hippolyte.formats.open import open_source
 from hippolyte.ops import restore as restore_ops
+from hippolyte.ops import restore_check
 from hippolyte.ops.backup import BackupParams, backup_tables
 from hippolyte.ops.restore import RestoreParams, RestoreRefused, restore
 from hippolyte.ops.sample_tables import order_item
@@ -113,8 +114,8 @@ def test_large_restore_checks_and_digests_in_processes(
         pools.append(processes)
         return cpu_pool(processes, threads=threads)
 
-    monkeypatch.setattr(restore_ops, "PROCESS_MIN_ITEMS", 0)
-    monkeypatch.setattr(restore_ops, "cpus", lambda: 2)
+    monkeypatch.setattr(restore_check, "PROCESS_MIN_ITEMS", 0)
+    monkeypatch.setattr(restore_check, "cpus", lambda: 2)
     monkeypatch.setattr(restore_ops, "cpu_pool", recording)
     name, report = _restore(db, source, tmp_path)
     assert report.proven and same_items(db.stock_items(name), items)

@@ -88,6 +88,7 @@ class Source:
     extras: Json = field(default_factory=dict)  # timeToLive, tags, pointInTimeRecovery
     item_count: int | None = None
     ref: BackupRef | None = None
+    prefix: str | None = None  # the backup's folder, where a restore may record its proof
 
     def schema(self) -> KeySchema | None:
         return KeySchema.from_description(self.description) if self.description else None
@@ -407,6 +408,19 @@ def check_file(
         result.items += 1
         result.raw_bytes += len(item)
     return result
+
+
+def check_stored(source: Source, f: SourceFile) -> None:
+    """The file's stored bytes against the sha256 its manifest records, nothing decompressed
+    (a restore of a backup whose items a recorded check already read: repo.proofs)."""
+    sums = datafile.Checksums(sha256=True, md5=False)
+    with source.storage.open_read(f.key) as src:
+        while chunk := src.read(datafile.READ_CHUNK):
+            sums.update(chunk)
+    if sums.sha256 != f.sha256:
+        raise BackupCorrupt(
+            f"{_where(source, f)}: sha256 mismatch (the file changed since the backup)"
+        )
 
 
 class _Sums:

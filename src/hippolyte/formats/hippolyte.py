@@ -34,4 +34,5 @@ def open_backup(storage: Storage, prefix: str, *, location: str) -> Source:
         description=table["description"],
         extras={k: table.get(k) for k in ("timeToLive", "tags", "pointInTimeRecovery")},
         item_count=doc["backup"]["itemCount"],
+        prefix=prefix,
     )

@@ -33,7 +33,7 @@ from hippolyte.core.events import Emit, ItemsRead, Note, ReadStarted, Step, disc
 from hippolyte.core.model import BackupRef, Connection
 from hippolyte.ops.copy_send import FileJob, Sender, Sent
 from hippolyte.ops.copy_units import Unit, committed, lagging, refuse_same, select
-from hippolyte.repo import catalog, changes, manifest
+from hippolyte.repo import catalog, changes, manifest, proofs
 
 __all__ = [
     "CopyReport",
@@ -204,7 +204,7 @@ class _Run:
         if self.fatal is not None:
             return _failed(unit, self.fatal, prefix="not attempted: ")
         try:
-            there = list(self.dest.list(unit.prefix))
+            there = [k for k in self.dest.list(unit.prefix) if k != unit.prefix + proofs.PROOF]
             if unit.prefix + manifest.SUCCESS in there:
                 return self._already(unit, keys, there)
             jobs = _jobs(self.source, unit, keys)

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from hippolyte.adapters.storage import LocalStorage, S3Storage, Storage
 from hippolyte.core.errors import BackupNotFound, ConfigError
-from hippolyte.repo import catalog, changes, manifest
+from hippolyte.repo import catalog, changes, manifest, proofs
 
 Kind = Literal["backup", "changes"]
 
@@ -58,6 +58,8 @@ def committed(storage: Storage, table: str) -> dict[Unit, list[str]]:
 
 def _unit_of(table: str, key: str) -> Unit | None:
     parts = key[len(table) + 1 :].split("/")
+    if parts[1:] == [proofs.PROOF]:  # a restore's record, not part of the backup (repo.proofs)
+        return None
     if len(parts) >= 2 and manifest.is_backup_id(parts[0]):
         return Unit(table=table, kind="backup", id=parts[0])
     if len(parts) >= 3 and f"{parts[0]}/" == changes.CHANGES and changes.is_set_id(parts[1]):

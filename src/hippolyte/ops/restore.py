@@ -2,7 +2,8 @@
 
 Order: resolve the schema -> read every file once, checking checksums, lines and keys and
 folding the proof's digest of the backup (a bad file stops the restore before anything is
-created or written) -> check the target (never delete or overwrite a table) -> create it with
+created or written; ``ops.restore_check``: a backup whose check an earlier restore recorded
+only has its files hashed) -> check the target (never delete or overwrite a table) -> create it with
 temporary load capacity and wait until ACTIVE -> load, checkpointing each finished file ->
 prove: scan the new table, compare its item count and order-independent digest with the
 backup's -> set the backed-up capacities, then TTL, tags, PITR, deletion protection.
@@ -34,7 +35,8 @@ from hippolyte.core.restore_plan import (
 from hippolyte.engines.load import LoadSettings, load_files
 from hippolyte.engines.pool import cpu_pool, cpus
 from hippolyte.engines.segment import paced_pages
-from hippolyte.formats.base import FileCheck, KeySchema, Source, SourceFile, check_file
+from hippolyte.formats.base import KeySchema, Source, SourceFile
+from hippolyte.ops import restore_check
 from hippolyte.ops.restore_state import RestoreState, default_dir
 
 
@@ -96,7 +98,8 @@ def restore(
     )
     # One pool for both CPU-bound passes (the check, the proof's digest): its processes, each a
     # fresh interpreter (~0.5 s of CPU to start), are started once and wait through the load.
-    with cpu_pool(_processes(source.files, workers=params.workers), threads=params.workers) as pool:
+    processes = restore_check.processes_for(source.files, workers=params.workers)
+    with cpu_pool(processes, threads=params.workers) as pool:
         return _restore(
             source,
             conn=conn,
@@ -126,12 +129,8 @@ def _restore(
     state: RestoreState,
     pool: Executor,
 ) -> RestoreReport:
-    checks = dict(
-        zip(
-            source.files,
-            check_files(source, source.files, schema=schema, workers=params.workers, pool=pool),
-            strict=True,
-        )
+    checks = restore_check.check_backup(
+        source, schema=schema, workers=params.workers, pool=pool, emit=emit, table=table
     )
     todo = [f for f in source.files if f.key not in set(state.done_files)]
     current = prepare_target(control, desc, table=table, params=params, state=state, emit=emit)
@@ -257,37 +256,6 @@ def prepare_target(
     return dynamodb_admin.wait_active(control, table)
 
 
-# From how many items the CPU-bound passes (check + digest, the proof's digest) spread over
-# processes: below, starting them costs more than it saves.
-PROCESS_MIN_ITEMS = 20_000
-
-
-def _processes(files: list[SourceFile], *, workers: int) -> int:
-    """Processes for the CPU-bound passes: one per core up to ``workers`` for a large backup
-    (each holds an interpreter of its own, ~50 MB), none below PROCESS_MIN_ITEMS."""
-    counts = [f.item_count for f in files]
-    large = None in counts or sum(c or 0 for c in counts) >= PROCESS_MIN_ITEMS
-    return min(cpus(), workers) if large else 1
-
-
-def check_files(
-    source: Source,
-    files: list[SourceFile],
-    *,
-    schema: KeySchema,
-    workers: int,
-    pool: Executor | None = None,
-) -> list[FileCheck]:
-    """Check and digest every file, in ``pool`` or in a pool of its own: for a large backup over
-    processes (``_processes``)."""
-    check = functools.partial(check_file, source, schema=schema, digest=True)
-    if pool is not None:
-        return list(pool.map(check, files))
-    processes = min(_processes(files, workers=workers), len(files))
-    with cpu_pool(processes, threads=workers) as own:
-        return list(own.map(check, files))
-
-
 def finish_table(
     control: Any,
     desc: Json,
@@ -328,7 +296,8 @@ def table_digest(
     its pages as they arrive, in ``pool`` or in a pool of its own: processes (one per core)
     when the table is large."""
     if pool is None:
-        processes = min(cpus(), workers) if expected_items >= PROCESS_MIN_ITEMS else 1
+        large = expected_items >= restore_check.PROCESS_MIN_ITEMS
+        processes = min(cpus(), workers) if large else 1
         with cpu_pool(processes, threads=1) as own:
             return _scan_digest(
                 conn,

@@ -22,11 +22,11 @@ from hippolyte.formats.base import Source, item_of_export_line
 from hippolyte.ops.restore import (
     RestoreParams,
     RestoreReport,
-    check_files,
     finish_table,
     schema_of,
     table_digest,
 )
+from hippolyte.ops.restore_check import check_backup
 from hippolyte.repo import manifest
 
 GZIP_RATIO = 4.0  # data bytes per stored byte, when the format does not record its raw size
@@ -104,9 +104,11 @@ def restore_by_import(
             "(nothing was changed)"
         )
     emit(Note(text=f"checking {len(source.files)} files before importing anything", table=table))
-    checks = check_files(source, source.files, schema=schema, workers=params.workers)
+    checks = check_backup(
+        source, schema=schema, workers=params.workers, pool=None, emit=emit, table=table
+    )
     report = RestoreReport(table=table, source=source.location)
-    for check in checks:
+    for check in checks.values():
         assert check.digest is not None
         report.backup.merge(check.digest)
     creation, later = import_request(desc, table_name=table, load_capacity=params.write_capacity)

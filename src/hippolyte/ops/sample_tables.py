@@ -9,6 +9,8 @@ from typing import Any
 
 ORDERS, SESSIONS, EMPTY = "demo-orders", "demo-sessions", "demo-empty"
 ORDERS_KEY = (("customer", "S"), ("order", "N"))
+
+
 def create_sample_tables(client: Any) -> None:
     def throughput(r: int, w: int) -> dict[str, int]:
         return {"ReadCapacityUnits": r, "WriteCapacityUnits": w}

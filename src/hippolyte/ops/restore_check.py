@@ -1,0 +1,159 @@
+"""The restore's check pass: every file of the backup read and checked, and the proof's digest
+of its items folded, before anything is written (``formats.base.check_file``); or, when the
+backup carries the record of such a pass that applies (``repo.proofs``), only its stored
+files hashed against their manifest.
+
+The first restore (or drill) of a backup records what its check pass found; every later one
+against the same key schema reads each stored byte once, through sha256, and decompresses
+nothing before the load.
+"""
+
+from __future__ import annotations
+
+import functools
+from concurrent.futures import Executor, ThreadPoolExecutor
+
+from hippolyte.core.errors import HippolyteError
+from hippolyte.core.events import Emit, Note
+from hippolyte.core.proof import Digest
+from hippolyte.engines.pool import cpu_pool, cpus
+from hippolyte.formats.base import (
+    FileCheck,
+    KeySchema,
+    Source,
+    SourceFile,
+    check_file,
+    check_stored,
+)
+from hippolyte.repo import proofs
+
+# From how many items the CPU-bound passes (check + digest, the proof's digest) spread over
+# processes: below, starting them costs more than it saves.
+PROCESS_MIN_ITEMS = 20_000
+
+
+def processes_for(files: list[SourceFile], *, workers: int) -> int:
+    """Processes for the CPU-bound passes: one per core up to ``workers`` for a large backup
+    (each holds an interpreter of its own, ~50 MB), none below PROCESS_MIN_ITEMS."""
+    counts = [f.item_count for f in files]
+    large = None in counts or sum(c or 0 for c in counts) >= PROCESS_MIN_ITEMS
+    return min(cpus(), workers) if large else 1
+
+
+def check_files(
+    source: Source,
+    files: list[SourceFile],
+    *,
+    schema: KeySchema,
+    workers: int,
+    pool: Executor | None = None,
+) -> list[FileCheck]:
+    """Check and digest every file, in ``pool`` or in a pool of its own: for a large backup over
+    processes (``processes_for``)."""
+    check = functools.partial(check_file, source, schema=schema, digest=True)
+    if pool is not None:
+        return list(pool.map(check, files))
+    processes = min(processes_for(files, workers=workers), len(files))
+    with cpu_pool(processes, threads=workers) as own:
+        return list(own.map(check, files))
+
+
+def check_backup(
+    source: Source,
+    *,
+    schema: KeySchema,
+    workers: int,
+    pool: Executor | None,
+    emit: Emit,
+    table: str,
+) -> dict[SourceFile, FileCheck]:
+    """Every file of ``source`` checked, with its digest: from the backup's record when one
+    applies (the stored bytes hashed), else read in full, and then recorded."""
+    record = _applying(source, schema)
+    if record is not None:
+        emit(
+            Note(
+                text=f"{source.location}: its items were checked by an earlier restore "
+                f"({proofs.PROOF}); hashing its {len(source.files)} files only",
+                table=table,
+            )
+        )
+        with ThreadPoolExecutor(max_workers=max(1, workers)) as hashers:
+            list(hashers.map(functools.partial(check_stored, source), source.files))
+        found = {p.key: p for p in record.files}
+        return {
+            f: FileCheck(
+                items=found[f.key].items,
+                raw_bytes=found[f.key].raw_bytes,
+                digest=Digest.from_hex(count=found[f.key].count, hex=found[f.key].digest),
+            )
+            for f in source.files
+        }
+    checks = dict(
+        zip(
+            source.files,
+            check_files(source, source.files, schema=schema, workers=workers, pool=pool),
+            strict=True,
+        )
+    )
+    _record(source, schema, checks, emit=emit, table=table)
+    return checks
+
+
+def _recordable(source: Source) -> bool:
+    return (
+        source.kind == "hippolyte"
+        and source.prefix is not None
+        and all(f.sha256 for f in source.files)
+    )
+
+
+def _applying(source: Source, schema: KeySchema) -> proofs.ProofRecord | None:
+    if not _recordable(source):
+        return None
+    assert source.prefix is not None
+    record = proofs.load(source.storage, source.prefix)
+    files = [(f.key, f.sha256) for f in source.files]
+    return record if record is not None and record.applies(schema.attributes, files) else None
+
+
+def _record(
+    source: Source,
+    schema: KeySchema,
+    checks: dict[SourceFile, FileCheck],
+    *,
+    emit: Emit,
+    table: str,
+) -> None:
+    """Record the pass for the next restore: only against the backup's own key schema (a
+    ``--key`` given for this restore must not replace the record every other one uses). A
+    repository that refuses the write (read-only access) costs the next restore a full pass,
+    nothing else."""
+    if not _recordable(source) or source.schema() != schema:
+        return
+    assert source.prefix is not None
+    record = proofs.ProofRecord(
+        schema=schema.attributes,
+        files=tuple(
+            proofs.FileProof(
+                key=f.key,
+                sha256=f.sha256 or "",
+                items=c.items,
+                raw_bytes=c.raw_bytes,
+                count=c.digest.count if c.digest else 0,
+                digest=c.digest.hex if c.digest else "0" * 64,
+            )
+            for f, c in checks.items()
+        ),
+    )
+    try:
+        proofs.save(source.storage, source.prefix, record)
+    except (HippolyteError, OSError) as exc:
+        emit(
+            Note(
+                text=f"{source.location}: could not record its check ({proofs.PROOF}): {exc}; "
+                "the next restore checks it in full again",
+                level="warning",
+                table=table,
+            )
+        )

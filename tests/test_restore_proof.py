@@ -1,0 +1,178 @@
+"""The record of a restore's check pass (repo.proofs, ops.restore_check): a later restore of the
+same backup only hashes its files, and nothing about the record can make a bad restore pass."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from hippolyte.adapters.storage import open_storage
+from hippolyte.core.errors import BackupCorrupt
+from hippolyte.core.events import Event, Note
+from hippolyte.formats.base import KeySchema
+from hippolyte.formats.open import open_source
+from hippolyte.ops import copy as copy_op
+from hippolyte.ops import restore_check
+from hippolyte.ops.backup import BackupParams, backup_tables
+from hippolyte.ops.restore import RestoreParams, restore
+from hippolyte.ops.sample_tables import order_item
+from hippolyte.repo import proofs
+from tests.corpus import nasty_items, same_items
+from tests.helpers import Db, db_for
+from tests.support.servers import Server
+
+pytestmark = pytest.mark.servers
+ORDER_KEY = (("customer", "S"), ("order", "N"))
+
+
+@pytest.fixture
+def db(ddb_server: Server) -> Db:
+    return db_for(ddb_server)
+
+
+def _backup(db: Db, items: list[dict[str, Any]], repo: Path, **kw: Any) -> Any:
+    storage = open_storage(str(repo))
+    table = db.table(items=items, **kw)
+    (result,) = backup_tables(
+        [table], conn=db.conn, storage=storage, params=BackupParams(segments=2), emit=lambda e: None
+    )
+    assert result.ok, result.error
+    return open_source(storage, result.ref.prefix, location=str(result.ref))
+
+
+def _restore(db: Db, source: Any, tmp_path: Path, **kw: Any) -> tuple[str, Any, list[Event]]:
+    events: list[Event] = []
+    name = f"restored-{time.monotonic_ns()}"
+    report = restore(
+        source,
+        conn=db.conn,
+        table=name,
+        params=RestoreParams(state_dir=tmp_path / "state"),
+        emit=events.append,
+        **{"description": None, **kw},
+    )
+    return name, report, events
+
+
+def _hashed_only(events: list[Event]) -> bool:
+    return any(isinstance(e, Note) and proofs.PROOF in e.text for e in events)
+
+
+def _refuse_full_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(*_: Any, **__: Any) -> Any:
+        raise AssertionError("a file was read in full")
+
+    monkeypatch.setattr(restore_check, "check_file", refuse)
+
+
+def test_second_restore_only_hashes_and_is_proven(
+    db: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    items = nasty_items() + [{"pk": {"S": f"o{i}"}, **order_item(i)} for i in range(150)]
+    source = _backup(db, items, tmp_path / "repo")
+    first, report, events = _restore(db, source, tmp_path)
+    assert report.proven and not _hashed_only(events)
+    record = proofs.load(source.storage, source.prefix)
+    assert record is not None and sum(f.items for f in record.files) == len(items)
+    assert {f.key for f in record.files} == {f.key for f in source.files}
+
+    _refuse_full_check(monkeypatch)  # the second restore must not read any file in full
+    second, again, events = _restore(db, source, tmp_path)
+    assert _hashed_only(events)
+    assert again.proven and again.backup == report.backup and again.items_written == len(items)
+    assert same_items(db.stock_items(second), items)
+
+
+def test_changed_file_is_refused_before_anything_is_written(
+    db: Db, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = _backup(db, [order_item(i) for i in range(60)], tmp_path / "repo", key=ORDER_KEY)
+    _restore(db, source, tmp_path)
+    assert proofs.load(source.storage, source.prefix) is not None
+    key = source.files[0].key
+    data = bytearray(source.storage.get_bytes(key))
+    data[len(data) // 2] ^= 0x01
+    source.storage.put_bytes(key, bytes(data))
+    _refuse_full_check(monkeypatch)  # the hash alone must refuse it
+    tables_before = set(db.client.list_tables()["TableNames"])
+    with pytest.raises(BackupCorrupt, match=f"{key}.*sha256 mismatch"):
+        _restore(db, source, tmp_path)
+    assert set(db.client.list_tables()["TableNames"]) == tables_before
+
+
+def test_a_wrong_record_fails_the_proof(db: Db, tmp_path: Path) -> None:
+    """The recorded digest is the backup's side of the proof: one that is wrong is caught by
+    the restored table's digest, never taken for a proof."""
+    items = [order_item(i) for i in range(40)]
+    source = _backup(db, items, tmp_path / "repo", key=ORDER_KEY)
+    _restore(db, source, tmp_path)
+    key = source.prefix + proofs.PROOF
+    doc = orjson.loads(source.storage.get_bytes(key))
+    doc["files"][0]["digest"] = f"{int(doc['files'][0]['digest'], 16) ^ 1:064x}"
+    source.storage.put_bytes(key, orjson.dumps(doc))
+    _, report, events = _restore(db, source, tmp_path)
+    assert _hashed_only(events) and not report.proven
+    assert report.restored.count == report.backup.count == len(items)
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda doc: b"{not json", id="unreadable"),
+        pytest.param(lambda doc: orjson.dumps({**doc, "format": 99}), id="unknown-format"),
+        pytest.param(lambda doc: orjson.dumps({**doc, "files": doc["files"][1:]}), id="file-missing"),
+        pytest.param(
+            lambda doc: orjson.dumps({**doc, "schema": [["customer", "S"]]}), id="other-schema"
+        ),
+    ],
+)
+def test_a_record_that_does_not_apply_is_ignored(
+    dynalite: Server, tmp_path: Path, damage: Any
+) -> None:
+    db = db_for(dynalite)
+    items = [order_item(i) for i in range(40)]
+    source = _backup(db, items, tmp_path / "repo", key=ORDER_KEY)
+    _restore(db, source, tmp_path)
+    key = source.prefix + proofs.PROOF
+    source.storage.put_bytes(key, damage(orjson.loads(source.storage.get_bytes(key))))
+    name, report, events = _restore(db, source, tmp_path)
+    assert report.proven and not _hashed_only(events)
+    assert same_items(db.stock_items(name), items)
+    record = proofs.load(source.storage, source.prefix)  # checked in full, recorded again
+    assert record is not None and record.schema == ORDER_KEY
+
+
+def test_another_key_schema_is_checked_in_full_and_not_recorded(
+    dynalite: Server, tmp_path: Path
+) -> None:
+    db = db_for(dynalite)
+    source = _backup(db, [order_item(i) for i in range(30)], tmp_path / "repo", key=ORDER_KEY)
+    _restore(db, source, tmp_path)
+    before = source.storage.get_bytes(source.prefix + proofs.PROOF)
+    schema = KeySchema(attributes=(("customer", "S"),))
+    checks = restore_check.check_backup(
+        source, schema=schema, workers=2, pool=None, emit=lambda e: None, table="t"
+    )
+    assert sum(c.items for c in checks.values()) == 30
+    assert source.storage.get_bytes(source.prefix + proofs.PROOF) == before
+
+
+def test_copy_leaves_the_record_behind(dynalite: Server, tmp_path: Path) -> None:
+    """The record is not part of the backup: a copy neither sends it nor takes a record on
+    either side for a difference between the two copies."""
+    db = db_for(dynalite)
+    source = _backup(db, [order_item(i) for i in range(30)], tmp_path / "repo", key=ORDER_KEY)
+    dest = open_storage(str(tmp_path / "copy"))
+    assert copy_op.copy(source.storage, dest).count("copied") == 1
+    _restore(db, source, tmp_path)  # records proof.json at the source only
+    again = copy_op.copy(source.storage, dest)
+    assert again.count("skipped") == 1 and again.count("failed") == 0
+    assert not dest.exists(source.prefix + proofs.PROOF)  # not sent
+    _restore(db, open_source(dest, source.prefix, location="copy"), tmp_path)
+    source.storage.delete(source.prefix + proofs.PROOF)  # now at the destination only
+    again = copy_op.copy(source.storage, dest)
+    assert again.count("skipped") == 1 and again.count("failed") == 0
