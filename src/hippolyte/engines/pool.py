@@ -82,21 +82,67 @@ def cpus() -> int:
 @contextlib.contextmanager
 def cpu_pool(processes: int, *, threads: int) -> Iterator[Executor]:
     """Processes for CPU-bound pure work (checking and digesting items), which threads would
-    keep to one core. ``spawn``: each child starts clean, with this process's environment as it
-    is now, not as a copy of a parent with threads and open connections; children leave Ctrl-C
-    to the parent, which stops them.
+    keep to one core. Forked from a fork server (``_context``): one clean interpreter, started
+    once per process without this one's threads and open connections, that has imported what
+    the work needs, so that each child costs a fork rather than an interpreter's start-up and
+    imports (~0.45 s of CPU each). A child takes this process's environment as it is now (the
+    fork server keeps the one it started with) and leaves Ctrl-C to the parent, which stops it.
     One process or fewer: ``threads`` threads in this process, with nothing to start."""
     if processes <= 1:
         with ThreadPoolExecutor(max_workers=max(1, threads)) as local:
             yield local
         return
-    pool = ProcessPoolExecutor(
-        max_workers=processes,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=signal.signal,
-        initargs=(signal.SIGINT, signal.SIG_IGN),
-    )
+    global _open_pools
+    with _pools_lock:
+        _open_pools += 1
     try:
-        yield pool
+        pool = ProcessPoolExecutor(
+            max_workers=processes,
+            mp_context=_context(),
+            initializer=_child,
+            initargs=(dict(os.environ),),
+        )
+        try:
+            yield pool
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        with _pools_lock:
+            _open_pools -= 1
+            if _open_pools == 0:
+                _stop_fork_server()
+
+
+_open_pools = 0
+_pools_lock = threading.Lock()
+
+
+# What the fork server imports before forking: the main module (or every child would import
+# it again, the CLI and all it imports) and the modules whose functions the pools run.
+_PRELOAD = ["__main__", "hippolyte.formats.base", "hippolyte.core.proof"]
+
+
+def _context() -> multiprocessing.context.BaseContext:
+    if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover
+        return multiprocessing.get_context("spawn")
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(_PRELOAD)
+    return context
+
+
+def _stop_fork_server() -> None:
+    """Stop the fork server and reap it (its CPU, and its children's, then counts as this
+    process's) once no pool needs it; the next pool starts another. ``_stop`` is the
+    standard library's own way, private (its tests use it): without it the server exits
+    with this process."""
+    from multiprocessing import forkserver
+
+    stop = getattr(forkserver._forkserver, "_stop", None)
+    if stop is not None:
+        stop()
+
+
+def _child(environ: dict[str, str]) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ.clear()
+    os.environ.update(environ)
