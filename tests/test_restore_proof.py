@@ -124,7 +124,9 @@ def test_a_wrong_record_fails_the_proof(db: Db, tmp_path: Path) -> None:
     [
         pytest.param(lambda doc: b"{not json", id="unreadable"),
         pytest.param(lambda doc: orjson.dumps({**doc, "format": 99}), id="unknown-format"),
-        pytest.param(lambda doc: orjson.dumps({**doc, "files": doc["files"][1:]}), id="file-missing"),
+        pytest.param(
+            lambda doc: orjson.dumps({**doc, "files": doc["files"][1:]}), id="file-missing"
+        ),
         pytest.param(
             lambda doc: orjson.dumps({**doc, "schema": [["customer", "S"]]}), id="other-schema"
         ),
