@@ -27,6 +27,10 @@ from hippolyte.core.errors import ConfigError
 from hippolyte.ops.context import open_backup, storage_for
 from hippolyte.ops.convert import schema_for
 
+# DynamoDB's per-table quota is 40,000 units unless AWS raises it for the account; a raised
+# quota is honoured up to this, and anything larger is taken for a typo.
+MAX_LOAD_CAPACITY = 1_000_000
+
 
 @cli.command()
 @click.argument("ref")
@@ -47,10 +51,11 @@ from hippolyte.ops.convert import schema_for
 )
 @click.option(
     "--write-capacity",
-    type=click.IntRange(1, 40000),
+    type=click.IntRange(1, MAX_LOAD_CAPACITY),
     default=1000,
     show_default=True,
-    help="Temporary RCU/WCU of a provisioned target while loading and proving.",
+    help="Temporary RCU/WCU of a provisioned target while loading and proving (up to the "
+    "account's per-table quota: 40,000 unless AWS raised it).",
 )
 @click.option("--workers", type=click.IntRange(1, 256), help="Parallel writers.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted restore from its checkpoint.")
