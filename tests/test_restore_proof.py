@@ -3,6 +3,9 @@ same backup only hashes its files, and nothing about the record can make a bad r
 
 from __future__ import annotations
 
+import base64
+import gzip
+import hashlib
 import time
 from pathlib import Path
 from typing import Any
@@ -22,7 +25,7 @@ from hippolyte.ops.restore import RestoreParams, restore
 from hippolyte.ops.sample_tables import order_item
 from hippolyte.repo import proofs
 from tests.corpus import nasty_items, same_items
-from tests.helpers import Db, db_for
+from tests.helpers import Db, db_for, run
 from tests.support.servers import Server
 
 pytestmark = pytest.mark.servers
@@ -178,3 +181,58 @@ def test_copy_leaves_the_record_behind(dynalite: Server, tmp_path: Path) -> None
     source.storage.delete(source.prefix + proofs.PROOF)  # now at the destination only
     again = copy_op.copy(source.storage, dest)
     assert again.count("skipped") == 1 and again.count("failed") == 0
+
+
+def _forge(storage: Any, prefix: str, key: str, lines: list[bytes]) -> None:
+    """Rewrite one data file and every manifest entry of it to match: a backup whose checksums
+    all agree but whose items do not (what a writer's bug would leave)."""
+    data = gzip.compress(b"".join(line + b"\n" for line in lines))
+    md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+    storage.put_bytes(key, data)
+    doc = orjson.loads(storage.get_bytes(prefix + "hippolyte.json"))
+    for f in doc["files"]:
+        if prefix + f["key"] == key:
+            f.update(
+                sha256=hashlib.sha256(data).hexdigest(), md5=md5, size=len(data),
+                itemCount=len(lines),
+            )  # fmt: skip
+    storage.put_bytes(prefix + "hippolyte.json", orjson.dumps(doc))
+    rows = [orjson.loads(r) for r in storage.get_bytes(prefix + "manifest-files.json").splitlines()]
+    for r in rows:
+        if r["dataFileS3Key"] == key:
+            r.update(md5Checksum=md5, itemCount=len(lines))
+    storage.put_bytes(
+        prefix + "manifest-files.json", b"".join(orjson.dumps(r) + b"\n" for r in rows)
+    )
+
+
+def test_verify_items_records_the_check_and_finds_what_verify_does_not(
+    dynalite: Server,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    db = db_for(dynalite)
+    repo = tmp_path / "repo"
+    source = _backup(db, [order_item(i) for i in range(50)], repo, key=ORDER_KEY)
+    ref = source.prefix.rstrip("/")
+    code, out, _ = run(capsys, "verify", ref, "--repo", str(repo), "--items", "--json")
+    assert code == 0 and orjson.loads(out)[0]["ok"]
+    assert proofs.load(source.storage, source.prefix) is not None
+    _refuse_full_check(monkeypatch)  # the backup's first restore only hashes its files
+    _, report, events = _restore(db, source, tmp_path)
+    assert report.proven and _hashed_only(events)
+    monkeypatch.undo()
+
+    key = source.files[0].key
+    lines = gzip.decompress(source.storage.get_bytes(key)).splitlines()
+    lines[2] = b'{"Item":{"customer":{"S":"c"},"order":{"N":"1e999"}}}'  # beyond DynamoDB's range
+    _forge(source.storage, source.prefix, key, lines)
+    source.storage.delete(source.prefix + proofs.PROOF)
+    code, out, _ = run(capsys, "verify", ref, "--repo", str(repo), "--json")
+    assert code == 0  # every checksum agrees, every line is an item: verify alone passes
+    code, out, _ = run(capsys, "verify", ref, "--repo", str(repo), "--items", "--json")
+    (found,) = orjson.loads(out)
+    assert code == 4 and not found["ok"]
+    assert f"{key}" in found["problems"][0] and "line 3" in found["problems"][0]
+    assert not source.storage.exists(source.prefix + proofs.PROOF)  # nothing recorded

@@ -176,14 +176,27 @@ def show(ctx: click.Context, ref: str, repo: str | None, as_json: bool, **aws: A
 @cli.command()
 @click.argument("ref", required=False)
 @click.option("--all", "all_", is_flag=True, help="Verify every backup in the repository.")
+@click.option(
+    "--items",
+    is_flag=True,
+    help="Also check every item as a restore would before writing, and record it "
+    "(proof.json), so that the backup's first restore only hashes its files.",
+)
 @repo_option
 @aws_options
 @json_option
 @click.pass_context
 def verify(
-    ctx: click.Context, ref: str | None, all_: bool, repo: str | None, as_json: bool, **aws: Any
+    ctx: click.Context,
+    ref: str | None,
+    all_: bool,
+    items: bool,
+    repo: str | None,
+    as_json: bool,
+    **aws: Any,
 ) -> None:
     """Re-read every file and check checksums and counts against the manifests."""
+    from hippolyte.ops.restore_check import check_items
     from hippolyte.repo.verify import verify as run
     from hippolyte.repo.verify import verify_all
 
@@ -191,10 +204,14 @@ def verify(
         raise click.UsageError("give either REF or --all")
     settings = settings_of(ctx, repository=repo, **aws)
     if all_:
-        reports = verify_all(storage_for(settings), workers=settings.workers)
+        storage = storage_for(settings)
+        reports = verify_all(storage, workers=settings.workers)
     else:
         storage, bref = open_ref(settings, ref or "", repo=repo)
         reports = [run(storage, bref, workers=settings.workers)]
+    for r in reports:
+        if items and r.ok and not r.ref.backup_id.startswith("@"):  # not a change set
+            r.problems += check_items(storage, r.ref, workers=settings.workers)
     if wants_json(as_json):
         print_json(
             [

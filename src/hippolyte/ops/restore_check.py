@@ -13,8 +13,10 @@ from __future__ import annotations
 import functools
 from concurrent.futures import Executor, ThreadPoolExecutor
 
+from hippolyte.adapters.storage import Storage
 from hippolyte.core.errors import HippolyteError
-from hippolyte.core.events import Emit, Note
+from hippolyte.core.events import Emit, Note, discard
+from hippolyte.core.model import BackupRef
 from hippolyte.core.proof import Digest
 from hippolyte.engines.pool import cpu_pool, cpus
 from hippolyte.formats.base import (
@@ -25,6 +27,7 @@ from hippolyte.formats.base import (
     check_file,
     check_stored,
 )
+from hippolyte.formats.hippolyte import open_backup
 from hippolyte.repo import proofs
 
 # From how many items the CPU-bound passes (check + digest, the proof's digest) spread over
@@ -157,3 +160,19 @@ def _record(
                 table=table,
             )
         )
+
+
+def check_items(
+    storage: Storage, ref: BackupRef, *, workers: int, emit: Emit = discard
+) -> list[str]:
+    """``verify --items``: every item of the committed backup ``ref`` checked as its restore
+    would check it before writing anything, and the result recorded (``proof.json``) so that
+    the backup's first restore only hashes its files. The problems found, as messages."""
+    try:
+        source = open_backup(storage, ref.prefix, location=str(ref))
+        schema = source.schema()
+        assert schema is not None  # our format always records its table's description
+        check_backup(source, schema=schema, workers=workers, pool=None, emit=emit, table=ref.table)
+    except HippolyteError as exc:
+        return [str(exc)]
+    return []
