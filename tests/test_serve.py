@@ -249,3 +249,75 @@ def test_serve_with_capture_keeps_change_sets_until_sigterm(
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
     db.client.delete_table(TableName=table)
+
+
+@pytest.mark.servers
+def test_a_job_whose_lock_is_taken_over_stops_and_leaves_the_new_holder_alone(
+    dynalite: Server, tmp_path: Path
+) -> None:
+    """A backup job whose lock another run takes over (its lease ran out unrenewed; here the
+    lock object is replaced under it) stops at the next page, as if interrupted: nothing
+    committed, its journal closed, result "lock-lost"; the new holder's lock stays."""
+    from tests.support.faults import FaultProxy
+
+    db = db_for(dynalite)
+    blob = "x" * 3000  # ~3 KB items: three 1 MB pages in one segment
+    table = db.table(
+        prefix="lost", items=[{"pk": {"S": f"{i}"}, "b": {"S": blob}} for i in range(900)]
+    )
+    repo = tmp_path / "repo"
+    with FaultProxy(upstream=dynalite.endpoint_url, mix={"slow": 1.0}, slow_s=1.5) as proxy:
+        settings = config.validate(
+            {
+                "targets": [
+                    {
+                        "region": "us-east-1",
+                        "endpoint_url": proxy.endpoint_url,
+                        "repository": str(repo),
+                    }
+                ],
+                "selection": {"include": [f"{table}$"]},
+                "segments": 1,
+                "read_percent": 1,
+                "serve": {"port": 0, "lock_lease_s": 0.6},
+            },
+            source="test",
+        )
+        daemon = Daemon(settings=settings, stop=threading.Event())
+        job = threading.Thread(target=daemon.run_job, args=("backup",))
+        job.start()
+        storage = open_storage(str(repo))
+        deadline = time.monotonic() + 30
+        while not (daemon.running == "backup" and storage.exists(KEY)):
+            assert time.monotonic() < deadline, "the job never took its lock"
+            time.sleep(0.02)
+        other = orjson.loads(storage.get_bytes(KEY)) | {"token": "another-run", "pid": 1}
+        storage.put_bytes(KEY, orjson.dumps(other))  # taken over
+        job.join(timeout=60)
+    assert not job.is_alive()
+    assert daemon.last["backup"]["result"] == "lock-lost", daemon.last
+    assert not list(repo.glob(f"{table}/*/_SUCCESS"))  # nothing committed
+    assert orjson.loads(storage.get_bytes(KEY))["token"] == "another-run"  # left alone
+    (run,) = (repo / "@runs").iterdir()
+    journal = run / "journal.json"  # only when something was boosted
+    assert (
+        not journal.exists() or Journal.open(storage, run.name, create=False).open_entries() == []
+    )
+
+
+def test_the_lambda_s_job_stops_on_the_event_its_lock_sets_when_taken_over(tmp_path: Path) -> None:
+    from hippolyte import aws_lambda
+
+    repo = tmp_path / "repo"
+    settings = config.validate(
+        {"repository": str(repo), "serve": {"lock_lease_s": 0.3}}, source="test"
+    )
+    storage = open_storage(str(repo))
+
+    def run(lost: threading.Event) -> dict[str, object]:
+        other = orjson.loads(storage.get_bytes(KEY)) | {"token": "another-run"}
+        storage.put_bytes(KEY, orjson.dumps(other))  # taken over
+        return {"stopped": lost.wait(10)}
+
+    assert aws_lambda._locked(settings, "backup", run) == {"stopped": True}
+    assert orjson.loads(storage.get_bytes(KEY))["token"] == "another-run"  # left alone

@@ -85,13 +85,17 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         if action == "drill" and settings.drills is None:
             raise ConfigError(DRILL_ELSEWHERE)
         if action == "drill":
-            summary = _locked(settings, action, lambda: drill_job(settings, context=context))
+            summary = _locked(
+                settings, action, lambda lost: drill_job(settings, context=context, stop=lost)
+            )
         elif action == "capture":
             summary = capture_streams(settings, event=event, context=context)
         elif action == "backup":
-            summary = _locked(settings, action, lambda: backup(settings, context=context))
+            summary = _locked(
+                settings, action, lambda lost: backup(settings, context=context, stop=lost)
+            )
         else:
-            summary = _locked(settings, action, lambda: monitor(settings, event=event))
+            summary = _locked(settings, action, lambda _: monitor(settings, event=event))
             if settings.retention is not None:  # [retention]: forget after each monitor
                 summary["forget"] = forget_configured(settings)
             if settings.copies:  # [[copies]]: then copy what each destination lacks
@@ -144,14 +148,18 @@ def settings_for(context: Any) -> Settings:
     return context_mod.lambda_settings(region=region, account=account)
 
 
-def _locked(settings: Settings, job: str, run: Callable[[], dict[str, Any]]) -> dict[str, Any]:
-    """One run at a time, with the same lock in the repository as ``hippolyte serve``."""
+def _locked(
+    settings: Settings, job: str, run: Callable[[threading.Event], dict[str, Any]]
+) -> dict[str, Any]:
+    """One run at a time, with the same lock in the repository as ``hippolyte serve``. ``run``
+    gets the event the lock sets if another run takes it over: its work stops on it."""
     storage = context_mod.storage_for(settings, settings.effective_targets()[0])
-    lock = RepoLock(storage=storage, lease_s=settings.serve.lock_lease_s, purpose=job)
+    lost = threading.Event()
+    lock = RepoLock(storage=storage, lease_s=settings.serve.lock_lease_s, purpose=job, on_lost=lost)
     if not lock.acquire():
         raise HippolyteError(f"{job} skipped: another run holds the lock in {storage.url}")
     try:
-        return run()
+        return run(lost)
     finally:
         lock.release()
 
@@ -291,8 +299,13 @@ def fit(
     return replace(plan, pipelines=tuple(kept_pipelines)), deferred
 
 
-def backup(settings: Settings, *, context: Any) -> dict[str, Any]:
-    runs = [_backup_target(settings, t, context=context) for t in settings.effective_targets()]
+def backup(
+    settings: Settings, *, context: Any, stop: threading.Event | None = None
+) -> dict[str, Any]:
+    runs = [
+        _backup_target(settings, t, context=context, stop=stop)
+        for t in settings.effective_targets()
+    ]
     return {
         "action": "backup",
         "ok": all(r["ok"] for r in runs),
@@ -302,7 +315,9 @@ def backup(settings: Settings, *, context: Any) -> dict[str, Any]:
     }
 
 
-def _backup_target(settings: Settings, target: Target, *, context: Any) -> dict[str, Any]:
+def _backup_target(
+    settings: Settings, target: Target, *, context: Any, stop: threading.Event | None
+) -> dict[str, Any]:
     remaining, margin = remaining_s(context), _margin()
     deferred: list[Deferred] = []
     planned: list[planning.Plan] = []  # the whole plan, known even if the run is stopped
@@ -317,9 +332,11 @@ def _backup_target(settings: Settings, target: Target, *, context: Any) -> dict[
     run_id = manifest.backup_id(now)
     finished: list[TableResult] = []
     error = None
-    with _deadline(remaining - STOP_BEFORE_S) as stop:  # scans still running are stopped
+    with _deadline(remaining - STOP_BEFORE_S, stop) as stopping:  # scans still running stop
         try:
-            _, run = jobs.run_target(settings, target, emit=_log_event, stop=stop, now=now, fit=cut)
+            _, run = jobs.run_target(
+                settings, target, emit=_log_event, stop=stopping, now=now, fit=cut
+            )
             finished = run.results
         except Interrupted as exc:
             error = f"stopped {STOP_BEFORE_S:.0f} s before the Lambda's time limit: {exc}"
@@ -364,9 +381,10 @@ def remaining_s(context: Any) -> float:
 
 
 @contextlib.contextmanager
-def _deadline(seconds: float) -> Iterator[threading.Event]:
-    """An event that is set ``seconds`` from now, unless the block ends first."""
-    stop = threading.Event()
+def _deadline(seconds: float, stop: threading.Event | None = None) -> Iterator[threading.Event]:
+    """An event (``stop``, or a new one) that is set ``seconds`` from now, unless the block
+    ends first."""
+    stop = stop or threading.Event()
     timer = threading.Timer(max(0.0, seconds), stop.set)
     timer.daemon = True
     timer.start()
@@ -423,7 +441,9 @@ def fit_drills(
     return kept, deferred
 
 
-def drill_job(settings: Settings, *, context: Any) -> dict[str, Any]:
+def drill_job(
+    settings: Settings, *, context: Any, stop: threading.Event | None = None
+) -> dict[str, Any]:
     """``[drills]`` as `serve` runs it (``ops.drill.scheduled``: a sample of each target's
     fleet restored into scratch tables, proven, deleted, recorded, notified), restoring only
     the sampled tables that fit the time left. Its own entry for deploy/iam.py: the role's
@@ -446,7 +466,7 @@ def drill_job(settings: Settings, *, context: Any) -> dict[str, Any]:
         ]
 
     outcome, error = drills_op.DrillOutcome(), None
-    with _deadline(remaining - STOP_BEFORE_S) as stop:  # a drill still running is stopped
+    with _deadline(remaining - STOP_BEFORE_S, stop) as stop:  # a drill still running stops
         try:
             outcome = drills_op.scheduled(settings, emit=_log_event, stop=stop, fit=cut)
         except Interrupted as exc:  # its record is written; its scratch table cleaned up

@@ -8,8 +8,10 @@ contenders can never both win:
   hard link of a complete temp file, which fails like ``O_EXCL`` if the name exists); a stale
   lock is replaced only if it is still the one read (``If-Match`` on its ETag);
 - renew (a third of the lease) and release: ``If-Match`` on the ETag of our last write. A
-  renewal that fails means another took the lock over after our lease ended: logged, and the
-  holder stops renewing (``lost``).
+  renewal that fails means another took the lock over after our lease ended: logged, the
+  holder stops renewing (``lost``) and ``on_lost`` is set, which the holder's work stops on
+  (``serve`` passes its job's stop event: a run that lost its lock stops as if interrupted,
+  its boosts reverted, rather than run beside the one that took over).
 
 In a folder the compare of a renew or release and its write run under an exclusive flock of
 the repository's root folder (see ``LocalStorage``).
@@ -80,6 +82,7 @@ class RepoLock:
     token: str = field(default_factory=lambda: uuid.uuid4().hex)
     host: str = field(default_factory=socket.gethostname)
     lost: bool = False  # set when a renewal finds the lock taken over
+    on_lost: threading.Event | None = None  # set then too: the holder's work stops on it
     _etag: str | None = field(default=None, repr=False)  # of our last write; None: not held
     _listed: bool = field(default=False, repr=False)  # the listed protocol (no conditions)
     _acquired: dt.datetime | None = field(default=None, repr=False)
@@ -222,6 +225,8 @@ class RepoLock:
                 )
                 self.lost, self._etag = True, None
                 self._stop.set()
+                if self.on_lost is not None:
+                    self.on_lost.set()
                 return False
             self._etag = etag
             return True

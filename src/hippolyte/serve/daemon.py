@@ -42,6 +42,8 @@ class Daemon:
     last: dict[str, Any] = field(default_factory=dict)
     next_at: dict[str, dt.datetime] = field(default_factory=dict)
     dashboard: Dashboard | None = None  # the page at /, read from the repositories
+    # The running job's stop: ``stop``, or one of its locks taken over by another run.
+    job_stop: threading.Event = field(default_factory=threading.Event)
 
     def health(self) -> dict[str, Any]:
         """``status`` is "degraded" when the dashboard could not read a repository (the
@@ -77,6 +79,7 @@ class Daemon:
             self.run_job(job)
 
     def run_job(self, job: str) -> None:
+        self.job_stop = threading.Event()
         try:
             locks = self._lock_all(job)
         except HippolyteError as exc:
@@ -89,16 +92,20 @@ class Daemon:
         self.running = job
         started = time.monotonic()
         result = "ok"
+        relay = _Relay(self.stop, self.job_stop)
         try:
             log.info("job started", extra={"job": job})
             jobs_ = {"backup": self._backup, "monitor": self._monitor, "drill": self._drill}
             result = jobs_[job]()
+            if any(lock.lost for lock in locks):
+                result = "lock-lost"
         except Interrupted:
-            result = "interrupted"
+            result = "lock-lost" if any(lock.lost for lock in locks) else "interrupted"
         except HippolyteError as exc:
             result = "error"
             log.error("job failed", extra={"job": job, "error": str(exc)})
         finally:
+            relay.close()
             _release(locks)
             self.running = None
             self._count_boosts()
@@ -172,7 +179,10 @@ class Daemon:
         try:
             for storage in self._repositories():
                 lock = RepoLock(
-                    storage=storage, lease_s=self.settings.serve.lock_lease_s, purpose=job
+                    storage=storage,
+                    lease_s=self.settings.serve.lock_lease_s,
+                    purpose=job,
+                    on_lost=self.job_stop,
                 )
                 if not lock.acquire():
                     log.warning(
@@ -189,8 +199,8 @@ class Daemon:
 
     def _backup(self) -> str:
         targets = self.settings.effective_targets()
-        runs = jobs.nightly_backup(self.settings, stop=self.stop, targets=targets)
-        if self.stop.is_set():
+        runs = jobs.nightly_backup(self.settings, stop=self.job_stop, targets=targets)
+        if self.job_stop.is_set():
             return "interrupted"
         for target, run in zip(targets, runs, strict=True):  # one run per target, in order
             for r in run.results:
@@ -209,7 +219,7 @@ class Daemon:
         a failed drill notified."""
         from hippolyte.ops.drill import scheduled
 
-        outcome = scheduled(self.settings, stop=self.stop, emit=_log_capture, now=self.clock())
+        outcome = scheduled(self.settings, stop=self.job_stop, emit=_log_capture, now=self.clock())
         for record, target in zip(outcome.drills, self._drilled(outcome), strict=True):
             for t in record.tables:
                 self.metrics.drill(
@@ -269,6 +279,27 @@ class Daemon:
             log.warning("cannot count open boosts", extra={"error": str(exc)})
             return
         self.metrics.boosts.set(open_entries)
+
+
+class _Relay:
+    """``outer`` reaches ``inner`` (the daemon's stop, its job's) until closed."""
+
+    def __init__(self, outer: threading.Event, inner: threading.Event) -> None:
+        self._done = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(outer, inner), daemon=True, name="hippolyte-job-stop"
+        )
+        self._thread.start()
+
+    def _run(self, outer: threading.Event, inner: threading.Event) -> None:
+        while not self._done.is_set():
+            if outer.wait(0.1):
+                inner.set()
+                return
+
+    def close(self) -> None:
+        self._done.set()
+        self._thread.join()
 
 
 def _release(locks: list[RepoLock]) -> None:
