@@ -642,3 +642,31 @@ def test_the_drill_rule_without_drills_is_refused(stack: _Stack) -> None:
     summary = aws_lambda.handler(_rule("hippolyte-drill"), _Context(remaining_s=890))
     assert summary["ok"] is False and summary["error"] == aws_lambda.DRILL_ELSEWHERE
     assert "[drills]" in summary["error"] and stack.keys() == []  # nothing was touched
+
+
+def test_copies_destinations_are_in_the_policies() -> None:
+    """[[copies]]: a destination written with our credentials is in the repository
+    statements, one reached through its role only through sts:AssumeRole; a destination's
+    own Object Lock needs PutObjectRetention."""
+    offsite = f"arn:aws:iam::{ACCOUNT}:role/offsite"
+    settings = RICH.model_copy(
+        update={
+            "copies": [
+                config.Copy(
+                    to="s3://dr-bucket/copies",
+                    object_lock=config.ObjectLock(mode="GOVERNANCE", days=7),
+                ),
+                config.Copy(to="s3://other-account/x", role_arn=offsite),
+            ]
+        }
+    )
+    by_sid = {s["Sid"]: s for s in deploy.iam_policy(settings=settings)["Statement"]}
+    assert "arn:aws:s3:::dr-bucket/copies/*" in by_sid["RepositoryObjects"]["Resource"]
+    assert not any("other-account" in str(s["Resource"]) for s in by_sid.values())
+    assert offsite in by_sid["AssumeTargetRoles"]["Resource"]
+    assert "s3:PutObjectRetention" in _allowed(deploy.iam_policy(settings=settings))
+    role = {s["Sid"]: s for s in _statements(_role_policy(_doc(settings=settings)), set())}
+    assert {"Fn::Sub": "arn:${AWS::Partition}:s3:::dr-bucket/copies/*"} in role[
+        "RepositoryObjects"
+    ]["Resource"]
+    assert offsite in role["AssumeTargetRoles"]["Resource"]

@@ -409,8 +409,10 @@ def test_the_policy_s_statements_are_the_ones_tested(policy: dict[str, Any]) -> 
 # -- the Lambda function's role, from the template ------------------------------------------------
 
 STACK_BUCKET = "hippolyte-iam-stack"
+COPY_BUCKET = "hippolyte-iam-offsite"  # [[copies]]: the monitor copies each backup there
 LAMBDA_CONFIG = {
     "selection": {"include": ["iam-"]},
+    "copies": [{"to": f"s3://{COPY_BUCKET}/offsite"}],
     "read_percent": 0.5,
     "planning": {
         "window_start": "00:00",
@@ -504,6 +506,7 @@ def role_policy(world: World) -> dict[str, Any]:
     """The template's role policy as the stack resolves it (no Object Lock: its Fn::If
     statements are absent), as moto can evaluate it."""
     world.moto.client("s3").create_bucket(Bucket=STACK_BUCKET)
+    world.moto.client("s3").create_bucket(Bucket=COPY_BUCKET)
     names = {
         "AWS::Partition": "aws",
         "AWS::Region": REGION,
@@ -580,6 +583,8 @@ def test_the_role_runs_the_function(role_policy: dict[str, Any], role_run: RoleR
     (target,) = done[1][1]["targets"]
     backed_up = {b["table"]: b["warnings"] for b in target["backed_up"]}
     assert backed_up == {ORDERS: [], LIVE: []}  # the boost worked: no warning
+    (copied,) = done[2][1]["copies"]  # the monitor's [[copies]], with the role's rights
+    assert copied["ok"] and {c["action"] for c in copied["copies"]} == {"copied"}, copied
     assert done[-1][1]["action"] == "capture", done[-1][1]
 
 

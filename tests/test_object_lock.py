@@ -177,3 +177,45 @@ def test_forget_asks_no_object_about_its_lock_where_the_bucket_has_none(
     code, out, err = run(capsys, "forget", "--keep-last", "5", "--repo", f"s3://{plain}", "--json")
     assert code == 0, err
     assert sorted(catalog.backup_ids(storage, "orders")) == ids[-5:]
+
+
+def test_a_copy_destination_s_own_object_lock(
+    dynalite: Server, moto_server: Server, locked_bucket: str, tmp_path: Path
+) -> None:
+    """[[copies]] object_lock: every object of the off-site copy carries the destination's
+    retention; a destination bucket without Object Lock is refused before anything is
+    written there."""
+    from hippolyte.core import config
+    from hippolyte.ops.backup import BackupParams, backup_tables
+    from hippolyte.ops.copy import copy_by_config
+
+    s3 = s3_client(moto_server)
+    db = db_for(dynalite)
+    table = db.table(items=[{"pk": {"S": f"k{i}"}} for i in range(30)])
+    source = open_storage(str(tmp_path / "repo"))
+    (done,) = backup_tables(
+        [table], conn=db.conn, storage=source, params=BackupParams(), emit=lambda e: None
+    )
+    assert done.ok, done.error
+    plain = f"plain-{uuid.uuid4().hex[:10]}"
+    s3.create_bucket(Bucket=plain)
+    settings = config.validate(
+        {
+            "copies": [
+                {"to": f"s3://{bucket}/offsite", "object_lock": {"mode": "COMPLIANCE", "days": 3}}
+                for bucket in (plain, locked_bucket)
+            ]
+        },
+        source="test",
+    )
+    began = dt.datetime.now(dt.UTC)
+    refused, copied = copy_by_config(source, settings.copies)
+    assert not refused.ok and "Object Lock" in (refused.error or ""), refused
+    assert "Contents" not in s3.list_objects_v2(Bucket=plain)  # nothing written
+    assert copied.ok and copied.count("copied") == 1, copied
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket=locked_bucket)["Contents"]]
+    assert any(k.endswith("/_SUCCESS") for k in keys) and any("/data/" in k for k in keys)
+    for key in keys:
+        head = s3.head_object(Bucket=locked_bucket, Key=key)
+        assert head["ObjectLockMode"] == "COMPLIANCE", key
+        assert head["ObjectLockRetainUntilDate"] > began + dt.timedelta(days=3, minutes=-1)

@@ -166,6 +166,8 @@ class Copy(_Strict):
     endpoint_url: str | None = Field(default=None, pattern=r"^https?://")  # the S3 endpoint
     role_arn: str | None = Field(default=None, pattern=r"^arn:aws[a-z-]*:iam::\d{12}:role/.+$")
     tables: list[str] = []  # regular expressions (searched); none: every table
+    # the destination's own retention: an immutable off-site copy (S3 Object Lock enabled)
+    object_lock: ObjectLock | None = None
 
     @field_validator("tables")
     @classmethod

@@ -100,9 +100,10 @@ LOCK_BYPASS = {"s3:BypassGovernanceRetention", "s3:DeleteObjectVersion"}
 
 def object_lock_actions(settings: Settings) -> set[str]:
     """What reading and writing Object Lock needs beyond the calls: forget reads locks on
-    any S3 repository; ``[object_lock]`` writes retentions."""
-    writes = {"s3:PutObjectRetention"} if settings.object_lock is not None else set()
-    return OBJECT_LOCK_READS | writes
+    any S3 repository; ``[object_lock]``, or a ``[[copies]]`` destination's, writes
+    retentions."""
+    locking = settings.object_lock is not None or any(c.object_lock for c in settings.copies)
+    return OBJECT_LOCK_READS | ({"s3:PutObjectRetention"} if locking else set())
 
 
 ACCOUNT_WIDE = {  # AWS requires Resource "*"
@@ -399,6 +400,19 @@ def s3_repositories(settings: Settings) -> list[tuple[str, str]]:
     """(bucket, prefix) of every s3:// repository the settings name."""
     urls = [settings.repository, *(t.repository for t in settings.targets)]
     return sorted({loc for u in urls if (loc := s3_location(u)) is not None})
+
+
+def copy_destinations(settings: Settings) -> list[tuple[str, str]]:
+    """(bucket, prefix) of every ``[[copies]]`` S3 destination written with our own
+    credentials; one reached through ``role_arn`` is that role's to allow."""
+    urls = [c.to for c in settings.copies if c.role_arn is None]
+    return sorted({loc for u in urls if (loc := s3_location(u)) is not None})
+
+
+def assumed_roles(settings: Settings) -> list[str]:
+    """The roles the code assumes: the targets' and the ``[[copies]]`` destinations'."""
+    targets = {t.role_arn for t in settings.targets if t.role_arn}
+    return sorted(targets | {c.role_arn for c in settings.copies if c.role_arn})
 
 
 def objects_arn(bucket: str, prefix: str, *, partition: str = "aws") -> str:

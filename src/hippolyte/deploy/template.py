@@ -24,6 +24,8 @@ from hippolyte.deploy.iam import (
     Resource,
     Scope,
     api_calls_in_code,
+    assumed_roles,
+    copy_destinations,
     object_lock_actions,
     objects_arn,
     s3_repositories,
@@ -63,7 +65,7 @@ def iam_policy(*, settings: Settings | None = None) -> dict[str, Any]:
     def arns(service: str, *rests: str) -> list[Resource]:
         return [f"arn:aws:{service}:{r}:{a}:{rest}" for r, a in places for rest in rests]
 
-    repos = s3_repositories(settings) or [("*", "")]
+    repos = sorted({*s3_repositories(settings), *copy_destinations(settings)}) or [("*", "")]
     scope = Scope(
         tables=arns("dynamodb", *(f"table/{p}" for p in table_patterns(settings))),
         restore_tables=arns("dynamodb", "table/*"),
@@ -71,7 +73,7 @@ def iam_policy(*, settings: Settings | None = None) -> dict[str, Any]:
         buckets=[(f"arn:aws:s3:::{b}", p) for b, p in repos],
         topics=list(topics(settings)) or arns("sns", "*"),
         alarms=arns("cloudwatch", "alarm:TargetTracking-table/*"),
-        roles=sorted({t.role_arn for t in settings.targets if t.role_arn}),
+        roles=assumed_roles(settings),
         pipeline_roles=_pipeline_roles(settings, accounts={a for _, a in places}),
         import_logs=arns("logs", "log-group:/aws-dynamodb/*"),
     )
@@ -149,7 +151,12 @@ def _role_policy(settings: Settings) -> dict[str, Any]:
             _sub(f"arn:${{AWS::Partition}}:{service}:{r}:{a}:{x}") for r, a in places for x in rests
         ]
 
-    extra = s3_repositories(settings.model_copy(update={"repository": None}))
+    extra = sorted(
+        {
+            *s3_repositories(settings.model_copy(update={"repository": None})),
+            *copy_destinations(settings),
+        }
+    )
     scope = Scope(
         tables=arns("dynamodb", *(f"table/{p}" for p in table_patterns(settings))),
         restore_tables=[],
@@ -164,7 +171,7 @@ def _role_policy(settings: Settings) -> dict[str, Any]:
         topics=[_ref("Topic"), *topics(settings)],
         alarms=arns("cloudwatch", "alarm:TargetTracking-table/*"),
         logs=[_arn("LogGroup")],
-        roles=sorted({t.role_arn for t in settings.targets if t.role_arn}),
+        roles=assumed_roles(settings),
         pipeline_roles=[
             _sub(f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{name}")
             for name in (settings.datapipeline.role, settings.datapipeline.resource_role)

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from hippolyte.adapters.storage import Storage, open_storage
-from hippolyte.core.config import Copy
+from hippolyte.core.config import Copy, ObjectLock
 from hippolyte.core.errors import (
     BackupCorrupt,
     CredentialsError,
@@ -100,8 +100,16 @@ class CopyReport:
         }
 
 
-def open_destination(url: str, *, conn: Connection, endpoint_url: str | None = None) -> Storage:
-    return open_storage(url, conn=conn, s3_endpoint_url=endpoint_url)
+def open_destination(
+    url: str,
+    *,
+    conn: Connection,
+    endpoint_url: str | None = None,
+    object_lock: ObjectLock | None = None,
+) -> Storage:
+    """The destination repository; with ``object_lock`` every object is written with that
+    retention, and a bucket without Object Lock is refused before anything is written."""
+    return open_storage(url, conn=conn, s3_endpoint_url=endpoint_url, object_lock=object_lock)
 
 
 # -- copying -------------------------------------------------------------------------------------
@@ -147,7 +155,9 @@ def copy_by_config(
     reports = []
     for c in copies:
         try:
-            dest = open_destination(c.to, conn=c.connection(), endpoint_url=c.endpoint_url)
+            dest = open_destination(
+                c.to, conn=c.connection(), endpoint_url=c.endpoint_url, object_lock=c.object_lock
+            )
             reports.append(copy(storage, dest, only=c.wants, emit=emit))
         except HippolyteError as exc:
             reports.append(CopyReport(source=storage.url, destination=c.to, error=str(exc)))
