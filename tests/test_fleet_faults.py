@@ -248,6 +248,14 @@ def test_sigterm_during_a_boosted_backup(
     assert code == 1 and isinstance(report, dict), errs
     checks = {c["table"]: c for r in report["reports"] for c in r["tables"]}
     assert not checks[reading]["ok"] and "incomplete" in checks[reading]["reason"], checks[reading]
+    assert "interrupted" in checks[reading]["reason"]  # the run's result says why
+    result = orjson.loads((repo / "@runs" / rid / "result.json").read_bytes())
+    by_table = {r["table"]: r for r in result["results"]}
+    assert set(by_table) == {t.name for t in small.tables}  # each table accounted for
+    assert by_table[reading]["error"].startswith("interrupted")
+    assert all(
+        r["ok"] or r["error"].startswith(("interrupted", "not started")) for r in by_table.values()
+    )
 
 
 def _wait_for_boosted_read(

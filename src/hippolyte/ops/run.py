@@ -112,9 +112,7 @@ def run_plan(
                 params=replace(params, engine="export"),
                 clients=clients,
             ), []
-        except Interrupted:
-            raise
-        except HippolyteError as exc:
+        except HippolyteError as exc:  # Interrupted too: recorded, the run stops after it
             return [TableResult(table=name, ref=None, ok=False, error=str(exc))], []
 
     results: list[TableResult] = []
@@ -129,7 +127,22 @@ def run_plan(
         for future in exports:
             r, o = future.result()
             results += r
+    if stop.is_set():  # what finished, what was stopped and what never started, then stop
+        done = {r.table for r in results}
+        results += [
+            TableResult(table=name, ref=None, ok=False, error="not started: the run was stopped")
+            for name in _planned(plan)
+            if name not in done
+        ]
+        _finish(storage, RunResult(run_id=run_id, results=results, capacity=outcomes))
+        raise Interrupted(f"run {run_id} stopped; its result records what finished")
     return _finish(storage, RunResult(run_id=run_id, results=results, capacity=outcomes))
+
+
+def _planned(plan: planning.Plan) -> list[str]:
+    return [t.estimate.table for p in plan.pipelines for t in p.tables] + [
+        e.table for e in plan.exports
+    ]
 
 
 def _finish(storage: Storage, result: RunResult) -> RunResult:
@@ -209,8 +222,11 @@ def _table(
             clients=clients,
         )
         return replace(result, warnings=warnings), outcomes
-    except Interrupted:
-        raise
+    except Interrupted as exc:  # the run is stopping: recorded, and the run stops after it
+        stopped = TableResult(
+            table=name, ref=None, ok=False, error=f"interrupted: {exc}", warnings=warnings
+        )
+        return stopped, outcomes  # (with the put-back the finally adds)
     except HippolyteError as exc:  # one table's failure does not stop its pipeline
         failed = TableResult(table=name, ref=None, ok=False, error=str(exc), warnings=warnings)
         return failed, outcomes
