@@ -162,7 +162,7 @@ def _path_of(kind: str, url: str, hold: Callable[[], None]) -> Callable[[], obje
         daemon._backup = job
         return functools.partial(daemon.run_job, "backup")
 
-    def run() -> dict[str, Any]:
+    def run(_lost: threading.Event) -> dict[str, Any]:
         hold()
         return {}
 
