@@ -13,7 +13,7 @@ import pytest
 
 from hippolyte.adapters.storage import open_storage
 from hippolyte.ops.monitor import expected_since, monitor
-from hippolyte.repo import runs
+from hippolyte.repo import proofs, runs
 from tests.helpers import db_for, run
 from tests.support.servers import Server
 from tests.support.webhook import webhook
@@ -72,6 +72,8 @@ def test_monitor_matches_tables_exactly(night: dict[str, str]) -> None:
         night["orders-x"]: (False, "no"),
     }
     assert report.ran and not report.ok and report.logs and report.run_id in report.logs
+    archive = next((Path(night["repo"]) / night["orders-archive"]).iterdir())
+    assert (archive / proofs.PROOF).exists()  # --verify checked its items, and recorded it
     written = orjson.loads(storage.get_bytes(f"@runs/{report.run_id}/monitor.json"))
     assert written["runId"] == report.run_id and written["format"] == "hippolyte-monitor/1"
     assert runs.read_monitor(storage, report.run_id) == report

@@ -450,7 +450,13 @@ def status(ctx: click.Context, repo: str | None, as_json: bool, **aws: Any) -> N
 
 @cli.command()
 @click.option("--run", "run_id", help="The run to check (default: tonight's, per the schedule).")
-@click.option("--verify", "check_files", is_flag=True, help="Also re-read every backup's files.")
+@click.option(
+    "--verify",
+    "check_files",
+    is_flag=True,
+    help="Also re-read every backup's files and check every item as a restore would "
+    "(recorded: the backup's first restore then only hashes its files).",
+)
 @click.option("--no-notify", is_flag=True, help="Report only; send no notification.")
 @repo_option
 @aws_options

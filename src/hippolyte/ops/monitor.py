@@ -42,12 +42,14 @@ from hippolyte.core.model import (
 )
 from hippolyte.engines import capacity, datapipeline_engine
 from hippolyte.formats import datapipeline as formats_datapipeline
+from hippolyte.ops.restore_check import check_items
 from hippolyte.ops.status import changes_state
 from hippolyte.repo import catalog, manifest, runs
 from hippolyte.repo.journal import BoostState, Journal
 from hippolyte.repo.verify import verify
 
 GRACE = dt.timedelta(hours=1)  # a run may start a little before its scheduled minute
+VERIFY_WORKERS = 4  # files read at once by --verify's item check
 
 
 def expected_since(backup_cron: str, now: dt.datetime) -> dt.datetime:
@@ -220,6 +222,11 @@ def _check(
             return verdict(False, f"verify failed: {exc}", ref)
         if not result.ok:
             return verdict(False, f"verify failed: {result.problems[0]}", ref)
+        # every item as a restore checks it, recorded: the backup's first restore then only
+        # hashes its files
+        problems = check_items(storage, ref, workers=VERIFY_WORKERS)
+        if problems:
+            return verdict(False, f"verify failed: {problems[0]}", ref)
     return verdict(True, f"committed {ref.backup_id}", ref)
 
 
