@@ -504,3 +504,35 @@ def test_one_file_is_loaded_by_several_requests_at_once(dynalite: Server, tmp_pa
     with pytest.raises(AwsError, match="injected"):
         load(failing)
     assert failing.calls < 16  # the rest of the file was not sent
+
+
+def test_without_posix_semaphores_the_passes_run_in_threads(
+    dynalite: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """AWS Lambda has no /dev/shm: a process pool cannot even be made there. A large restore
+    (a drill in the Lambda) then checks and digests in threads instead, and is proven."""
+    import _multiprocessing
+    import multiprocessing.synchronize
+
+    db = db_for(dynalite)
+    items = [order_item(i) for i in range(120)]
+    source = _backup(db, db.table(items=items, key=ORDER_KEY), tmp_path / "repo", segments=2)
+
+    def no_semaphores(*_: Any, **__: Any) -> Any:
+        raise OSError(38, "Function not implemented")
+
+    monkeypatch.setattr(multiprocessing.synchronize, "_multiprocessing", _Without(no_semaphores))
+    monkeypatch.setattr(restore_check, "PROCESS_MIN_ITEMS", 0)
+    monkeypatch.setattr(restore_check, "cpus", lambda: 2)
+    monkeypatch.setattr(restore_ops, "cpus", lambda: 2)
+    name, report = _restore(db, source, tmp_path)
+    assert report.proven and same_items(db.stock_items(name), items)
+    assert _multiprocessing.SemLock is not no_semaphores  # only the pool's view was changed
+
+
+class _Without:
+    """``_multiprocessing`` as multiprocessing.synchronize sees it, SemLock refused."""
+
+    def __init__(self, semlock: Any) -> None:
+        self.SemLock = semlock
+        self.sem_unlink = None

@@ -6,6 +6,7 @@ inside one group never stops anything outside it: one table failing does not sto
 from __future__ import annotations
 
 import contextlib
+import logging
 import multiprocessing
 import os
 import signal
@@ -22,6 +23,7 @@ from typing import TypeVar
 
 from hippolyte.core.errors import Interrupted
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -87,7 +89,8 @@ def cpu_pool(processes: int, *, threads: int) -> Iterator[Executor]:
     the work needs, so that each child costs a fork rather than an interpreter's start-up and
     imports (~0.45 s of CPU each). A child takes this process's environment as it is now (the
     fork server keeps the one it started with) and leaves Ctrl-C to the parent, which stops it.
-    One process or fewer: ``threads`` threads in this process, with nothing to start."""
+    One process or fewer, or where processes cannot share a queue (no POSIX semaphores, as in
+    AWS Lambda): ``threads`` threads in this process, with nothing to start."""
     if processes <= 1:
         with ThreadPoolExecutor(max_workers=max(1, threads)) as local:
             yield local
@@ -96,12 +99,18 @@ def cpu_pool(processes: int, *, threads: int) -> Iterator[Executor]:
     with _pools_lock:
         _open_pools += 1
     try:
-        pool = ProcessPoolExecutor(
-            max_workers=processes,
-            mp_context=_context(),
-            initializer=_child,
-            initargs=(dict(os.environ),),
-        )
+        try:
+            pool = ProcessPoolExecutor(
+                max_workers=processes,
+                mp_context=_context(),
+                initializer=_child,
+                initargs=(dict(os.environ),),
+            )
+        except OSError as exc:  # no POSIX semaphores here (AWS Lambda has no /dev/shm)
+            log.warning("no process pool here, using threads", extra={"error": str(exc)})
+            with ThreadPoolExecutor(max_workers=max(1, threads)) as local:
+                yield local
+            return
         try:
             yield pool
         finally:
