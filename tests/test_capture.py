@@ -180,7 +180,9 @@ def wait_for_sets(root: Path, table: str, n: int, proc: subprocess.Popen[bytes])
 def test_capture_while_writing_replays_to_the_table(
     streams_server: Server, tmp_path_factory: pytest.TempPathFactory, attrs: list[Any]
 ) -> None:
-    """500 writes per example while capture runs; stop; capture --once; replay == scan."""
+    """500 writes per example while capture runs, half of them after it has committed a
+    change set (so that it surely commits while writes go on, however fast the writer is
+    against the capture's start); stop; capture --once; replay == scan."""
     db = db_for(streams_server)
     root = tmp_path_factory.mktemp("repo")
     table = make_table(db)
@@ -189,7 +191,13 @@ def test_capture_while_writing_replays_to_the_table(
     t = threading.Thread(target=lambda: results.extend(run_capture(db, root, table, stop=stop)))
     t.start()
     try:
-        writer(db, table, item_pool(db, attrs), ops=500, seed=1)
+        pool = item_pool(db, attrs)
+        writer(db, table, pool, ops=250, seed=1)
+        deadline = time.monotonic() + 30
+        while not list((root / table / "@changes").glob("*/_SUCCESS")):
+            assert t.is_alive() and time.monotonic() < deadline, "no change set committed"
+            time.sleep(0.05)
+        writer(db, table, pool, ops=250, seed=2)
     finally:
         stop.set()
         t.join(30)
