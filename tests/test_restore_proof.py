@@ -236,3 +236,35 @@ def test_verify_items_records_the_check_and_finds_what_verify_does_not(
     assert code == 4 and not found["ok"]
     assert f"{key}" in found["problems"][0] and "line 3" in found["problems"][0]
     assert not source.storage.exists(source.prefix + proofs.PROOF)  # nothing recorded
+
+
+def test_verify_items_reads_each_file_once_and_still_catches_a_changed_byte(
+    dynalite: Server,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """verify --items leaves the files to the check pass (read once, not twice); a byte
+    changed at rest is still found, recorded or not."""
+    from hippolyte.repo import verify as verify_mod
+
+    db = db_for(dynalite)
+    repo = tmp_path / "repo"
+    source = _backup(db, [order_item(i) for i in range(50)], repo, key=ORDER_KEY)
+    ref = source.prefix.rstrip("/")
+    reads: list[str] = []
+    real = verify_mod._check_file
+    monkeypatch.setattr(
+        verify_mod, "_check_file", lambda s, r, f: reads.append(f.key) or real(s, r, f)
+    )
+    code, out, _ = run(capsys, "verify", ref, "--repo", str(repo), "--items", "--json")
+    (found,) = orjson.loads(out)
+    assert code == 0 and found["items"] == 50 and found["files"] == len(source.files)
+    assert reads == []  # verify itself read no data file
+    key = source.files[-1].key
+    data = bytearray(source.storage.get_bytes(key))
+    data[len(data) // 2] ^= 0x01
+    source.storage.put_bytes(key, bytes(data))
+    code, out, _ = run(capsys, "verify", ref, "--repo", str(repo), "--items", "--json")
+    (found,) = orjson.loads(out)
+    assert code == 4 and "sha256 mismatch" in found["problems"][0]

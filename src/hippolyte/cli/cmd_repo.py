@@ -197,6 +197,7 @@ def verify(
 ) -> None:
     """Re-read every file and check checksums and counts against the manifests."""
     from hippolyte.ops.restore_check import check_items
+    from hippolyte.repo.changes import CHANGES
     from hippolyte.repo.verify import verify as run
     from hippolyte.repo.verify import verify_all
 
@@ -205,12 +206,12 @@ def verify(
     settings = settings_of(ctx, repository=repo, **aws)
     if all_:
         storage = storage_for(settings)
-        reports = verify_all(storage, workers=settings.workers)
+        reports = verify_all(storage, workers=settings.workers, read_files=not items)
     else:
         storage, bref = open_ref(settings, ref or "", repo=repo)
-        reports = [run(storage, bref, workers=settings.workers)]
-    for r in reports:
-        if items and r.ok and not r.ref.backup_id.startswith("@"):  # not a change set
+        reports = [run(storage, bref, workers=settings.workers, read_files=not items)]
+    for r in reports:  # --items: the check pass reads each file, once, instead of verify
+        if items and r.ok and not r.ref.backup_id.startswith(CHANGES):
             r.problems += check_items(storage, r.ref, workers=settings.workers)
     if wants_json(as_json):
         print_json(

@@ -217,13 +217,13 @@ def _check(
     ref = complete[-1]
     if check_files:
         try:
-            result = verify(storage, ref)
+            result = verify(storage, ref, read_files=False)  # the check pass reads them
         except HippolyteError as exc:
             return verdict(False, f"verify failed: {exc}", ref)
         if not result.ok:
             return verdict(False, f"verify failed: {result.problems[0]}", ref)
-        # every item as a restore checks it, recorded: the backup's first restore then only
-        # hashes its files
+        # every file read once: checksums, every item as a restore checks it, recorded (the
+        # backup's first restore then only hashes its files)
         problems = check_items(storage, ref, workers=VERIFY_WORKERS)
         if problems:
             return verdict(False, f"verify failed: {problems[0]}", ref)
