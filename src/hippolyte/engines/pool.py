@@ -40,11 +40,19 @@ def run_all(
     """``fn(item, group_stop)`` over ``items`` on at most ``workers`` threads; results in the
     items' order. Raises the first real error (not an Interrupted it caused in a sibling)."""
     group = threading.Event()
-    finished = threading.Event()
-    if stop is not None:
-        threading.Thread(
-            target=_relay, args=(stop, group, finished), daemon=True, name=f"{name}-stop"
-        ).start()
+    with relayed(stop, group, name=f"{name}-stop"):
+        return _run_all(fn, items, group=group, workers=workers, name=name, interrupted=interrupted)
+
+
+def _run_all(
+    fn: Callable[[T, threading.Event], R],
+    items: Sequence[T],
+    *,
+    group: threading.Event,
+    workers: int,
+    name: str,
+    interrupted: str,
+) -> list[R]:
     pool = ThreadPoolExecutor(
         max_workers=max(1, min(workers, len(items) or 1)), thread_name_prefix=name
     )
@@ -61,9 +69,27 @@ def run_all(
         wait(futures)
         raise Interrupted(interrupted) from None
     finally:
-        finished.set()
         pool.shutdown(wait=True, cancel_futures=True)
     return [f.result() for f in futures]
+
+
+@contextlib.contextmanager
+def relayed(
+    outer: threading.Event | None, inner: threading.Event, *, name: str
+) -> Iterator[threading.Event]:
+    """While the block runs, ``outer`` being set sets ``inner`` (a group's or a job's own
+    stop, which something else may set too); ``inner``."""
+    if outer is None:
+        yield inner
+        return
+    finished = threading.Event()
+    thread = threading.Thread(target=_relay, args=(outer, inner, finished), daemon=True, name=name)
+    thread.start()
+    try:
+        yield inner
+    finally:
+        finished.set()
+        thread.join()
 
 
 def _relay(outer: threading.Event, group: threading.Event, finished: threading.Event) -> None:

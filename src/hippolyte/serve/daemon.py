@@ -22,6 +22,7 @@ from croniter import croniter
 from hippolyte.adapters.storage import Storage
 from hippolyte.core.config import Settings
 from hippolyte.core.errors import HippolyteError, Interrupted
+from hippolyte.engines.pool import relayed
 from hippolyte.ops import context, jobs
 from hippolyte.repo.journal import Journal, run_ids
 from hippolyte.repo.lock import RepoLock
@@ -92,11 +93,11 @@ class Daemon:
         self.running = job
         started = time.monotonic()
         result = "ok"
-        relay = _Relay(self.stop, self.job_stop)
         try:
             log.info("job started", extra={"job": job})
             jobs_ = {"backup": self._backup, "monitor": self._monitor, "drill": self._drill}
-            result = jobs_[job]()
+            with relayed(self.stop, self.job_stop, name="hippolyte-job-stop"):
+                result = jobs_[job]()
             if any(lock.lost for lock in locks):
                 result = "lock-lost"
         except Interrupted:
@@ -105,7 +106,6 @@ class Daemon:
             result = "error"
             log.error("job failed", extra={"job": job, "error": str(exc)})
         finally:
-            relay.close()
             _release(locks)
             self.running = None
             self._count_boosts()
@@ -279,27 +279,6 @@ class Daemon:
             log.warning("cannot count open boosts", extra={"error": str(exc)})
             return
         self.metrics.boosts.set(open_entries)
-
-
-class _Relay:
-    """``outer`` reaches ``inner`` (the daemon's stop, its job's) until closed."""
-
-    def __init__(self, outer: threading.Event, inner: threading.Event) -> None:
-        self._done = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(outer, inner), daemon=True, name="hippolyte-job-stop"
-        )
-        self._thread.start()
-
-    def _run(self, outer: threading.Event, inner: threading.Event) -> None:
-        while not self._done.is_set():
-            if outer.wait(0.1):
-                inner.set()
-                return
-
-    def close(self) -> None:
-        self._done.set()
-        self._thread.join()
 
 
 def _release(locks: list[RepoLock]) -> None:
