@@ -466,9 +466,9 @@ def drill_job(
         ]
 
     outcome, error = drills_op.DrillOutcome(), None
-    with _deadline(remaining - STOP_BEFORE_S, stop) as stop:  # a drill still running stops
+    with _deadline(remaining - STOP_BEFORE_S, stop) as stopping:  # a drill still running stops
         try:
-            outcome = drills_op.scheduled(settings, emit=_log_event, stop=stop, fit=cut)
+            outcome = drills_op.scheduled(settings, emit=_log_event, stop=stopping, fit=cut)
         except Interrupted as exc:  # its record is written; its scratch table cleaned up
             error = f"stopped {STOP_BEFORE_S:.0f} s before the Lambda's time limit: {exc}"
     return {

@@ -20,6 +20,7 @@ refuse a file before writing any of it, naming the file, the line and the attrib
 from __future__ import annotations
 
 import binascii
+import dataclasses
 import re
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -413,14 +414,11 @@ def check_file(
 def check_stored(source: Source, f: SourceFile) -> None:
     """The file's stored bytes against the sha256 its manifest records, nothing decompressed
     (a restore of a backup whose items a recorded check already read: repo.proofs)."""
-    sums = datafile.Checksums(sha256=True, md5=False)
+    sums = _Sums(dataclasses.replace(f, md5=None))  # the sha256 alone proves every byte
     with source.storage.open_read(f.key) as src:
         while chunk := src.read(datafile.READ_CHUNK):
             sums.update(chunk)
-    if sums.sha256 != f.sha256:
-        raise BackupCorrupt(
-            f"{_where(source, f)}: sha256 mismatch (the file changed since the backup)"
-        )
+    sums.check(_where(source, f))
 
 
 class _Sums:

@@ -88,7 +88,7 @@ def check_backup(
             f: FileCheck(
                 items=found[f.key].items,
                 raw_bytes=found[f.key].raw_bytes,
-                digest=Digest.from_hex(count=found[f.key].count, hex=found[f.key].digest),
+                digest=Digest.from_hex(count=found[f.key].items, hex=found[f.key].digest),
             )
             for f in source.files
         }
@@ -101,6 +101,11 @@ def check_backup(
     )
     _record(source, schema, checks, emit=emit, table=table)
     return checks
+
+
+def _digest_of(check: FileCheck) -> Digest:
+    assert check.digest is not None, "check_files digests every file"
+    return check.digest
 
 
 def _recordable(source: Source) -> bool:
@@ -143,9 +148,8 @@ def _record(
                 sha256=f.sha256 or "",
                 items=c.items,
                 raw_bytes=c.raw_bytes,
-                count=c.digest.count if c.digest else 0,
-                digest=c.digest.hex if c.digest else "0" * 64,
-            )
+                digest=_digest_of(c).hex,
+            )  # fmt: skip
             for f, c in checks.items()
         ),
     )

@@ -36,8 +36,7 @@ class FileProof:
     sha256: str  # hex, of the stored bytes
     items: int
     raw_bytes: int  # of the items' DynamoDB JSON
-    count: int  # the digest's item count (== items)
-    digest: str  # hex, core.proof.Digest
+    digest: str  # hex, core.proof.Digest of the file's ``items`` items
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,7 +64,6 @@ class ProofRecord:
                         "sha256": f.sha256,
                         "items": f.items,
                         "rawBytes": f.raw_bytes,
-                        "count": f.count,
                         "digest": f.digest,
                     }
                     for f in self.files
@@ -89,7 +87,6 @@ class ProofRecord:
                         sha256=_text(f["sha256"]),
                         items=_count(f["items"]),
                         raw_bytes=_count(f["rawBytes"]),
-                        count=_count(f["count"]),
                         digest=f"{int(_text(f['digest']), 16):064x}",
                     )
                     for f in doc["files"]
