@@ -398,14 +398,16 @@ def table_patterns(settings: Settings) -> list[str]:
 
 def s3_repositories(settings: Settings) -> list[tuple[str, str]]:
     """(bucket, prefix) of every s3:// repository the settings name."""
-    urls = [settings.repository, *(t.repository for t in settings.targets)]
-    return sorted({loc for u in urls if (loc := s3_location(u)) is not None})
+    return _s3_locations([settings.repository, *(t.repository for t in settings.targets)])
 
 
 def copy_destinations(settings: Settings) -> list[tuple[str, str]]:
     """(bucket, prefix) of every ``[[copies]]`` S3 destination written with our own
     credentials; one reached through ``role_arn`` is that role's to allow."""
-    urls = [c.to for c in settings.copies if c.role_arn is None]
+    return _s3_locations([c.to for c in settings.copies if c.role_arn is None])
+
+
+def _s3_locations(urls: list[str | None]) -> list[tuple[str, str]]:
     return sorted({loc for u in urls if (loc := s3_location(u)) is not None})
 
 
