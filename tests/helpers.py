@@ -37,6 +37,7 @@ class Db:
         *,
         key: Sequence[tuple[str, str]] = (("pk", "S"),),
         rcu: int = 1000,
+        wcu: int = 1000,
         on_demand: bool = False,
         items: Sequence[dict[str, Any]] = (),
         prefix: str = "t",
@@ -53,7 +54,7 @@ class Db:
         if on_demand:
             spec["BillingMode"] = "PAY_PER_REQUEST"
         else:
-            spec["ProvisionedThroughput"] = {"ReadCapacityUnits": rcu, "WriteCapacityUnits": 1000}
+            spec["ProvisionedThroughput"] = {"ReadCapacityUnits": rcu, "WriteCapacityUnits": wcu}
         self.client.create_table(**spec)
         self.client.get_waiter("table_exists").wait(TableName=name, WaiterConfig={"Delay": 0.2})
         if items:

@@ -261,8 +261,10 @@ def _kill_9_then_resume(
     dynalite: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     db = db_for(dynalite)
-    items = [{"pk": {"S": f"k{i:04d}"}, "v": {"S": "x" * 200}} for i in range(480)]
-    table = db.table(items=items)
+    items = [{"pk": {"S": f"k{i:04d}"}, "v": {"S": "x" * 200}} for i in range(240)]
+    # 60 WCU at the source, so the restored table gets 60 too (a restore gives a table at least
+    # the source's capacity): 240 one-unit writes paced at 54/s take ~4 s, 8 files of ~0.5 s
+    table = db.table(items=items, wcu=60)
     repo = tmp_path / "repo"
     source = _backup(db, table, repo, segments=8, workers=4)
     ref = f"{repo}/{table}/{source.location.split('/')[-1]}"
