@@ -17,14 +17,22 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
+from botocore.credentials import Credentials, ReadOnlyCredentials
 
 from hippolyte.adapters import dynamodb_write
+from hippolyte.adapters.dynamodb_direct import (
+    CONTENT_TYPE,
+    TARGET_PREFIX,
+    Endpoint,
+    Keys,
+    SigV4,
+    keys_of,
+)
 from hippolyte.core.pacing import TokenBucket
 from hippolyte.engines.load import LoadSettings, load_files
 from hippolyte.formats.base import SourceFile
@@ -37,6 +45,7 @@ import items  # noqa: E402
 from common import MB, REGION, Report, canned_server, hippolyte_backup, isolate_aws, metric  # noqa: E402
 
 NAME = "signer"
+TARGET = TARGET_PREFIX + "BatchWriteItem"
 TITLE = "Direct writer: hand-written SigV4 against botocore's SigV4Auth"
 WORKERS = 4
 SIGNERS = ("hand-written", "botocore")
@@ -56,14 +65,13 @@ class Sizes:
 
 
 class Signer(Protocol):
-    def headers(self, body: bytes) -> dict[str, str]: ...
+    def headers(self, body: bytes, *, target: str, keys: Keys) -> dict[str, str]: ...
 
 
-def make_signer(kind: str, url: str, *, credentials: Any) -> Signer:
-    if kind == "hand-written":  # the writer's own, as DirectWriter builds it
-        return dynamodb_write.SigV4(host=urlsplit(url).netloc, path="/", region=REGION,
-                                    service="dynamodb", credentials=credentials)
-    return BotocoreSigner(url, region=REGION, credentials=credentials)
+def make_signer(kind: str, url: str) -> Signer:
+    if kind == "hand-written":  # the writer's own, as dynamodb_direct.Caller builds it
+        return SigV4(host=urlsplit(url).netloc, path="/", region=REGION, service="dynamodb")
+    return BotocoreSigner(url, region=REGION)
 
 
 def run(*, quick: bool) -> Report:
@@ -106,12 +114,13 @@ def _loads(endpoint_url: str, backup: Backup, *, pairs: int) -> dict[str, list[f
     for i in range(pairs):
         order += list(SIGNERS) if i % 2 == 0 else list(reversed(SIGNERS))
     for n, kind in enumerate(order):
-        writer = dynamodb_write.DirectWriter(endpoint_url, region=REGION, credentials=creds)
-        botocore_signer = BotocoreSigner(endpoint_url, region=REGION, credentials=creds)
+        writer = dynamodb_write.DirectWriter(Endpoint(url=endpoint_url, region=REGION),
+                                             credentials=creds)
+        botocore_signer = BotocoreSigner(endpoint_url, region=REGION)
         if kind == "botocore":  # the same writer and connections; only the signing differs
-            if not isinstance(writer._signer, dynamodb_write.SigV4):
-                raise RuntimeError("DirectWriter no longer signs with ._signer: update this")
-            writer._signer = botocore_signer  # type: ignore[assignment]
+            if not isinstance(writer._caller._signer, SigV4):
+                raise RuntimeError("the direct writer no longer signs with _caller._signer")
+            writer._caller._signer = botocore_signer  # type: ignore[assignment]
         writer.write_batch(table="warm-up", items=[items.item_json(0)])
         _, t = timed(lambda w=writer: _load(backup, w))
         writer.close()
@@ -138,14 +147,14 @@ def _signing_only(endpoint_url: str, backup: Backup, *, rounds: int) -> dict[str
     """Seconds of CPU per request to sign the same bodies, per signer, one thread."""
     bodies = [dynamodb_write.request_body("signed", b) for b in backup.batches()][:400]
     creds = Credentials("testing", "testing")
-    signers = {kind: make_signer(kind, endpoint_url, credentials=creds) for kind in SIGNERS}
+    signers = {kind: make_signer(kind, endpoint_url) for kind in SIGNERS}
     out: dict[str, list[float]] = {kind: [] for kind in SIGNERS}
     for i in range(rounds):
         for kind in SIGNERS if i % 2 == 0 else tuple(reversed(SIGNERS)):
             sign = signers[kind].headers
             began = time.process_time()
-            for body in bodies:
-                sign(body)
+            for body in bodies:  # the keys taken per request, as the writer takes them
+                sign(body, target=TARGET, keys=keys_of(creds))
             out[kind].append((time.process_time() - began) / len(bodies))
     return out
 
@@ -190,20 +199,18 @@ class BotocoreSigner:
     """botocore's SigV4Auth over an AWSRequest, credentials frozen per request (as botocore's
     RequestSigner does)."""
 
-    def __init__(self, url: str, *, region: str, credentials: Any):
+    def __init__(self, url: str, *, region: str):
         self._url = url.rstrip("/") + "/"
         self._region = region
-        self._credentials = credentials
         self.signed = 0  # requests signed: the benchmark checks the writer used this signer
 
-    def headers(self, body: bytes) -> dict[str, str]:
+    def headers(self, body: bytes, *, target: str, keys: Keys) -> dict[str, str]:
         self.signed += 1
         request = AWSRequest(method="POST", url=self._url, data=body, headers={
-            "Content-Type": dynamodb_write.CONTENT_TYPE,
-            "X-Amz-Target": dynamodb_write.TARGET,
+            "Content-Type": CONTENT_TYPE,
+            "X-Amz-Target": target,
         })
-        SigV4Auth(self._credentials.get_frozen_credentials(), "dynamodb",
-                  self._region).add_auth(request)
+        SigV4Auth(ReadOnlyCredentials(*keys), "dynamodb", self._region).add_auth(request)
         return dict(request.headers.items())
 
 

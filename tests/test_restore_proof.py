@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import gzip
 import hashlib
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -268,3 +269,85 @@ def test_verify_items_reads_each_file_once_and_still_catches_a_changed_byte(
     code, out, _ = run(capsys, "verify", ref, "--repo", str(repo), "--items", "--json")
     (found,) = orjson.loads(out)
     assert code == 4 and "sha256 mismatch" in found["problems"][0]
+
+
+# -- the read-back: each page read and digested in a worker --------------------------------------
+
+
+def _read_back(db: Db, table: str, *, processes: int) -> Any:
+    from hippolyte.adapters import dynamodb
+    from hippolyte.engines.pool import cpu_pool
+    from hippolyte.ops.restore import table_digest
+
+    info = dynamodb.describe(db.client, table)
+    with cpu_pool(processes, threads=2) as pool:
+        return table_digest(
+            db.conn,
+            table=table,
+            info=info,
+            workers=3,
+            stop=threading.Event(),
+            on_demand_units=4000.0,
+            pool=pool,
+        )
+
+
+def test_the_read_back_in_workers_equals_botocores_and_the_items_digest(
+    db: Db, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The direct read-back (pages read and digested in worker processes) and the one through
+    botocore (taken behind a proxy) both give the digest of the items as written, on both
+    servers (which return attributes in different orders and numbers spelled their own way),
+    over several pages of each of three segments."""
+    from hippolyte.adapters import dynamodb_direct
+    from hippolyte.adapters.dynamodb import encode_item
+    from hippolyte.core.proof import digest_of
+
+    items = nasty_items() + [
+        {
+            "pk": {"S": f"k{i:04d}"},
+            "tags": {"SS": ["b", "a", f"c{i}"]},
+            "scores": {"NS": ["10", "9.50", "-1", str(1000 + i)]},
+            "n": {"N": "1.50"},
+            "doc": {"M": {"z": {"L": [{"NS": ["2", "1"]}, {"BS": [b"b", b"a"]}]}}},
+            "pad": {"S": "x" * 3000},
+        }
+        for i in range(500)
+    ]
+    table = db.table(items=items)
+    expected = digest_of([encode_item(i) for i in items])
+    direct = _read_back(db, table, processes=2)
+    monkeypatch.setattr(dynamodb_direct, "resolve", lambda conn, client: None)
+    through_botocore = _read_back(db, table, processes=1)
+    assert direct.count == through_botocore.count == len(items)
+    assert direct.hex == through_botocore.hex == expected.hex
+
+
+def test_faults_of_the_read_back_in_workers_are_retried(
+    dynalite: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Throttling, a 5xx, a dropped connection, a body that fails its CRC32 and one that is
+    not JSON, each met by a worker process reading a page of the proof's read-back: the page
+    is read again and the restore is proven."""
+    from hippolyte.adapters import aws
+    from tests.support.faults import FaultProxy
+
+    db = db_for(dynalite)
+    items = [order_item(i) for i in range(300)]
+    source = _backup(db, items, tmp_path / "repo", key=ORDER_KEY)
+    monkeypatch.setattr(restore_check, "PROCESS_MIN_ITEMS", 0)
+    monkeypatch.setattr(restore_check, "cpus", lambda: 2)
+    faults = ["throttle", "500", "drop", "crc", "garbage"]
+    schedule = [step for fault in faults for step in ("ok", fault)]
+    with FaultProxy(upstream=dynalite.endpoint_url, operation="Scan", schedule=schedule) as proxy:
+        name = f"restored-{time.monotonic_ns()}"
+        report = restore(
+            source,
+            conn=aws.Connection(region="us-east-1", endpoint_url=proxy.endpoint_url),
+            table=name,
+            params=RestoreParams(state_dir=tmp_path / "state", workers=3),
+            emit=lambda e: None,
+            description=None,
+        )
+    assert report.proven and same_items(db.stock_items(name), items)
+    assert all(proxy.counts[f] >= 1 for f in faults), proxy.counts

@@ -22,12 +22,15 @@ from cryptography.x509.oid import NameOID
 
 from hippolyte.adapters import aws, dynamodb_write
 from hippolyte.adapters.dynamodb import encode_item
-from hippolyte.adapters.dynamodb_write import BotocoreWriter, DirectWriter, SigV4
+from hippolyte.adapters.dynamodb_direct import CONTENT_TYPE, TARGET_PREFIX, SigV4, keys_of
+from hippolyte.adapters.dynamodb_write import BotocoreWriter, DirectWriter
 from hippolyte.core.errors import AwsError, TableNotFound, Throttled, Transient
 from tests.corpus import nasty_items, same_items
 from tests.helpers import Db, db_for
 from tests.support.faults import FaultProxy
 from tests.support.servers import Server
+
+TARGET = TARGET_PREFIX + "BatchWriteItem"
 
 pytestmark = pytest.mark.servers
 
@@ -43,20 +46,16 @@ def test_signature_is_botocores(
     when = datetime.datetime(2026, 11, 23, 1, 2, 3, tzinfo=datetime.UTC)
     body = dynamodb_write.request_body("t", [b'{"pk":{"S":"a"}}'])
     ours = SigV4(
-        host=url.split("://")[1],
-        path="/",
-        region="eu-west-1",
-        service="dynamodb",
-        credentials=creds,
-    ).headers(body, now=when)
+        host=url.split("://")[1], path="/", region="eu-west-1", service="dynamodb"
+    ).headers(body, target=TARGET, keys=keys_of(creds), now=when)
 
     request = AWSRequest(
         method="POST",
         url=url + "/",
         data=body,
         headers={
-            "Content-Type": dynamodb_write.CONTENT_TYPE,
-            "X-Amz-Target": dynamodb_write.TARGET,
+            "Content-Type": CONTENT_TYPE,
+            "X-Amz-Target": TARGET,
         },
     )
     monkeypatch.setattr(botocore.auth, "get_current_datetime", lambda: when.replace(tzinfo=None))

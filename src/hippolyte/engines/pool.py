@@ -154,7 +154,12 @@ _pools_lock = threading.Lock()
 
 # What the fork server imports before forking: the main module (or every child would import
 # it again, the CLI and all it imports) and the modules whose functions the pools run.
-_PRELOAD = ["__main__", "hippolyte.formats.base", "hippolyte.core.proof"]
+_PRELOAD = [
+    "__main__",
+    "hippolyte.formats.base",
+    "hippolyte.core.proof",
+    "hippolyte.engines.proof_scan",
+]
 
 
 def _context() -> multiprocessing.context.BaseContext:

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Protocol, TypeVar
 
 import orjson
 
@@ -93,6 +93,22 @@ class _Discard(Exception):
     pass
 
 
+class PageLike(Protocol):
+    """What pacing needs of a page: what it cost, how many items, where the next starts."""
+
+    @property
+    def count(self) -> int: ...
+    @property
+    def consumed(self) -> float: ...
+    @property
+    def retries(self) -> int: ...
+    @property
+    def last_key(self) -> Json | None: ...
+
+
+P = TypeVar("P", bound=PageLike)
+
+
 def paced_pages(
     *,
     client: Any,
@@ -106,6 +122,41 @@ def paced_pages(
 ) -> Iterator[dynamodb.Page]:
     """Every page of one Scan segment, in order, paced by the table's bucket; a page that
     fails is retried (botocore's retries, then ours), never skipped."""
+
+    def fetch(start_key: Json | None, limit: int | None) -> dynamodb.Page:
+        return dynamodb.scan_page(
+            client,
+            table=table,
+            segment=segment,
+            total_segments=total_segments,
+            start_key=start_key,
+            limit=limit,
+        )
+
+    return paced(
+        fetch,
+        table=table,
+        segment=segment,
+        bucket=bucket,
+        stop=stop,
+        page_attempts=page_attempts,
+        start_key=start_key,
+    )
+
+
+def paced(
+    fetch: Callable[[Json | None, int | None], P],
+    *,
+    table: str,
+    segment: int,
+    bucket: TokenBucket,
+    stop: threading.Event,
+    page_attempts: int,
+    start_key: Json | None = None,
+) -> Iterator[P]:
+    """``fetch(start_key, limit)`` page after page of one segment, paced by the table's
+    bucket; a page that fails is fetched again (after the fetcher's own retries), never
+    skipped."""
     sizer = PageSizer(rate=bucket.rate)
     while True:
         if stop.is_set():
@@ -115,15 +166,7 @@ def paced_pages(
         if stop.is_set():
             raise Interrupted(f"{table}: segment {segment} stopped")
         page = retrying(
-            functools.partial(
-                dynamodb.scan_page,
-                client,
-                table=table,
-                segment=segment,
-                total_segments=total_segments,
-                start_key=start_key,
-                limit=sizer.limit(),
-            ),
+            functools.partial(fetch, start_key, sizer.limit()),
             attempts=page_attempts,
             stop=stop,
             on_retry=lambda exc, delay: bucket.throttled(),
@@ -131,7 +174,7 @@ def paced_pages(
         bucket.settle(estimate, page.consumed)
         if page.retries:
             bucket.throttled()
-        sizer.learn(items=len(page.items), consumed=page.consumed)
+        sizer.learn(items=page.count, consumed=page.consumed)
         yield page
         start_key = page.last_key
         if not start_key:

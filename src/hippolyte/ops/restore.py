@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hippolyte.adapters import aws, dynamodb, dynamodb_admin, dynamodb_write
+from hippolyte.adapters import aws, dynamodb, dynamodb_admin, dynamodb_direct, dynamodb_write
 from hippolyte.core.errors import ConfigError, HippolyteError
 from hippolyte.core.events import Emit, LoadStarted, Note
 from hippolyte.core.model import Json, TableInfo
@@ -32,6 +32,7 @@ from hippolyte.core.restore_plan import (
     schema_differences,
     settings_steps,
 )
+from hippolyte.engines import proof_scan
 from hippolyte.engines.load import LoadSettings, load_files
 from hippolyte.engines.pool import cpu_pool, cpus
 from hippolyte.engines.segment import paced_pages
@@ -335,6 +336,20 @@ def _scan_digest(
     client = dynamodb.raw_scan_client(conn, pool=workers + 2)
     rate = on_demand_units if info.on_demand else float(max(info.read_capacity, 1))
     bucket = TokenBucket(rate=rate)
+    direct = dynamodb_direct.resolve(conn, client=client)
+    if direct is not None:  # each page read and digested in the pool
+        client.close()
+        endpoint, credentials = direct
+        return proof_scan.scan_digest(
+            endpoint,
+            credentials,
+            table=table,
+            total_segments=workers,
+            bucket=bucket,
+            stop=stop,
+            pool=pool,
+        )
+    # through a proxy: botocore reads the pages here, the pool digests them
     in_flight = threading.Semaphore(ahead)  # pages read but not yet digested
 
     def one(segment: int, digests: Executor) -> list[Future[Digest]]:
