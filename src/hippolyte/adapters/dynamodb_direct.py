@@ -11,10 +11,9 @@ same translation as every botocore call; the caller's ``retrying`` sends the req
 so nothing is skipped.
 
 A ``Caller`` holds no credentials: each call gets them (``Keys``), fresh from the session's
-provider, refreshed as botocore refreshes them. So an ``Endpoint`` and ``Keys`` are plain
-values, and a call can be made in another process (the proof's digest: ``engines.proof_scan``).
-When a proxy stands between us and the endpoint, ``resolve`` says None: botocore knows how to
-reach it, and the callers use the stock client instead.
+provider, refreshed as botocore refreshes them. When a proxy stands between us and the
+endpoint, ``resolve`` says None: botocore knows how to reach it, and the callers use the
+stock client instead.
 """
 
 from __future__ import annotations
@@ -37,7 +36,7 @@ import botocore.httpsession
 import msgspec
 import orjson
 
-from hippolyte.adapters import aws, dynamodb
+from hippolyte.adapters import aws
 from hippolyte.adapters.dynamodb import table_errors
 from hippolyte.core.errors import AwsError, CredentialsError, Transient
 from hippolyte.core.model import Json
@@ -229,9 +228,21 @@ def _raise_error(status: int, data: bytes, *, operation: str, table: str, what: 
 
 @dataclass(frozen=True, kw_only=True)
 class ScanAnswer:
-    items: list[bytes]  # each item's DynamoDB JSON, exactly as the server sent it
+    body: bytes  # the answer as the server sent it: its items are cut out where they are used
+    count: int
     last_key: Json | None  # DynamoDB JSON, to go back as ExclusiveStartKey as it is
     consumed: float
+    retries: int = 0  # the direct call makes none of its own
+
+
+class _ScanHead(msgspec.Struct):
+    Items: msgspec.Raw = msgspec.Raw()  # passed over, not decoded
+    Count: int = 0
+    LastEvaluatedKey: msgspec.Raw = msgspec.Raw()
+    ConsumedCapacity: msgspec.Raw = msgspec.Raw()
+
+
+_scan_head = msgspec.json.Decoder(_ScanHead)
 
 
 def scan(
@@ -244,9 +255,8 @@ def scan(
     start_key: Json | None,
     limit: int | None,
 ) -> ScanAnswer:
-    """One page of one segment, eventually consistent, with its consumed capacity. The items
-    are cut out of the answer as they are (``dynamodb.split_scan_body``): whoever digests them
-    decodes one at a time, while it is in the cache."""
+    """One page of one segment, eventually consistent, with its consumed capacity; its items
+    left in the body (``dynamodb.split_scan_body`` cuts them out)."""
     request: Json = {"TableName": table, "ReturnConsumedCapacity": "TOTAL"}
     if total_segments > 1:
         request["Segment"], request["TotalSegments"] = segment, total_segments
@@ -257,17 +267,13 @@ def scan(
     what = f"table {table!r} segment {segment}"
     data = caller.call("Scan", orjson.dumps(request), keys=keys, table=table, what=what)
     try:
-        page = dynamodb.split_scan_body(data)
-        capacity = orjson.loads(bytes(page.ConsumedCapacity)) if page.ConsumedCapacity else {}
-        last_key = orjson.loads(bytes(page.LastEvaluatedKey)) if page.LastEvaluatedKey else None
+        head = _scan_head.decode(data)
+        capacity = orjson.loads(bytes(head.ConsumedCapacity)) if head.ConsumedCapacity else {}
+        last_key = orjson.loads(bytes(head.LastEvaluatedKey)) if head.LastEvaluatedKey else None
         consumed = float(capacity.get("CapacityUnits") or 0.0)
     except (msgspec.DecodeError, orjson.JSONDecodeError, AttributeError, ValueError) as exc:
         raise Transient(f"{what}: an answer that is not DynamoDB's: {data[:120]!r}") from exc
-    return ScanAnswer(
-        items=[dynamodb.one_line(bytes(r)) for r in page.Items],
-        last_key=last_key,
-        consumed=consumed,
-    )
+    return ScanAnswer(body=data, count=head.Count, last_key=last_key, consumed=consumed)
 
 
 # --- signing -------------------------------------------------------------------------------------

@@ -1,85 +1,40 @@
-"""The proof's read-back: scan a table and digest every item, the pages read and digested in
-the processes of a CPU pool.
+"""The proof's read-back: scan a table and digest every item, the pages digested in the
+processes of a CPU pool as they arrive.
 
-This process paces each segment (the table's token bucket, the page sizer, retries that
-never skip a page, the stop signal) and hands each page to the pool as a ``PageTask``: plain
-values, with the credentials as of now. The worker makes the call itself
-(``dynamodb_direct``), cuts the items out of the answer and digests them (``proof.Digest``), and
-sends back only the digest, the page's cost and where the next page starts. So no page
-crosses between processes, and nothing in this process touches an item: reading a Scan
-answer and cutting it into items here used to cost more than a third of a restore's CPU.
+Each segment is read here, page after page, paced by the table's token bucket and the page
+sizer, retried without ever skipping a page, stopped by the stop signal; every segment keeps
+its next request in flight while the pool digests, and at most ``ahead`` pages wait to be
+digested, so memory stays bounded when the scan outruns the digests. Two ways to read:
+
+- ``direct_digest`` (the default): the load's signed ``http.client`` calls
+  (``dynamodb_direct``), no botocore request path or response parser. Only the answer's head
+  is decoded here (the next key, the count, the cost); the body goes to the pool as it is,
+  where the items are cut out and digested.
+- ``botocore_digest``, behind a proxy (botocore knows how to reach it): botocore's Scan with
+  the items cut out raw here (``dynamodb.scan_page``); the pool digests them.
 """
 
 from __future__ import annotations
 
 import threading
-from concurrent.futures import Executor, ThreadPoolExecutor
-from dataclasses import dataclass
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from typing import Any
 
-from hippolyte.adapters import dynamodb_direct
+from hippolyte.adapters import dynamodb, dynamodb_direct
 from hippolyte.core.model import Json
 from hippolyte.core.pacing import TokenBucket
-from hippolyte.core.proof import Digest
-from hippolyte.engines.segment import paced
+from hippolyte.core.proof import Digest, digest_of
+from hippolyte.engines.segment import P, paced
 
 
-@dataclass(frozen=True, kw_only=True)
-class PageTask:
-    endpoint: dynamodb_direct.Endpoint
-    keys: dynamodb_direct.Keys
-    table: str
-    segment: int
-    total_segments: int
-    start_key: Json | None
-    limit: int | None
+def digest_body(body: bytes) -> Digest:
+    """In a worker: the digest of the items of one Scan answer."""
+    page = dynamodb.split_scan_body(body)
+    return digest_of([dynamodb.one_line(bytes(item)) for item in page.Items])
 
 
-@dataclass(frozen=True, kw_only=True)
-class PageDigest:
-    digest: Digest
-    last_key: Json | None
-    consumed: float
-    retries: int = 0  # the direct call makes none of its own
-
-    @property
-    def count(self) -> int:
-        return self.digest.count
-
-
-_callers: dict[dynamodb_direct.Endpoint, dynamodb_direct.Caller] = {}
-_callers_lock = threading.Lock()
-
-
-def digest_page(task: PageTask) -> PageDigest:
-    """In a worker: one Scan page, digested."""
-    with _callers_lock:
-        caller = _callers.get(task.endpoint)
-        if caller is None:
-            caller = _callers[task.endpoint] = dynamodb_direct.Caller(task.endpoint)
-    answer = dynamodb_direct.scan(
-        caller,
-        task.keys,
-        table=task.table,
-        segment=task.segment,
-        total_segments=task.total_segments,
-        start_key=task.start_key,
-        limit=task.limit,
-    )
-    digest = Digest()
-    digest.add_all(answer.items)
-    return PageDigest(digest=digest, last_key=answer.last_key, consumed=answer.consumed)
-
-
-def close_callers(endpoint: dynamodb_direct.Endpoint) -> None:
-    """Close this process's connections to ``endpoint`` (a pool of threads ran the pages)."""
-    with _callers_lock:
-        caller = _callers.pop(endpoint, None)
-    if caller is not None:
-        caller.close()
-
-
-def scan_digest(
+def direct_digest(
     endpoint: dynamodb_direct.Endpoint,
     credentials: Any,
     *,
@@ -88,41 +43,104 @@ def scan_digest(
     bucket: TokenBucket,
     stop: threading.Event,
     pool: Executor,
+    ahead: int,
+) -> Digest:
+    caller = dynamodb_direct.Caller(endpoint)
+
+    def fetch(segment: int, start_key: Json | None, limit: int | None) -> Any:
+        return dynamodb_direct.scan(
+            caller,
+            dynamodb_direct.keys_of(credentials),
+            table=table,
+            segment=segment,
+            total_segments=total_segments,
+            start_key=start_key,
+            limit=limit,
+        )
+
+    try:
+        return _scan_digest(
+            fetch,
+            lambda page: (digest_body, page.body),
+            table=table,
+            total_segments=total_segments,
+            bucket=bucket,
+            stop=stop,
+            pool=pool,
+            ahead=ahead,
+        )
+    finally:
+        caller.close()
+
+
+def botocore_digest(
+    client: Any,
+    *,
+    table: str,
+    total_segments: int,
+    bucket: TokenBucket,
+    stop: threading.Event,
+    pool: Executor,
+    ahead: int,
+) -> Digest:
+    def fetch(segment: int, start_key: Json | None, limit: int | None) -> Any:
+        return dynamodb.scan_page(
+            client,
+            table=table,
+            segment=segment,
+            total_segments=total_segments,
+            start_key=start_key,
+            limit=limit,
+        )
+
+    return _scan_digest(
+        fetch,
+        lambda page: (digest_of, page.items),
+        table=table,
+        total_segments=total_segments,
+        bucket=bucket,
+        stop=stop,
+        pool=pool,
+        ahead=ahead,
+    )
+
+
+def _scan_digest(
+    fetch: Callable[[int, Json | None, int | None], P],
+    work: Callable[[P], tuple[Callable[[Any], Digest], Any]],
+    *,
+    table: str,
+    total_segments: int,
+    bucket: TokenBucket,
+    stop: threading.Event,
+    pool: Executor,
+    ahead: int,
     page_attempts: int = 8,
 ) -> Digest:
-    """The digest of every item of ``table``: ``total_segments`` segments paced here, their
-    pages read and digested in ``pool``."""
+    """``fetch(segment, start_key, limit)`` over every page of every segment; ``work(page)``
+    the function and argument that digest the page in ``pool``."""
+    in_flight = threading.Semaphore(ahead)  # pages read but not yet digested
 
-    def segment_digest(segment: int) -> Digest:
-        def fetch(start_key: Json | None, limit: int | None) -> PageDigest:
-            task = PageTask(
-                endpoint=endpoint,
-                keys=dynamodb_direct.keys_of(credentials),
-                table=table,
-                segment=segment,
-                total_segments=total_segments,
-                start_key=start_key,
-                limit=limit,
-            )
-            return pool.submit(digest_page, task).result()
-
-        total = Digest()
+    def segment_digests(segment: int) -> list[Future[Digest]]:
+        futures = []
         for page in paced(
-            fetch,
+            lambda start_key, limit: fetch(segment, start_key, limit),
             table=table,
             segment=segment,
             bucket=bucket,
             stop=stop,
             page_attempts=page_attempts,
         ):
-            total.merge(page.digest)
-        return total
+            in_flight.acquire()
+            fn, arg = work(page)
+            future = pool.submit(fn, arg)
+            future.add_done_callback(lambda _: in_flight.release())
+            futures.append(future)
+        return futures
 
     total = Digest()
-    try:
-        with ThreadPoolExecutor(max_workers=max(1, total_segments)) as segments:
-            for digest in segments.map(segment_digest, range(total_segments)):
-                total.merge(digest)
-    finally:
-        close_callers(endpoint)
+    with ThreadPoolExecutor(max_workers=max(1, total_segments)) as segments:
+        for futures in segments.map(segment_digests, range(total_segments)):
+            for future in futures:
+                total.merge(future.result())
     return total

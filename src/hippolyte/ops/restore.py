@@ -11,10 +11,9 @@ backup's -> set the backed-up capacities, then TTL, tags, PITR, deletion protect
 
 from __future__ import annotations
 
-import functools
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from hippolyte.core.errors import ConfigError, HippolyteError
 from hippolyte.core.events import Emit, LoadStarted, Note
 from hippolyte.core.model import Json, TableInfo
 from hippolyte.core.pacing import TokenBucket
-from hippolyte.core.proof import Digest, digest_of
+from hippolyte.core.proof import Digest
 from hippolyte.core.restore_plan import (
     Step,
     capacity_step,
@@ -35,7 +34,6 @@ from hippolyte.core.restore_plan import (
 from hippolyte.engines import proof_scan
 from hippolyte.engines.load import LoadSettings, load_files
 from hippolyte.engines.pool import cpu_pool, cpus
-from hippolyte.engines.segment import paced_pages
 from hippolyte.formats.base import KeySchema, Source, SourceFile
 from hippolyte.ops import restore_check
 from hippolyte.ops.restore_state import RestoreState, default_dir
@@ -336,42 +334,12 @@ def _scan_digest(
     client = dynamodb.raw_scan_client(conn, pool=workers + 2)
     rate = on_demand_units if info.on_demand else float(max(info.read_capacity, 1))
     bucket = TokenBucket(rate=rate)
+    common: dict[str, Any] = dict(
+        table=table, total_segments=workers, bucket=bucket, stop=stop, pool=pool, ahead=ahead
+    )
     direct = dynamodb_direct.resolve(conn, client=client)
-    if direct is not None:  # each page read and digested in the pool
-        client.close()
-        endpoint, credentials = direct
-        return proof_scan.scan_digest(
-            endpoint,
-            credentials,
-            table=table,
-            total_segments=workers,
-            bucket=bucket,
-            stop=stop,
-            pool=pool,
-        )
-    # through a proxy: botocore reads the pages here, the pool digests them
-    in_flight = threading.Semaphore(ahead)  # pages read but not yet digested
-
-    def one(segment: int, digests: Executor) -> list[Future[Digest]]:
-        futures = []
-        for page in paced_pages(
-            client=client,
-            table=table,
-            segment=segment,
-            total_segments=workers,
-            bucket=bucket,
-            stop=stop,
-            page_attempts=8,
-        ):
-            in_flight.acquire()
-            future = digests.submit(digest_of, page.items)
-            future.add_done_callback(lambda _: in_flight.release())
-            futures.append(future)
-        return futures
-
-    total = Digest()
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as scanners:
-        for futures in scanners.map(functools.partial(one, digests=pool), range(workers)):
-            for future in futures:
-                total.merge(future.result())
-    return total
+    if direct is None:  # a proxy: botocore knows how to reach it
+        return proof_scan.botocore_digest(client, **common)
+    client.close()
+    endpoint, credentials = direct
+    return proof_scan.direct_digest(endpoint, credentials, **common)
