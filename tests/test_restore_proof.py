@@ -271,7 +271,7 @@ def test_verify_items_reads_each_file_once_and_still_catches_a_changed_byte(
     assert code == 4 and "sha256 mismatch" in found["problems"][0]
 
 
-# -- the read-back: each page read and digested in a worker --------------------------------------
+# -- the read-back: pages read here, digested in workers ---------------------------------------
 
 
 def _read_back(db: Db, table: str, *, processes: int) -> Any:
@@ -295,8 +295,8 @@ def _read_back(db: Db, table: str, *, processes: int) -> Any:
 def test_the_read_back_in_workers_equals_botocores_and_the_items_digest(
     db: Db, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """The direct read-back (pages read and digested in worker processes) and the one through
-    botocore (taken behind a proxy) both give the digest of the items as written, on both
+    """The direct read-back (pages read over our own calls, digested in worker processes) and
+    the one through botocore (taken behind a proxy) both give the digest of the items as written, on both
     servers (which return attributes in different orders and numbers spelled their own way),
     over several pages of each of three segments."""
     from hippolyte.adapters import dynamodb_direct
@@ -323,12 +323,12 @@ def test_the_read_back_in_workers_equals_botocores_and_the_items_digest(
     assert direct.hex == through_botocore.hex == expected.hex
 
 
-def test_faults_of_the_read_back_in_workers_are_retried(
+def test_faults_of_the_read_back_are_retried(
     dynalite: Server, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Throttling, a 5xx, a dropped connection, a body that fails its CRC32 and one that is
-    not JSON, each met by a worker process reading a page of the proof's read-back: the page
-    is read again and the restore is proven."""
+    not JSON, each met by the proof's read-back (its pages digested in worker processes): the
+    page is read again and the restore is proven."""
     from hippolyte.adapters import aws
     from tests.support.faults import FaultProxy
 
