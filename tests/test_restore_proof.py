@@ -296,9 +296,9 @@ def test_the_read_back_in_workers_equals_botocores_and_the_items_digest(
     db: Db, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The direct read-back (pages read over our own calls, digested in worker processes) and
-    the one through botocore (taken behind a proxy) both give the digest of the items as written, on both
-    servers (which return attributes in different orders and numbers spelled their own way),
-    over several pages of each of three segments."""
+    the one through botocore (taken behind a proxy) both give the digest of the items as
+    written, on both servers (which return attributes in different orders and numbers spelled
+    their own way), over several pages of each of three segments."""
     from hippolyte.adapters import dynamodb_direct
     from hippolyte.adapters.dynamodb import encode_item
     from hippolyte.core.proof import digest_of
