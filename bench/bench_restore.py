@@ -61,6 +61,7 @@ from common import (  # noqa: E402
     ProcessRun,
     Report,
     canned_server,
+    compile_hippolyte,
     hippolyte_backup,
     isolate_aws,
     machine,
@@ -98,6 +99,7 @@ class Sizes:
 
 def run(*, quick: bool) -> Report:
     isolate_aws()
+    compile_hippolyte()  # (run.py does it too; this bench also runs on its own)
     sizes = Sizes.pick(quick)
     report = Report(name=NAME, title=TITLE, quick=quick)
     _steps.clear()

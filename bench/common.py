@@ -39,6 +39,20 @@ _AWS_VARS_TO_DROP = (
 )
 
 
+def compile_hippolyte() -> None:
+    """Hippolyte's bytecode written beside its sources, as pip writes it when it installs the
+    package. The bench runs an editable install, which has none, and where
+    PYTHONDONTWRITEBYTECODE is set (as on this project's machines) every CLI process, and
+    every fork server it starts, would compile all of hippolyte from source again (~0.4 s of
+    CPU each): a cost of the checkout, not of the tool. dynamodump, installed by pip, has its
+    bytecode."""
+    import compileall
+
+    import hippolyte
+
+    compileall.compile_dir(str(Path(hippolyte.__file__).parent), quiet=1)
+
+
 def isolate_aws() -> None:
     """Dummy credentials, no profile, no config file: nothing can reach a real account.
     Set on this process, so in-process clients and every child inherit it."""

@@ -36,7 +36,7 @@ import bench_diff  # noqa: E402
 import bench_dynalite  # noqa: E402
 import bench_pacing  # noqa: E402
 import report as show  # noqa: E402
-from common import BENCH, Report, isolate_aws, machine  # noqa: E402
+from common import BENCH, Report, compile_hippolyte, isolate_aws, machine  # noqa: E402
 
 BENCHMARKS: dict[str, tuple[str, Callable[..., Report]]] = {
     bench_ceiling.NAME: (bench_ceiling.TITLE, bench_ceiling.run),
@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     args = parser.parse_args(argv)
     isolate_aws()
+    compile_hippolyte()
     names = args.only or list(BENCHMARKS)
     reports = [_run_one(name, quick=args.quick) for name in names]
     host = machine()
