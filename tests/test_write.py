@@ -213,3 +213,28 @@ def test_https_with_the_callers_ca_bundle(
         writer.write_batch(table=table, items=[b'{"pk":{"S":"a"}}'])
         writer.close()
     assert db.stock_items(table) == [{"pk": {"S": "a"}}]
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"Content-Type: application/x-amz-json-1.0\r\nContent-Length: 2\r\n"
+        b"x-amz-crc32: 2745614147\r\nx-amzn-RequestId: ABC\r\n\r\n",
+        b"Set-Cookie: a=1\r\nSet-Cookie: b=2\r\nConnection: close\r\nX-Odd:no space\r\n\r\n",
+        b"X-Trailing: spaced  \t\r\nX-Empty:\r\nX-Latin: caf\xe9\r\n\n",
+        b"X-Folded: one\r\n  two\r\nX-After: three\r\n\r\n",  # obsolete folding: the stock parser
+        b"no colon here\r\nX-A: b\r\n\r\n",
+        b"",
+    ],
+)
+def test_the_answers_headers_parse_as_http_client_parses_them(head: bytes) -> None:
+    import http.client
+    import io
+
+    from hippolyte.adapters.dynamodb_direct import parse_headers
+
+    ours, stock = parse_headers(io.BytesIO(head)), http.client.parse_headers(io.BytesIO(head))
+    assert type(ours) is type(stock)
+    assert ours.items() == stock.items()
+    assert ours.get("content-length") == stock.get("content-length")
+    assert ours.get_all("set-cookie") == stock.get_all("set-cookie")
