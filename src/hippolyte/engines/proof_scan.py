@@ -25,7 +25,7 @@ from hippolyte.adapters import dynamodb, dynamodb_direct
 from hippolyte.core.model import Json
 from hippolyte.core.pacing import TokenBucket
 from hippolyte.core.proof import Digest, digest_of
-from hippolyte.engines.segment import P, paced
+from hippolyte.engines.segment import P, paced, scan_fetcher
 
 
 def digest_body(body: bytes) -> Digest:
@@ -83,18 +83,8 @@ def botocore_digest(
     pool: Executor,
     ahead: int,
 ) -> Digest:
-    def fetch(segment: int, start_key: Json | None, limit: int | None) -> Any:
-        return dynamodb.scan_page(
-            client,
-            table=table,
-            segment=segment,
-            total_segments=total_segments,
-            start_key=start_key,
-            limit=limit,
-        )
-
     return _scan_digest(
-        fetch,
+        scan_fetcher(client, table=table, total_segments=total_segments),
         lambda page: (digest_of, page.items),
         table=table,
         total_segments=total_segments,

@@ -122,8 +122,24 @@ def paced_pages(
 ) -> Iterator[dynamodb.Page]:
     """Every page of one Scan segment, in order, paced by the table's bucket; a page that
     fails is retried (botocore's retries, then ours), never skipped."""
+    fetch = scan_fetcher(client, table=table, total_segments=total_segments)
+    return paced(
+        lambda start_key, limit: fetch(segment, start_key, limit),
+        table=table,
+        segment=segment,
+        bucket=bucket,
+        stop=stop,
+        page_attempts=page_attempts,
+        start_key=start_key,
+    )
 
-    def fetch(start_key: Json | None, limit: int | None) -> dynamodb.Page:
+
+def scan_fetcher(
+    client: Any, *, table: str, total_segments: int
+) -> Callable[[int, Json | None, int | None], dynamodb.Page]:
+    """``fetch(segment, start_key, limit)``: one Scan page through botocore, items raw."""
+
+    def fetch(segment: int, start_key: Json | None, limit: int | None) -> dynamodb.Page:
         return dynamodb.scan_page(
             client,
             table=table,
@@ -133,15 +149,7 @@ def paced_pages(
             limit=limit,
         )
 
-    return paced(
-        fetch,
-        table=table,
-        segment=segment,
-        bucket=bucket,
-        stop=stop,
-        page_attempts=page_attempts,
-        start_key=start_key,
-    )
+    return fetch
 
 
 def paced(
