@@ -203,8 +203,8 @@ _USER_AGENT = f"{aws.USER_AGENT_APP} python/{platform.python_version()} http.cli
 
 def parse_headers(fp: Any, _class: type[http.client.HTTPMessage] = http.client.HTTPMessage) -> Any:
     """``http.client.parse_headers``, the same message, without the email package's feed
-    parser for the plain ``Name: value`` lines an answer has (a sixth of the load's CPU went
-    there); folded or odd lines go to the stock parser."""
+    parser for the plain ``Name: value`` lines an answer has (~3% of a restore's main
+    process, bench/README.md section 4); folded or odd lines go to the stock parser."""
     lines = []
     while True:
         line = fp.readline(_MAX_LINE + 1)
