@@ -40,10 +40,12 @@ def cluster() -> Iterator[Any]:
         dask_engine.close_clients()
 
 
-def _backed_up(server: Server, tmp_path: Path, n: int) -> tuple[Any, str, Any, list[Any]]:
+def _backed_up(
+    server: Server, tmp_path: Path, n: int, *, wcu: int = 1000
+) -> tuple[Any, str, Any, list[Any]]:
     db = db_for(server)
     items = [order_item(i) for i in range(n)]
-    table = db.table(key=ORDER_KEY, items=items)
+    table = db.table(key=ORDER_KEY, items=items, wcu=wcu)
     storage = open_storage(str(tmp_path / "repo"))
     params = BackupParams(segments=3, file_max_raw_bytes=15_000)  # several files
     (result,) = backup_tables([table], conn=db.conn, storage=storage, params=params,
@@ -79,13 +81,15 @@ def test_a_worker_killed_mid_load_is_replaced_and_the_table_proven(
     dynamodb_local: Server, cluster: Any, tmp_path: Path
 ) -> None:
     # DynamoDB Local: dynalite (Node) exits when a client is killed in the middle of a request
-    db, table, ref, items = _backed_up(dynamodb_local, tmp_path, 600)
+    # 240 WCU at the source, so the restored table gets 240 too (a restore gives a table at
+    # least the source's capacity), half of it for the load: 600 writes at ~120/s, ~5 s
+    db, table, ref, items = _backed_up(dynamodb_local, tmp_path, 600, wcu=240)
     storage = open_storage(str(tmp_path / "repo"))
     source = open_source(storage, ref.prefix, location=str(ref))
     assert len(source.files) >= 4
     params = RestoreParams(
-        write_capacity=120, write_percent=0.5, workers=2, state_dir=tmp_path / "state"
-    )  # fmt: skip  (~60 writes/s: ~10 s)
+        write_capacity=240, write_percent=0.5, workers=2, state_dir=tmp_path / "state"
+    )  # fmt: skip
     reports: list[Any] = []
     errors: list[BaseException] = []
 
