@@ -16,12 +16,15 @@ import orjson
 import pytest
 
 from hippolyte.adapters.storage import open_storage
+from hippolyte.core.errors import BackupCorrupt
+from hippolyte.core.events import Event, Note
 from hippolyte.engines import dask_engine
 from hippolyte.formats.open import open_source
 from hippolyte.ops.backup import BackupParams, backup_tables
 from hippolyte.ops.restore import RestoreParams
 from hippolyte.ops.restore_dask import restore_over_dask
 from hippolyte.ops.sample_tables import order_item
+from hippolyte.repo import proofs
 from tests.corpus import same_items
 from tests.helpers import db_for, run
 from tests.support.servers import Server
@@ -133,3 +136,47 @@ def _worker_loading(scheduler: str) -> str:
                     return str(worker)
             time.sleep(0.05)
     raise AssertionError("no load task ran in time")
+
+
+def test_dask_restore_records_its_check_and_a_later_one_only_hashes(
+    dynalite: Server, cluster: Any, tmp_path: Path
+) -> None:
+    """As a local restore: the first restore on the cluster checks every file there and
+    records the pass (proof.json); the next one hashes the stored files only (no check task)
+    and is proven with the same backup digest; a file changed since is refused by its hash
+    before any table is created."""
+    db, table, ref, items = _backed_up(dynalite, tmp_path, 300)
+    storage = open_storage(str(tmp_path / "repo"))
+    source = open_source(storage, ref.prefix, location=str(ref))
+
+    def restore(name: str) -> tuple[Any, list[Event]]:
+        events: list[Event] = []
+        report = restore_over_dask(
+            source,
+            conn=db.conn,
+            table=name,
+            params=RestoreParams(state_dir=tmp_path / f"state-{name}"),
+            description=None,
+            scheduler=cluster.scheduler_address,
+            emit=events.append,
+        )
+        return report, events
+
+    def notes(events: list[Event]) -> str:
+        return "\n".join(e.text for e in events if isinstance(e, Note))
+
+    first, events = restore(f"{table}-first")
+    assert first.proven and "on the cluster" in notes(events)
+    assert proofs.load(storage, ref.prefix) is not None
+    second, events = restore(f"{table}-second")
+    assert second.proven and second.backup == first.backup
+    assert "on the cluster" not in notes(events) and proofs.PROOF in notes(events)
+    assert same_items(db.stock_items(f"{table}-second"), items)
+
+    key = source.files[0].key
+    data = bytearray(storage.get_bytes(key))
+    data[len(data) // 2] ^= 0x01
+    storage.put_bytes(key, bytes(data))
+    with pytest.raises(BackupCorrupt, match=f"{key}.*sha256 mismatch"):
+        restore(f"{table}-changed")
+    assert f"{table}-changed" not in db.client.list_tables()["TableNames"]

@@ -11,6 +11,7 @@ nothing before the load.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from concurrent.futures import Executor, ThreadPoolExecutor
 
 from hippolyte.adapters.storage import Storage
@@ -69,9 +70,11 @@ def check_backup(
     pool: Executor | None,
     emit: Emit,
     table: str,
+    check: Callable[[list[SourceFile]], list[FileCheck]] | None = None,
 ) -> dict[SourceFile, FileCheck]:
     """Every file of ``source`` checked, with its digest: from the backup's record when one
-    applies (the stored bytes hashed), else read in full, and then recorded."""
+    applies (the stored bytes hashed), else read in full (by ``check``, which takes the files
+    and gives their checks in order, when given: a cluster's tasks), and then recorded."""
     record = _applying(source, schema)
     if record is not None:
         emit(
@@ -92,13 +95,12 @@ def check_backup(
             )
             for f in source.files
         }
-    checks = dict(
-        zip(
-            source.files,
-            check_files(source, source.files, schema=schema, workers=workers, pool=pool),
-            strict=True,
-        )
+    results = (
+        check(source.files)
+        if check is not None
+        else check_files(source, source.files, schema=schema, workers=workers, pool=pool)
     )
+    checks = dict(zip(source.files, results, strict=True))
     _record(source, schema, checks, emit=emit, table=table)
     return checks
 

@@ -32,7 +32,8 @@ from hippolyte.engines.dask_restore import (
     digest_task,
     load_task,
 )
-from hippolyte.formats.base import Source
+from hippolyte.formats.base import FileCheck, Source, SourceFile
+from hippolyte.ops import restore_check
 from hippolyte.ops.restore import (
     RestoreParams,
     RestoreReport,
@@ -64,16 +65,28 @@ def restore_over_dask(
     control = dynamodb.control_client(conn, max_attempts=params.max_attempts)
     target = f"{control.meta.endpoint_url} {control.meta.region_name} {table}"
     state = checkpoint_state(params, source=source.location, target=target)
-    emit(Note(text=f"checking {len(source.files)} files on the cluster", table=table))
-    checks = _gather(
-        client, check_task, [CheckTask(source=source, file=f, schema=schema) for f in source.files],
-        stop=stop,
-    )  # fmt: skip
+
+    def on_the_cluster(files: list[SourceFile]) -> list[FileCheck]:
+        emit(Note(text=f"checking {len(files)} files on the cluster", table=table))
+        tasks = [CheckTask(source=source, file=f, schema=schema) for f in files]
+        return _gather(client, check_task, tasks, stop=stop)
+
+    # As ops.restore: a backup whose check pass is recorded (proof.json) only has its files
+    # hashed (here, by the driver); else the cluster checks them, and the pass is recorded.
+    checks = restore_check.check_backup(
+        source,
+        schema=schema,
+        workers=params.workers,
+        pool=None,
+        emit=emit,
+        table=table,
+        check=on_the_cluster,
+    )
     report = RestoreReport(table=table, source=source.location)
-    for check in checks:
+    for check in checks.values():
         assert check.digest is not None
         report.backup.merge(check.digest)
-    by_key = dict(zip((f.key for f in source.files), checks, strict=True))
+    by_key = {f.key: check for f, check in checks.items()}
     current = prepare_target(control, desc, table=table, params=params, state=state, emit=emit)
     info = TableInfo.from_description(current)
     budget = (
