@@ -17,22 +17,15 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials, ReadOnlyCredentials
+from botocore.credentials import Credentials
 
 from hippolyte.adapters import dynamodb_write
-from hippolyte.adapters.dynamodb_direct import (
-    CONTENT_TYPE,
-    TARGET_PREFIX,
-    Endpoint,
-    Keys,
-    SigV4,
-    keys_of,
-)
+from hippolyte.adapters.dynamodb_direct import CONTENT_TYPE, TARGET_PREFIX, Caller, Endpoint, SigV4
 from hippolyte.core.pacing import TokenBucket
 from hippolyte.engines.load import LoadSettings, load_files
 from hippolyte.formats.base import SourceFile
@@ -65,7 +58,7 @@ class Sizes:
 
 
 class Signer(Protocol):
-    def headers(self, body: bytes, *, target: str, keys: Keys) -> dict[str, str]: ...
+    def headers(self, body: bytes, *, target: str, keys: Any) -> dict[str, str]: ...
 
 
 def make_signer(kind: str, url: str) -> Signer:
@@ -114,8 +107,8 @@ def _loads(endpoint_url: str, backup: Backup, *, pairs: int) -> dict[str, list[f
     for i in range(pairs):
         order += list(SIGNERS) if i % 2 == 0 else list(reversed(SIGNERS))
     for n, kind in enumerate(order):
-        writer = dynamodb_write.DirectWriter(Endpoint(url=endpoint_url, region=REGION),
-                                             credentials=creds)
+        writer = dynamodb_write.DirectWriter(
+            Caller(Endpoint(url=endpoint_url, region=REGION), credentials=creds))
         botocore_signer = BotocoreSigner(endpoint_url, region=REGION)
         if kind == "botocore":  # the same writer and connections; only the signing differs
             if not isinstance(writer._caller._signer, SigV4):
@@ -154,7 +147,7 @@ def _signing_only(endpoint_url: str, backup: Backup, *, rounds: int) -> dict[str
             sign = signers[kind].headers
             began = time.process_time()
             for body in bodies:  # the keys taken per request, as the writer takes them
-                sign(body, target=TARGET, keys=keys_of(creds))
+                sign(body, target=TARGET, keys=creds.get_frozen_credentials())
             out[kind].append((time.process_time() - began) / len(bodies))
     return out
 
@@ -204,13 +197,13 @@ class BotocoreSigner:
         self._region = region
         self.signed = 0  # requests signed: the benchmark checks the writer used this signer
 
-    def headers(self, body: bytes, *, target: str, keys: Keys) -> dict[str, str]:
+    def headers(self, body: bytes, *, target: str, keys: Any) -> dict[str, str]:
         self.signed += 1
         request = AWSRequest(method="POST", url=self._url, data=body, headers={
             "Content-Type": CONTENT_TYPE,
             "X-Amz-Target": target,
         })
-        SigV4Auth(ReadOnlyCredentials(*keys), "dynamodb", self._region).add_auth(request)
+        SigV4Auth(keys, "dynamodb", self._region).add_auth(request)
         return dict(request.headers.items())
 
 

@@ -317,7 +317,7 @@ def test_the_read_back_in_workers_equals_botocores_and_the_items_digest(
     table = db.table(items=items)
     expected = digest_of([encode_item(i) for i in items])
     direct = _read_back(db, table, processes=2)
-    monkeypatch.setattr(dynamodb_direct, "resolve", lambda conn, client: None)
+    monkeypatch.setattr(dynamodb_direct, "open_caller", lambda conn, client: None)
     through_botocore = _read_back(db, table, processes=1)
     assert direct.count == through_botocore.count == len(items)
     assert direct.hex == through_botocore.hex == expected.hex

@@ -22,7 +22,7 @@ from cryptography.x509.oid import NameOID
 
 from hippolyte.adapters import aws, dynamodb_write
 from hippolyte.adapters.dynamodb import encode_item
-from hippolyte.adapters.dynamodb_direct import CONTENT_TYPE, TARGET_PREFIX, SigV4, keys_of
+from hippolyte.adapters.dynamodb_direct import CONTENT_TYPE, TARGET_PREFIX, SigV4
 from hippolyte.adapters.dynamodb_write import BotocoreWriter, DirectWriter
 from hippolyte.core.errors import AwsError, TableNotFound, Throttled, Transient
 from tests.corpus import nasty_items, same_items
@@ -47,7 +47,7 @@ def test_signature_is_botocores(
     body = dynamodb_write.request_body("t", [b'{"pk":{"S":"a"}}'])
     ours = SigV4(
         host=url.split("://")[1], path="/", region="eu-west-1", service="dynamodb"
-    ).headers(body, target=TARGET, keys=keys_of(creds), now=when)
+    ).headers(body, target=TARGET, keys=creds.get_frozen_credentials(), now=when)
 
     request = AWSRequest(
         method="POST",

@@ -3,17 +3,16 @@ of a restore (BatchWriteItem, and the Scan that proves the result).
 
 botocore's request path (events, endpoint rules, user agent, urllib3, the response parser)
 costs ~1 ms of CPU per request, and its parser ~300 ms per 1 MB Scan page. Here a ``Caller``
-keeps one keep-alive connection per thread to the endpoint botocore resolved (``resolve``),
+keeps one keep-alive connection per thread to the endpoint botocore resolved (``open_caller``),
 signs each request with SigV4 (a test pins the signature to botocore's for the same request)
 with the credentials it is given, and answers in our error tree: throttling is ``Throttled``,
 a 5xx, a dropped connection or a bad CRC32 is ``Transient``, any other error goes through the
 same translation as every botocore call; the caller's ``retrying`` sends the request again,
 so nothing is skipped.
 
-A ``Caller`` holds no credentials: each call gets them (``Keys``), fresh from the session's
-provider, refreshed as botocore refreshes them. When a proxy stands between us and the
-endpoint, ``resolve`` says None: botocore knows how to reach it, and the callers use the
-stock client instead.
+Each request is signed with the session's credentials as of then, refreshed as botocore
+refreshes them. When a proxy stands between us and the endpoint, ``open_caller`` says None:
+botocore knows how to reach it, and the callers use the stock client instead.
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ import types
 import urllib.request
 import zlib
 from dataclasses import dataclass
-from typing import Any, NamedTuple, NoReturn
+from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
 import botocore.exceptions
@@ -55,23 +54,9 @@ class Endpoint:
     ca_bundle: str | None = None  # AWS_CA_BUNDLE or the profile's, for a private CA
 
 
-class Keys(NamedTuple):
-    """Credentials as of now (``keys_of``)."""
-
-    access_key: str
-    secret_key: str
-    token: str | None
-
-
-def keys_of(credentials: Any) -> Keys:
-    """A botocore credentials object's current keys, refreshed first if they are expiring."""
-    frozen = credentials.get_frozen_credentials()
-    return Keys(frozen.access_key, frozen.secret_key, frozen.token)
-
-
-def resolve(conn: aws.Connection, *, client: Any) -> tuple[Endpoint, Any] | None:
-    """The endpoint ``client`` (a DynamoDB client of ``conn``) resolved, and the session's
-    credentials provider; None when a proxy is configured for it."""
+def open_caller(conn: aws.Connection, *, client: Any) -> Caller | None:
+    """A caller of the endpoint ``client`` (a DynamoDB client of ``conn``) resolved, signing
+    with the session's credentials; None when a proxy is configured for it."""
     url = client.meta.endpoint_url
     if client.meta.config.proxies or _environment_proxy(url):
         return None
@@ -85,7 +70,7 @@ def resolve(conn: aws.Connection, *, client: Any) -> tuple[Endpoint, Any] | None
         timeout=float(client.meta.config.read_timeout or 60),
         ca_bundle=session._session.get_config_variable("ca_bundle"),  # AWS_CA_BUNDLE, profile
     )
-    return endpoint, credentials
+    return Caller(endpoint, credentials=credentials)
 
 
 def _environment_proxy(url: str) -> bool:
@@ -96,14 +81,16 @@ def _environment_proxy(url: str) -> bool:
 
 
 class Caller:
-    """SigV4-signed POSTs of DynamoDB's JSON API over one keep-alive connection per thread."""
+    """SigV4-signed POSTs of DynamoDB's JSON API over one keep-alive connection per thread.
+    ``credentials`` is botocore's provider: each request is signed with its keys as of then
+    (``get_frozen_credentials``, which refreshes them when they are about to expire)."""
 
-    def __init__(self, endpoint: Endpoint):
+    def __init__(self, endpoint: Endpoint, *, credentials: Any):
         parts = urlsplit(endpoint.url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an HTTP endpoint: {endpoint.url!r}")
         self.endpoint = endpoint
-        self.url = endpoint.url
+        self._credentials = credentials
         self._https = parts.scheme == "https"
         default_port = 443 if self._https else 80
         self._address = (parts.hostname, parts.port or default_port)
@@ -125,25 +112,27 @@ class Caller:
         self._lock = threading.Lock()
         self._open: list[http.client.HTTPConnection] = []
 
-    def call(self, operation: str, body: bytes, *, keys: Keys, table: str, what: str) -> bytes:
+    def call(self, operation: str, body: bytes, *, table: str, what: str) -> bytes:
         """The body of DynamoDB's 200 answer to ``operation``; anything else raised, in our
         tree. ``what`` names the call in messages ("BatchWriteItem into 'orders'")."""
-        status, data, crc = self._post(operation, body, keys=keys, what=what)
+        status, data, crc = self._post(operation, body, what=what)
         if crc is not None and zlib.crc32(data) != int(crc):
             raise Transient(f"{what}: the answer failed its CRC32 check")
         if status != 200:
             _raise_error(status, data, operation=operation, table=table, what=what)
         return data
 
-    def _post(
-        self, operation: str, body: bytes, *, keys: Keys, what: str
-    ) -> tuple[int, bytes, str | None]:
+    def _post(self, operation: str, body: bytes, *, what: str) -> tuple[int, bytes, str | None]:
         """One request; a kept-alive connection the server closed meanwhile is replaced and
         the request sent again at once (both calls are idempotent), as urllib3 does."""
         while True:
             conn, fresh = self._connection()
             try:
-                headers = self._signer.headers(body, target=TARGET_PREFIX + operation, keys=keys)
+                headers = self._signer.headers(
+                    body,
+                    target=TARGET_PREFIX + operation,
+                    keys=self._credentials.get_frozen_credentials(),
+                )
                 headers["User-Agent"] = _USER_AGENT  # not signed, as botocore leaves it too
                 conn.request("POST", self._path, body=body, headers=headers)
                 response = conn.getresponse()
@@ -151,14 +140,14 @@ class Caller:
             except ssl.SSLCertVerificationError as exc:
                 self._drop()
                 raise AwsError(
-                    f"cannot verify the TLS certificate of {self.url}: {exc.verify_message} "
-                    "(a private CA goes in AWS_CA_BUNDLE)"
+                    f"cannot verify the TLS certificate of {self.endpoint.url}: "
+                    f"{exc.verify_message} (a private CA goes in AWS_CA_BUNDLE)"
                 ) from exc
             except (OSError, http.client.HTTPException) as exc:
                 self._drop()
                 if not fresh and isinstance(exc, _STALE):
                     continue
-                raise Transient(f"{what}: {self.url}: {exc!r}") from exc
+                raise Transient(f"{what}: {self.endpoint.url}: {exc!r}") from exc
             self._local.used = True
             if response.will_close:
                 self._drop()
@@ -292,7 +281,6 @@ _scan_head = msgspec.json.Decoder(_ScanHead)
 
 def scan(
     caller: Caller,
-    keys: Keys,
     *,
     table: str,
     segment: int,
@@ -310,7 +298,7 @@ def scan(
     if limit:
         request["Limit"] = limit
     what = f"table {table!r} segment {segment}"
-    data = caller.call("Scan", orjson.dumps(request), keys=keys, table=table, what=what)
+    data = caller.call("Scan", orjson.dumps(request), table=table, what=what)
     try:
         head = _scan_head.decode(data)
         capacity = orjson.loads(bytes(head.ConsumedCapacity)) if head.ConsumedCapacity else {}
@@ -337,8 +325,9 @@ class SigV4:
         self._keys: dict[tuple[str, str], bytes] = {}
 
     def headers(
-        self, body: bytes, *, target: str, keys: Keys, now: datetime.datetime | None = None
+        self, body: bytes, *, target: str, keys: Any, now: datetime.datetime | None = None
     ) -> dict[str, str]:
+        """``keys``: frozen credentials (``access_key``, ``secret_key``, ``token``)."""
         when = now or datetime.datetime.now(datetime.UTC)
         stamp, day = when.strftime("%Y%m%dT%H%M%SZ"), when.strftime("%Y%m%d")
         headers = {

@@ -62,12 +62,11 @@ def request_body(table: str, items: list[bytes]) -> bytes:
 def open_writer(conn: aws.Connection, *, pool: int, max_attempts: int = 10) -> Writer:
     """The direct writer, unless a proxy stands between us and the endpoint."""
     client = raw_write_client(conn, pool=pool, max_attempts=max_attempts)
-    direct = dynamodb_direct.resolve(conn, client=client)
-    if direct is None:
+    caller = dynamodb_direct.open_caller(conn, client=client)
+    if caller is None:
         return BotocoreWriter(client)
     client.close()
-    endpoint, credentials = direct
-    return DirectWriter(endpoint, credentials=credentials)
+    return DirectWriter(caller)
 
 
 # --- the direct writer ---------------------------------------------------------------------------
@@ -96,16 +95,13 @@ _answer = msgspec.json.Decoder(_Answer)
 class DirectWriter:
     """BatchWriteItem through ``dynamodb_direct.Caller``."""
 
-    def __init__(self, endpoint: dynamodb_direct.Endpoint, *, credentials: Any):
-        self._caller = dynamodb_direct.Caller(endpoint)
-        self._credentials = credentials
-        self.url = endpoint.url
+    def __init__(self, caller: dynamodb_direct.Caller):
+        self._caller = caller
 
     def write_batch(self, *, table: str, items: list[bytes]) -> WriteResult:
         data = self._caller.call(
             "BatchWriteItem",
             request_body(table, items),
-            keys=dynamodb_direct.keys_of(self._credentials),
             table=table,
             what=f"BatchWriteItem into {table!r}",
         )

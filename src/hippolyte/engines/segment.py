@@ -122,9 +122,8 @@ def paced_pages(
 ) -> Iterator[dynamodb.Page]:
     """Every page of one Scan segment, in order, paced by the table's bucket; a page that
     fails is retried (botocore's retries, then ours), never skipped."""
-    fetch = scan_fetcher(client, table=table, total_segments=total_segments)
     return paced(
-        lambda start_key, limit: fetch(segment, start_key, limit),
+        scan_fetcher(client, table=table, total_segments=total_segments),
         table=table,
         segment=segment,
         bucket=bucket,
@@ -153,7 +152,7 @@ def scan_fetcher(
 
 
 def paced(
-    fetch: Callable[[Json | None, int | None], P],
+    fetch: Callable[[int, Json | None, int | None], P],
     *,
     table: str,
     segment: int,
@@ -162,9 +161,9 @@ def paced(
     page_attempts: int,
     start_key: Json | None = None,
 ) -> Iterator[P]:
-    """``fetch(start_key, limit)`` page after page of one segment, paced by the table's
-    bucket; a page that fails is fetched again (after the fetcher's own retries), never
-    skipped."""
+    """``fetch(segment, start_key, limit)`` page after page of one segment, paced by the
+    table's bucket; a page that fails is fetched again (after the fetcher's own retries),
+    never skipped."""
     sizer = PageSizer(rate=bucket.rate)
     while True:
         if stop.is_set():
@@ -174,7 +173,7 @@ def paced(
         if stop.is_set():
             raise Interrupted(f"{table}: segment {segment} stopped")
         page = retrying(
-            functools.partial(fetch, start_key, sizer.limit()),
+            functools.partial(fetch, segment, start_key, sizer.limit()),
             attempts=page_attempts,
             stop=stop,
             on_retry=lambda exc, delay: bucket.throttled(),

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hippolyte.adapters import aws, dynamodb, dynamodb_admin, dynamodb_direct, dynamodb_write
+from hippolyte.adapters import aws, dynamodb, dynamodb_admin, dynamodb_write
 from hippolyte.core.errors import ConfigError, HippolyteError
 from hippolyte.core.events import Emit, LoadStarted, Note
 from hippolyte.core.model import Json, TableInfo
@@ -331,15 +331,13 @@ def _scan_digest(
     pool: Executor,
     ahead: int,
 ) -> Digest:
-    client = dynamodb.raw_scan_client(conn, pool=workers + 2)
     rate = on_demand_units if info.on_demand else float(max(info.read_capacity, 1))
-    bucket = TokenBucket(rate=rate)
-    common: dict[str, Any] = dict(
-        table=table, total_segments=workers, bucket=bucket, stop=stop, pool=pool, ahead=ahead
+    return proof_scan.scan_digest(
+        conn,
+        table=table,
+        total_segments=workers,
+        bucket=TokenBucket(rate=rate),
+        stop=stop,
+        pool=pool,
+        ahead=ahead,
     )
-    direct = dynamodb_direct.resolve(conn, client=client)
-    if direct is None:  # a proxy: botocore knows how to reach it
-        return proof_scan.botocore_digest(client, **common)
-    client.close()
-    endpoint, credentials = direct
-    return proof_scan.direct_digest(endpoint, credentials, **common)
