@@ -23,8 +23,9 @@ TOP = "cli"  # may import every layer and front-end; nothing imports it
 # The package's face: `from hippolyte import backup, ...` and `python -m hippolyte`.
 FACE = {"hippolyte": "hippolyte.core.version", "hippolyte.__main__": "hippolyte.cli"}
 # core is pure: the standard library, plus validation (pydantic), cron syntax checked in the
-# config (croniter) and JSON encoding of values (orjson). No boto3, no click, no rich.
-CORE_THIRD_PARTY = {"pydantic", "croniter", "orjson"}
+# config (croniter) and JSON encoding and decoding of values (orjson, msgspec). No boto3, no
+# click, no rich.
+CORE_THIRD_PARTY = {"pydantic", "croniter", "orjson", "msgspec"}
 
 
 def module_name(path: Path) -> str:

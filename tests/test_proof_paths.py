@@ -19,17 +19,17 @@ from tests.test_pure import _shuffled
 
 
 def walked(wire: bytes) -> bytes:
-    """The canonical form as the proof first defined it: parse, walk every value (every number
-    through number_text, every set sorted), sorted dump."""
+    """The canonical form as the proof defines it: parse, walk every value (every number
+    through number_text, every set's distinct members sorted), sorted dump."""
 
     def canonical(value: dict[str, Any]) -> None:
         for tag, v in value.items():
             if tag == "N":
                 value["N"] = proof.number_text(v)
             elif tag in ("SS", "BS"):
-                v.sort()
+                value[tag] = sorted(set(v))
             elif tag == "NS":
-                value["NS"] = sorted(map(proof.number_text, v))
+                value["NS"] = sorted(set(map(proof.number_text, v)))
             elif tag == "M":
                 for x in v.values():
                     canonical(x)
@@ -86,6 +86,8 @@ def test_the_hostile_corpus() -> None:
         {"x": {"SS": ["b", "a"], "N": "1.0", "BOOL": True}, "y": {"L": [{}]}},
         {"x": {}},
         {"x": {"N": 5}},
+        {"x": {"S": None}},  # a null is not a tag left out
+        {"s": {"SS": ["b", "a", "b"]}, "n": {"NS": ["1", "1.0", "2"]}},  # a member twice
         {"N": {"M": {"N": {"N": "1.0"}}}, "S": {"SS": ["b", "a"]}},  # names that are tags
     ],
 )
