@@ -104,22 +104,26 @@ def test_large_restore_checks_and_digests_in_processes(
     dynalite: Server, s3_bucket: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Past PROCESS_MIN_ITEMS the check pass and the proof's digest run in other processes,
-    which open the (S3) repository themselves; a corrupt file is still named from there."""
+    which open the (S3) repository themselves; a corrupt file is still named from there. The
+    proof's processes import only what its digests need."""
     db = db_for(dynalite)
     items = [order_item(i) for i in range(300)]
     source = _backup(db, db.table(items=items, key=ORDER_KEY), s3_bucket.url, segments=3)
-    pools: list[int] = []
+    pools: list[tuple[int, list[str]]] = []
 
-    def recording(processes: int, *, threads: int) -> Any:
-        pools.append(processes)
-        return cpu_pool(processes, threads=threads)
+    def recording(processes: int, *, threads: int, imports: list[str]) -> Any:
+        pools.append((processes, list(imports)))
+        return cpu_pool(processes, threads=threads, imports=imports)
 
     monkeypatch.setattr(restore_check, "PROCESS_MIN_ITEMS", 0)
     monkeypatch.setattr(restore_check, "cpus", lambda: 2)
+    monkeypatch.setattr(restore_ops, "cpus", lambda: 2)
+    monkeypatch.setattr(restore_check, "cpu_pool", recording)
     monkeypatch.setattr(restore_ops, "cpu_pool", recording)
     name, report = _restore(db, source, tmp_path)
     assert report.proven and same_items(db.stock_items(name), items)
-    assert pools == [2]  # one pool: the check pass, then (after the load) the proof
+    # the check pass, then (after the load) the proof
+    assert pools == [(2, ["hippolyte.ops.restore_check"]), (2, ["hippolyte.core.proof"])]
 
     storage = open_storage(s3_bucket.url)
     key = source.files[1].key

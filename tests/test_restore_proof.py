@@ -276,11 +276,12 @@ def test_verify_items_reads_each_file_once_and_still_catches_a_changed_byte(
 
 def _read_back(db: Db, table: str, *, processes: int) -> Any:
     from hippolyte.adapters import dynamodb
+    from hippolyte.engines import proof_scan
     from hippolyte.engines.pool import cpu_pool
     from hippolyte.ops.restore import table_digest
 
     info = dynamodb.describe(db.client, table)
-    with cpu_pool(processes, threads=2) as pool:
+    with cpu_pool(processes, threads=2, imports=proof_scan.POOL_IMPORTS) as pool:
         return table_digest(
             db.conn,
             table=table,
@@ -351,3 +352,32 @@ def test_faults_of_the_read_back_are_retried(
         )
     assert report.proven and same_items(db.stock_items(name), items)
     assert all(proxy.counts[f] >= 1 for f in faults), proxy.counts
+
+
+def test_the_digests_processes_import_only_what_they_run() -> None:
+    """The proof's processes are forked from a server that imported the digests' module and
+    the main module only; the console script's main module does not import the CLI (so
+    neither the server nor a child imports boto3 or the CLI to digest pages)."""
+    import subprocess
+    import sys
+
+    from hippolyte.core.proof import digest_of, digest_of_answer
+    from hippolyte.engines import proof_scan
+    from hippolyte.engines.pool import cpu_pool
+
+    heavy = "[m for m in __import__('sys').modules if m.startswith(('boto', 'hippolyte.cli'))]"
+    script = (
+        "import hippolyte.__main__, sys; print(" + heavy.replace("__import__('sys')", "sys") + ")"
+    )
+    assert (
+        subprocess.run(
+            [sys.executable, "-c", script], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        == "[]"
+    )
+    answer = b'{"Items":[{"a":{"S":"x"}},{"a":{"N":"1.50"}}],"Count":2,"ScannedCount":2}'
+    with cpu_pool(2, threads=1, imports=proof_scan.POOL_IMPORTS) as pool:
+        assert pool.submit(digest_of_answer, answer).result() == digest_of(
+            [b'{"a":{"S":"x"}}', b'{"a":{"N":"1.5"}}']
+        )
+        assert pool.submit(eval, heavy).result() == []

@@ -108,13 +108,15 @@ def cpus() -> int:
 
 
 @contextlib.contextmanager
-def cpu_pool(processes: int, *, threads: int) -> Iterator[Executor]:
+def cpu_pool(processes: int, *, threads: int, imports: Sequence[str]) -> Iterator[Executor]:
     """Processes for CPU-bound pure work (checking and digesting items), which threads would
     keep to one core. Forked from a fork server (``_context``): one clean interpreter, started
     once per process without this one's threads and open connections, that has imported what
-    the work needs, so that each child costs a fork rather than an interpreter's start-up and
-    imports (~0.45 s of CPU each). A child takes this process's environment as it is now (the
-    fork server keeps the one it started with) and leaves Ctrl-C to the parent, which stops it.
+    the work needs (``imports``: the modules whose functions the pool runs), so that each child
+    costs a fork rather than an interpreter's start-up and imports (~0.3 s of CPU for the
+    check's modules, which import boto3; ~0.05 s for the digests'). A child takes this
+    process's environment as it is now (the fork server keeps the one it started with) and
+    leaves Ctrl-C to the parent, which stops it.
     One process or fewer, or where processes cannot share a queue (no POSIX semaphores, as in
     AWS Lambda): ``threads`` threads in this process, with nothing to start."""
     if processes <= 1:
@@ -128,7 +130,7 @@ def cpu_pool(processes: int, *, threads: int) -> Iterator[Executor]:
         try:
             pool = ProcessPoolExecutor(
                 max_workers=processes,
-                mp_context=_context(),
+                mp_context=_context(imports),
                 initializer=_child,
                 initargs=(dict(os.environ),),
             )
@@ -152,21 +154,15 @@ _open_pools = 0
 _pools_lock = threading.Lock()
 
 
-# What the fork server imports before forking: the main module (or every child would import
-# it again, the CLI and all it imports) and the modules whose functions the pools run.
-_PRELOAD = [
-    "__main__",
-    "hippolyte.formats.base",
-    "hippolyte.core.proof",
-    "hippolyte.engines.proof_scan",
-]
-
-
-def _context() -> multiprocessing.context.BaseContext:
+def _context(imports: Sequence[str]) -> multiprocessing.context.BaseContext:
+    """The fork server imports the main module (a child that finds it there does not import it
+    again; the console script's, ``hippolyte.__main__``, imports the CLI only when it runs), this
+    module (``_child``) and ``imports``. A fork server in use keeps what it imported: a pool
+    opened beside another shares it, and its children import what else they need."""
     if "forkserver" not in multiprocessing.get_all_start_methods():  # pragma: no cover
         return multiprocessing.get_context("spawn")
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(_PRELOAD)
+    context.set_forkserver_preload(["__main__", __name__, *imports])
     return context
 
 

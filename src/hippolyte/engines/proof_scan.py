@@ -22,14 +22,11 @@ from typing import Any
 from hippolyte.adapters import aws, dynamodb, dynamodb_direct
 from hippolyte.core.model import Json
 from hippolyte.core.pacing import TokenBucket
-from hippolyte.core.proof import Digest, digest_of
+from hippolyte.core.proof import Digest, digest_of, digest_of_answer
 from hippolyte.engines.segment import paced, scan_fetcher
 
-
-def digest_body(body: bytes) -> Digest:
-    """In a worker: the digest of the items of one Scan answer."""
-    page = dynamodb.split_scan_body(body)
-    return digest_of([dynamodb.one_line(bytes(item)) for item in page.Items])
+# The modules whose functions the pool runs (``pool.cpu_pool``): the digests need no other.
+POOL_IMPORTS = ("hippolyte.core.proof",)
 
 
 def scan_digest(
@@ -72,7 +69,7 @@ def scan_digest(
             )
 
         def submit(page: Any) -> Future[Digest]:
-            return pool.submit(digest_body, page.body)
+            return pool.submit(digest_of_answer, page.body)
 
     in_flight = threading.Semaphore(ahead)  # pages read but not yet digested
 

@@ -95,23 +95,18 @@ def restore(
             table=table,
         )
     )
-    # One pool for both CPU-bound passes (the check, the proof's digest): its processes, forked
-    # from a fork server that is started once (~0.45 s of CPU), wait through the load.
-    processes = restore_check.processes_for(source.files, workers=params.workers)
-    with cpu_pool(processes, threads=params.workers) as pool:
-        return _restore(
-            source,
-            conn=conn,
-            table=table,
-            params=params,
-            desc=desc,
-            schema=schema,
-            emit=emit,
-            stop=stop,
-            control=control,
-            state=state,
-            pool=pool,
-        )
+    return _restore(
+        source,
+        conn=conn,
+        table=table,
+        params=params,
+        desc=desc,
+        schema=schema,
+        emit=emit,
+        stop=stop,
+        control=control,
+        state=state,
+    )
 
 
 def _restore(
@@ -126,10 +121,12 @@ def _restore(
     stop: threading.Event,
     control: Any,
     state: RestoreState,
-    pool: Executor,
 ) -> RestoreReport:
+    # The check pass and the proof's digest each spread over processes of their own: the
+    # proof's import what its digests need only (``proof_scan.POOL_IMPORTS``), ~0.05 s of CPU
+    # where the check's, which read the repository, import boto3 too (~0.3 s).
     checks = restore_check.check_backup(
-        source, schema=schema, workers=params.workers, pool=pool, emit=emit, table=table
+        source, schema=schema, workers=params.workers, pool=None, emit=emit, table=table
     )
     todo = [f for f in source.files if f.key not in set(state.done_files)]
     current = prepare_target(control, desc, table=table, params=params, state=state, emit=emit)
@@ -187,7 +184,6 @@ def _restore(
         stop=stop,
         on_demand_units=params.on_demand_write_units,
         expected_items=report.backup.count,
-        pool=pool,
     )
     if state.created_table:
         report.notes += finish_table(control, desc, source.extras, table=table, emit=emit)
@@ -297,7 +293,7 @@ def table_digest(
     if pool is None:
         large = expected_items >= restore_check.PROCESS_MIN_ITEMS
         processes = min(cpus(), workers) if large else 1
-        with cpu_pool(processes, threads=1) as own:
+        with cpu_pool(processes, threads=1, imports=proof_scan.POOL_IMPORTS) as own:
             return _scan_digest(
                 conn,
                 table=table,

@@ -58,7 +58,7 @@ def check_files(
     if pool is not None:
         return list(pool.map(check, files))
     processes = min(processes_for(files, workers=workers), len(files))
-    with cpu_pool(processes, threads=workers) as own:
+    with cpu_pool(processes, threads=workers, imports=[__name__]) as own:
         return list(own.map(check, files))
 
 
