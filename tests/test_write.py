@@ -238,3 +238,15 @@ def test_the_answers_headers_parse_as_http_client_parses_them(head: bytes) -> No
     assert ours.items() == stock.items()
     assert ours.get("content-length") == stock.get("content-length")
     assert ours.get_all("set-cookie") == stock.get_all("set-cookie")
+
+
+@pytest.mark.parametrize("count", [1, 2, 25])
+def test_request_body_is_the_json_of_the_puts(count: int) -> None:
+    items = [orjson.dumps({"pk": {"S": f"k{i}"}, "n": {"N": str(i)}}) for i in range(count)]
+    body = dynamodb_write.request_body('t"able', items)
+    assert orjson.loads(body) == {
+        "RequestItems": {'t"able': [{"PutRequest": {"Item": orjson.loads(i)}} for i in items]},
+        "ReturnConsumedCapacity": "TOTAL",
+    }
+    with pytest.raises(ValueError, match="at least one item"):
+        dynamodb_write.request_body("t", [])
