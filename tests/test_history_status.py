@@ -5,6 +5,7 @@ table without change sets left as it was. Real repository folders; tables on dyn
 from __future__ import annotations
 
 import datetime as dt
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from hippolyte.engines.segment import DataFileWriter
 from hippolyte.ops.jobs import nightly_monitor
 from hippolyte.ops.monitor import monitor
 from hippolyte.ops.status import changes_state, gaps_since_newest
-from hippolyte.repo import changes, manifest, writer
+from hippolyte.repo import catalog, changes, manifest, writer
 from hippolyte.repo.changes import Change, ChangeSetWriter
 from tests.helpers import db_for, run
 from tests.support.servers import Server
@@ -240,6 +241,31 @@ def test_status_reports_changes_gaps_and_lag(
     assert f"{fleet['gap']}: gap " in text and "the stream was trimmed before it was read" in text
     assert f"{fleet['late']}: no changes captured since " in text and "threshold 600 s" in text
     assert f"{fleet['plain']}: " not in text
+
+
+@pytest.mark.servers
+def test_status_reads_a_tables_listing_once(
+    fleet: dict[str, str], capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its newest backup, its changes and its retention all come from one listing of the
+    table: its backups' completeness listed once, and a backup's descriptor read once for the
+    changes (beside change sets only); the newest backup's summary then reads its marker and
+    descriptor itself. (Before, each of the three listed the table on its own.)"""
+    calls: Counter[tuple[str, str]] = Counter()
+    for name in ("completeness", "is_complete", "load_descriptor"):
+        real = getattr(catalog, name)
+
+        def counted(storage: Storage, of: Any, _real: Any = real, _name: str = name) -> Any:
+            calls[_name, of if isinstance(of, str) else of.table] += 1
+            return _real(storage, of)
+
+        monkeypatch.setattr(catalog, name, counted)
+    code, _, _ = run(capsys, "--config", fleet["config"], "status", "--json")
+    assert code == 1
+    for role in ("gap", "late", "fresh", "plain"):
+        assert calls["completeness", fleet[role]] == 1
+        assert calls["is_complete", fleet[role]] == 1  # the summary's
+        assert calls["load_descriptor", fleet[role]] == 1 + (role != "plain")
 
 
 @pytest.mark.servers

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from hippolyte.adapters.storage import Storage
-from hippolyte.core.chain import Window
+from hippolyte.core.chain import FullBackup, Window
 from hippolyte.core.config import Keep, KeepFor, Retention
 from hippolyte.core.errors import ConfigError, HippolyteError, NotFound
 from hippolyte.core.events import Emit, Step, discard
@@ -43,27 +43,43 @@ def listing(
 ) -> tuple[list[Backup], dict[str, list[Window]]]:
     """Every full backup folder (complete or not) and the change windows of ``tables`` (all
     the repository's when none is named)."""
-    names = list(tables) or catalog.tables(storage)
     backups: list[Backup] = []
     windows: dict[str, list[Window]] = {}
-    for table in names:
-        # a backup's end matters only beside change sets: read the descriptors only then
-        has_changes = bool(storage.list_dirs(f"{table}/{changes.CHANGES}"))
-        full, sets = history(storage, table) if has_changes else ([], [])
-        ends = {b.id: changes.from_micros(b.end) for b in full}
-        for bid, complete in catalog.completeness(storage, table).items():
-            backups.append(
-                Backup(
-                    table=table,
-                    id=bid,
-                    start=manifest.parse_backup_id(bid),
-                    complete=complete,
-                    end=ends.get(bid),
-                )
-            )
-        if sets:
-            windows[table] = sets
+    for table in list(tables) or catalog.tables(storage):
+        listed = table_listing(storage, table)
+        backups += listed.backups
+        if listed.windows:
+            windows[table] = listed.windows
     return backups, windows
+
+
+@dataclass(frozen=True)
+class TableListing:
+    """What the repository holds of one table, read once for all that asks (``status`` and
+    the dashboard ask for a table's retention, changes and newest backup)."""
+
+    backups: list[Backup]  # every full backup folder, complete or not
+    full: list[FullBackup]  # beside change sets only: the complete ones, with their times
+    windows: list[Window]  # its change sets
+
+
+def table_listing(storage: Storage, table: str) -> TableListing:
+    complete = catalog.completeness(storage, table)
+    # a backup's end matters only beside change sets: read the descriptors only then
+    has_changes = bool(storage.list_dirs(f"{table}/{changes.CHANGES}"))
+    full, sets = history(storage, table, complete=complete) if has_changes else ([], [])
+    ends = {b.id: changes.from_micros(b.end) for b in full}
+    backups = [
+        Backup(
+            table=table,
+            id=bid,
+            start=manifest.parse_backup_id(bid),
+            complete=done,
+            end=ends.get(bid),
+        )
+        for bid, done in complete.items()
+    ]
+    return TableListing(backups=backups, full=full, windows=sets)
 
 
 Policies = KeepPolicy | Callable[[str], KeepPolicy]  # one for all tables, or per table

@@ -20,7 +20,7 @@ import shutil
 import struct
 import tempfile
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -72,16 +72,22 @@ def split_ref(ref: str) -> tuple[str, dt.datetime] | None:
     return head, parse_at(tail)
 
 
-def history(storage: Storage, table: str) -> tuple[list[FullBackup], list[Window]]:
-    """The full backups (complete ones, of our format) and change windows of ``table``."""
-    backups, sets = _history(storage, table)
+def history(
+    storage: Storage, table: str, *, complete: Mapping[str, bool] | None = None
+) -> tuple[list[FullBackup], list[Window]]:
+    """The full backups (complete ones, of our format) and change windows of ``table``;
+    ``complete``: its backups' completeness, when already listed (``catalog.completeness``)."""
+    backups, sets = _history(storage, table, complete=complete)
     return backups, [_window(c) for c in sets]
 
 
-def _history(storage: Storage, table: str) -> tuple[list[FullBackup], list[changes.ChangeSet]]:
+def _history(
+    storage: Storage, table: str, *, complete: Mapping[str, bool] | None = None
+) -> tuple[list[FullBackup], list[changes.ChangeSet]]:
     backups = []
-    for ref in catalog.refs(storage, table):
-        if not catalog.is_complete(storage, ref):
+    refs = catalog.refs(storage, table) if complete is None else _refs(storage, table, complete)
+    for ref in refs:
+        if complete is None and not catalog.is_complete(storage, ref):
             continue
         try:
             facts = catalog.load_descriptor(storage, ref)["backup"]
@@ -95,6 +101,14 @@ def _history(storage: Storage, table: str) -> tuple[list[FullBackup], list[chang
             )
         )
     return backups, changes.change_sets(storage, table)
+
+
+def _refs(storage: Storage, table: str, complete: Mapping[str, bool]) -> list[BackupRef]:
+    return [
+        BackupRef(repo=storage.url, table=table, backup_id=bid)
+        for bid in sorted(complete)
+        if complete[bid]
+    ]
 
 
 def _window(c: changes.ChangeSet) -> Window:

@@ -19,9 +19,11 @@ from hippolyte.core.chain import FullBackup, Gap, Window, covered
 from hippolyte.core.config import CAPTURE_LAG_SECONDS, Copy, Retention, Settings
 from hippolyte.core.errors import BackupCorrupt, HippolyteError, NotFound
 from hippolyte.core.messages import ChangesState, gap_explanation
-from hippolyte.core.model import Json, Selected, TableResult
+from hippolyte.core.model import BackupRef, Json, Selected, TableResult
+from hippolyte.ops import forget
 from hippolyte.ops.context import storage_for
 from hippolyte.ops.discover import discover
+from hippolyte.ops.forget import TableListing
 from hippolyte.ops.pitr import history
 from hippolyte.repo import catalog, changes, drills, manifest, runs
 
@@ -116,9 +118,11 @@ def fleet_status(settings: Settings, *, now: dt.datetime | None = None) -> Statu
             rules=settings.selection.rules(),
             max_attempts=settings.max_attempts,
         ):
+            listed = forget.table_listing(storage, sel.table.name)  # once for all three
             status = table_status(
                 storage,
                 sel,
+                listed,
                 target=target.label,
                 rpo_hours=settings.rpo_hours,
                 last_run=last_run,
@@ -126,10 +130,14 @@ def fleet_status(settings: Settings, *, now: dt.datetime | None = None) -> Statu
                 is_empty=functools.partial(_is_empty, control),
             )
             state = changes_state(
-                storage, sel.table.name, now=now, lag_limit_s=settings.capture_lag_seconds
+                storage,
+                sel.table.name,
+                now=now,
+                lag_limit_s=settings.capture_lag_seconds,
+                listed=listed,
             )
             backups, kept, oldest = retention_state(
-                storage, sel.table.name, settings.retention, now=now
+                storage, sel.table.name, settings.retention, now=now, listed=listed
             )
             status = replace(
                 status, changes=state, backups=backups, kept=kept, oldest_restorable=oldest
@@ -187,6 +195,7 @@ def _is_empty(control: Any, table: str) -> bool:
 def table_status(
     storage: Storage,
     sel: Selected,
+    listed: TableListing,
     *,
     target: str,
     rpo_hours: float,
@@ -194,11 +203,11 @@ def table_status(
     now: dt.datetime,
     is_empty: Callable[[str], bool] = lambda name: False,
 ) -> TableStatus:
-    """``is_empty`` tells whether a table without a backup holds nothing (so is not late)."""
+    """``listed``: what the repository holds of the table; ``is_empty`` tells whether a table
+    without a backup holds nothing (so is not late)."""
     name = sel.table.name
-    for ref in reversed(list(catalog.refs(storage, name))):
-        if not catalog.is_complete(storage, ref):
-            continue
+    for bid in sorted((b.id for b in listed.backups if b.complete), reverse=True):
+        ref = BackupRef(repo=storage.url, table=name, backup_id=bid)
         try:
             summary = catalog.summary(storage, ref)
         except HippolyteError:
@@ -248,13 +257,18 @@ def _outcome(result: TableResult) -> str:
 
 
 def retention_state(
-    storage: Storage, table: str, retention: Retention | None, *, now: dt.datetime
+    storage: Storage,
+    table: str,
+    retention: Retention | None,
+    *,
+    now: dt.datetime,
+    listed: TableListing | None = None,
 ) -> tuple[int, int | None, dt.datetime | None]:
     """(committed backups, how many ``retention`` keeps or None, the oldest restorable time:
-    the oldest committed backup the policy keeps). The policy is decided, nothing removed."""
-    from hippolyte.ops import forget
-
-    backups, windows = forget.listing(storage, [table])
+    the oldest committed backup the policy keeps). The policy is decided, nothing removed.
+    ``listed``: the table's listing when already read."""
+    listed = listed or forget.table_listing(storage, table)
+    backups, windows = listed.backups, ({table: listed.windows} if listed.windows else {})
     complete = sorted(b.start for b in backups if b.complete)
     if not complete:
         return 0, (0 if retention is not None else None), None
@@ -281,12 +295,17 @@ def changes_state(
     *,
     now: dt.datetime,
     lag_limit_s: float = CAPTURE_LAG_SECONDS,
+    listed: TableListing | None = None,
 ) -> ChangesState | None:
     """How far ``table``'s change sets reach, their lag at ``now`` and the gaps since its
-    newest full backup; None when it has no change set."""
-    if not storage.list_dirs(f"{table}/{changes.CHANGES}"):
+    newest full backup; None when it has no change set. ``listed``: the table's listing
+    when already read."""
+    if listed is not None:
+        backups, windows = listed.full, listed.windows
+    elif not storage.list_dirs(f"{table}/{changes.CHANGES}"):
         return None  # never captured: its backups need not be read
-    backups, windows = history(storage, table)
+    else:
+        backups, windows = history(storage, table)
     if not windows:
         return None
     newest = max(w.end for w in windows)
