@@ -136,8 +136,12 @@ def _worker_with_a_checkpointed_unit(scheduler: str, storage: Any) -> str:
 
 
 def test_unreachable_scheduler_is_a_clear_error(
-    dynalite: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    dynalite: Server,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    monkeypatch.setattr(dask_engine, "CONNECT_TIMEOUT", "1s")  # (nothing listens there)
     table = db_for(dynalite).table(items=[{"pk": {"S": "a"}}])
     code, _, err = run(
         capsys,

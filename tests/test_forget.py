@@ -27,9 +27,10 @@ DESC = {
 NOW = dt.datetime(2026, 11, 29, 12, 0, tzinfo=dt.UTC)
 
 
-def a_year(storage: Any, table: str = "orders") -> list[str]:
+def a_year(storage: Any, table: str = "orders", *, days: int = 365) -> list[str]:
+    """A daily backup of ``table`` for each of the last ``days`` days, newest first."""
     ids = []
-    for day in range(365):
+    for day in range(days):
         at = NOW - dt.timedelta(days=day, hours=11, minutes=50)
         ref = BackupRef(repo=storage.url, table=table, backup_id=manifest.backup_id(at))
         out = DataFileWriter(storage, prefix=ref.prefix, key=manifest.data_key(0, 0))

@@ -33,6 +33,7 @@ from hippolyte.core.pacing import TokenBucket
 from hippolyte.engines.segment import SegmentJob, scan_segment
 
 TASK_RETRIES = 3
+CONNECT_TIMEOUT = "10s"  # how long to try to reach a scheduler before saying it cannot
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,7 +104,7 @@ def connect(scheduler: str) -> Any:
         client = _clients.get(scheduler)
         if client is None or client.status not in ("running", "connecting"):
             try:
-                client = Client(scheduler, set_as_default=False, timeout="10s")
+                client = Client(scheduler, set_as_default=False, timeout=CONNECT_TIMEOUT)
             except OSError as exc:
                 raise ConfigError(
                     f"cannot reach the Dask scheduler at {scheduler}: {exc}"
