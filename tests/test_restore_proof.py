@@ -20,6 +20,7 @@ from hippolyte.core.events import Event, Note
 from hippolyte.formats.base import KeySchema
 from hippolyte.formats.open import open_source
 from hippolyte.ops import copy as copy_op
+from hippolyte.ops import restore as restore_ops
 from hippolyte.ops import restore_check
 from hippolyte.ops.backup import BackupParams, backup_tables
 from hippolyte.ops.restore import RestoreParams, restore
@@ -161,7 +162,7 @@ def test_another_key_schema_is_checked_in_full_and_not_recorded(
     before = source.storage.get_bytes(source.prefix + proofs.PROOF)
     schema = KeySchema(attributes=(("customer", "S"),))
     checks = restore_check.check_backup(
-        source, schema=schema, workers=2, pool=None, emit=lambda e: None, table="t"
+        source, schema=schema, workers=2, emit=lambda e: None, table="t"
     )
     assert sum(c.items for c in checks.values()) == 30
     assert source.storage.get_bytes(source.prefix + proofs.PROOF) == before
@@ -274,23 +275,21 @@ def test_verify_items_reads_each_file_once_and_still_catches_a_changed_byte(
 # -- the read-back: pages read here, digested in workers ---------------------------------------
 
 
-def _read_back(db: Db, table: str, *, processes: int) -> Any:
+def _read_back(db: Db, table: str, *, processes: int, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The proof's read-back of ``table``, its pages digested by ``processes`` processes
+    (threads for one)."""
     from hippolyte.adapters import dynamodb
-    from hippolyte.engines import proof_scan
-    from hippolyte.engines.pool import cpu_pool
-    from hippolyte.ops.restore import table_digest
 
-    info = dynamodb.describe(db.client, table)
-    with cpu_pool(processes, threads=2, imports=proof_scan.POOL_IMPORTS) as pool:
-        return table_digest(
-            db.conn,
-            table=table,
-            info=info,
-            workers=3,
-            stop=threading.Event(),
-            on_demand_units=4000.0,
-            pool=pool,
-        )
+    monkeypatch.setattr(restore_check, "PROCESS_MIN_ITEMS", 0)
+    monkeypatch.setattr(restore_ops, "cpus", lambda: processes)
+    return restore_ops.table_digest(
+        db.conn,
+        table=table,
+        info=dynamodb.describe(db.client, table),
+        workers=3,
+        stop=threading.Event(),
+        on_demand_units=4000.0,
+    )
 
 
 def test_the_read_back_in_workers_equals_botocores_and_the_items_digest(
@@ -317,9 +316,9 @@ def test_the_read_back_in_workers_equals_botocores_and_the_items_digest(
     ]
     table = db.table(items=items)
     expected = digest_of([encode_item(i) for i in items])
-    direct = _read_back(db, table, processes=2)
+    direct = _read_back(db, table, processes=2, monkeypatch=monkeypatch)
     monkeypatch.setattr(dynamodb_direct, "open_caller", lambda conn, client: None)
-    through_botocore = _read_back(db, table, processes=1)
+    through_botocore = _read_back(db, table, processes=1, monkeypatch=monkeypatch)
     assert direct.count == through_botocore.count == len(items)
     assert direct.hex == through_botocore.hex == expected.hex
 
@@ -338,6 +337,7 @@ def test_faults_of_the_read_back_are_retried(
     source = _backup(db, items, tmp_path / "repo", key=ORDER_KEY)
     monkeypatch.setattr(restore_check, "PROCESS_MIN_ITEMS", 0)
     monkeypatch.setattr(restore_check, "cpus", lambda: 2)
+    monkeypatch.setattr(restore_ops, "cpus", lambda: 2)  # the proof's processes
     faults = ["throttle", "500", "drop", "crc", "garbage"]
     schedule = [step for fault in faults for step in ("ok", fault)]
     with FaultProxy(upstream=dynalite.endpoint_url, operation="Scan", schedule=schedule) as proxy:

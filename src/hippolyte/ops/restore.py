@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -95,38 +94,8 @@ def restore(
             table=table,
         )
     )
-    return _restore(
-        source,
-        conn=conn,
-        table=table,
-        params=params,
-        desc=desc,
-        schema=schema,
-        emit=emit,
-        stop=stop,
-        control=control,
-        state=state,
-    )
-
-
-def _restore(
-    source: Source,
-    *,
-    conn: aws.Connection,
-    table: str,
-    params: RestoreParams,
-    desc: Json,
-    schema: KeySchema,
-    emit: Emit,
-    stop: threading.Event,
-    control: Any,
-    state: RestoreState,
-) -> RestoreReport:
-    # The check pass and the proof's digest each spread over processes of their own: the
-    # proof's import what its digests need only (``proof_scan.POOL_IMPORTS``), ~0.05 s of CPU
-    # where the check's, which read the repository, import boto3 too (~0.3 s).
     checks = restore_check.check_backup(
-        source, schema=schema, workers=params.workers, pool=None, emit=emit, table=table
+        source, schema=schema, workers=params.workers, emit=emit, table=table
     )
     todo = [f for f in source.files if f.key not in set(state.done_files)]
     current = prepare_target(control, desc, table=table, params=params, state=state, emit=emit)
@@ -285,55 +254,21 @@ def table_digest(
     stop: threading.Event,
     on_demand_units: float,
     expected_items: int = 0,
-    pool: Executor | None = None,
 ) -> Digest:
     """Scan the restored table (all of its read capacity: nobody else uses it yet) and digest
-    its pages as they arrive, in ``pool`` or in a pool of its own: processes (one per core)
-    when the table is large."""
-    if pool is None:
-        large = expected_items >= restore_check.PROCESS_MIN_ITEMS
-        processes = min(cpus(), workers) if large else 1
-        with cpu_pool(processes, threads=1, imports=proof_scan.POOL_IMPORTS) as own:
-            return _scan_digest(
-                conn,
-                table=table,
-                info=info,
-                workers=workers,
-                stop=stop,
-                on_demand_units=on_demand_units,
-                pool=own,
-                ahead=2 * processes,
-            )
-    return _scan_digest(
-        conn,
-        table=table,
-        info=info,
-        workers=workers,
-        stop=stop,
-        on_demand_units=on_demand_units,
-        pool=pool,
-        ahead=2 * workers,
-    )
-
-
-def _scan_digest(
-    conn: aws.Connection,
-    *,
-    table: str,
-    info: TableInfo,
-    workers: int,
-    stop: threading.Event,
-    on_demand_units: float,
-    pool: Executor,
-    ahead: int,
-) -> Digest:
+    its pages as they arrive, in processes of their own (one per core) when the table is
+    large, importing only what the digests need (``proof_scan.POOL_IMPORTS``: ~0.05 s of CPU
+    to start, where processes with the check pass's imports cost ~0.3 s)."""
+    large = expected_items >= restore_check.PROCESS_MIN_ITEMS
+    processes = min(cpus(), workers) if large else 1
     rate = on_demand_units if info.on_demand else float(max(info.read_capacity, 1))
-    return proof_scan.scan_digest(
-        conn,
-        table=table,
-        total_segments=workers,
-        bucket=TokenBucket(rate=rate),
-        stop=stop,
-        pool=pool,
-        ahead=ahead,
-    )
+    with cpu_pool(processes, threads=1, imports=proof_scan.POOL_IMPORTS) as pool:
+        return proof_scan.scan_digest(
+            conn,
+            table=table,
+            total_segments=workers,
+            bucket=TokenBucket(rate=rate),
+            stop=stop,
+            pool=pool,
+            ahead=2 * processes,
+        )

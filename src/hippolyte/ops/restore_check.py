@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 
 from hippolyte.adapters.storage import Storage
 from hippolyte.core.errors import HippolyteError
@@ -50,13 +50,9 @@ def check_files(
     *,
     schema: KeySchema,
     workers: int,
-    pool: Executor | None = None,
 ) -> list[FileCheck]:
-    """Check and digest every file, in ``pool`` or in a pool of its own: for a large backup over
-    processes (``processes_for``)."""
+    """Check and digest every file, for a large backup over processes (``processes_for``)."""
     check = functools.partial(check_file, source, schema=schema, digest=True)
-    if pool is not None:
-        return list(pool.map(check, files))
     processes = min(processes_for(files, workers=workers), len(files))
     with cpu_pool(processes, threads=workers, imports=[__name__]) as own:
         return list(own.map(check, files))
@@ -67,7 +63,6 @@ def check_backup(
     *,
     schema: KeySchema,
     workers: int,
-    pool: Executor | None,
     emit: Emit,
     table: str,
     check: Callable[[list[SourceFile]], list[FileCheck]] | None = None,
@@ -98,7 +93,7 @@ def check_backup(
     results = (
         check(source.files)
         if check is not None
-        else check_files(source, source.files, schema=schema, workers=workers, pool=pool)
+        else check_files(source, source.files, schema=schema, workers=workers)
     )
     checks = dict(zip(source.files, results, strict=True))
     _record(source, schema, checks, emit=emit, table=table)
@@ -178,7 +173,7 @@ def check_items(
         source = open_backup(storage, ref.prefix, location=str(ref))
         schema = source.schema()
         assert schema is not None  # our format always records its table's description
-        check_backup(source, schema=schema, workers=workers, pool=None, emit=emit, table=ref.table)
+        check_backup(source, schema=schema, workers=workers, emit=emit, table=ref.table)
     except HippolyteError as exc:
         return [str(exc)]
     return []

@@ -77,7 +77,6 @@ def restore_over_dask(
         source,
         schema=schema,
         workers=params.workers,
-        pool=None,
         emit=emit,
         table=table,
         check=on_the_cluster,

@@ -104,9 +104,7 @@ def restore_by_import(
             "(nothing was changed)"
         )
     emit(Note(text=f"checking {len(source.files)} files before importing anything", table=table))
-    checks = check_backup(
-        source, schema=schema, workers=params.workers, pool=None, emit=emit, table=table
-    )
+    checks = check_backup(source, schema=schema, workers=params.workers, emit=emit, table=table)
     report = RestoreReport(table=table, source=source.location)
     for check in checks.values():
         assert check.digest is not None
