@@ -34,7 +34,7 @@ RAW_ITEMS = "HippolyteRawItems"
 CRC_MISMATCH = "HippolyteCrc32Mismatch"
 
 
-class ScanBody(msgspec.Struct):
+class _ScanBody(msgspec.Struct):
     # msgspec.Raw cannot be part of a union with None: an empty Raw means "absent"
     Items: list[msgspec.Raw] = []
     Count: int = 0
@@ -43,7 +43,7 @@ class ScanBody(msgspec.Struct):
     ConsumedCapacity: msgspec.Raw = msgspec.Raw()
 
 
-_decoder = msgspec.json.Decoder(ScanBody)
+_decoder = msgspec.json.Decoder(_ScanBody)
 
 
 def _split_scan_body(
@@ -62,7 +62,7 @@ def _split_scan_body(
         customized_response_dict[CRC_MISMATCH] = True
         return
     try:
-        page = split_scan_body(body)
+        page = _decoder.decode(body)
     except msgspec.DecodeError:
         log.debug("Scan body did not decode raw; using the stock parser")
         return
@@ -72,15 +72,10 @@ def _split_scan_body(
     if page.ConsumedCapacity:
         rest.append(b'"ConsumedCapacity":' + bytes(page.ConsumedCapacity))
     response_dict["body"] = b"{" + b",".join(rest) + b"}"
-    customized_response_dict[RAW_ITEMS] = [one_line(bytes(r)) for r in page.Items]
+    customized_response_dict[RAW_ITEMS] = [_one_line(bytes(r)) for r in page.Items]
 
 
-def split_scan_body(body: bytes) -> ScanBody:
-    """A Scan answer with its items left as raw JSON, not decoded."""
-    return _decoder.decode(body)
-
-
-def one_line(raw: bytes) -> bytes:
+def _one_line(raw: bytes) -> bytes:
     # JSON Lines needs each item on one line; a server that pretty-prints gets re-encoded.
     if b"\n" in raw or b"\r" in raw:
         return orjson.dumps(orjson.loads(raw))

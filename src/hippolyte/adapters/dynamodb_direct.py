@@ -289,7 +289,7 @@ def scan(
     limit: int | None,
 ) -> ScanAnswer:
     """One page of one segment, eventually consistent, with its consumed capacity; its items
-    left in the body (``dynamodb.split_scan_body`` cuts them out)."""
+    left in the body (``proof.digest_of_answer`` digests them from there)."""
     request: Json = {"TableName": table, "ReturnConsumedCapacity": "TOTAL"}
     if total_segments > 1:
         request["Segment"], request["TotalSegments"] = segment, total_segments
