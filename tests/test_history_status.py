@@ -505,3 +505,44 @@ def test_status_reports_what_a_copy_destination_lacks(
     code, out, err = run(capsys, "--config", str(cfg), "status", "--json")
     assert code == 0, err
     assert [c["behind"] for c in orjson.loads(out)["copies"]] == [0, 0]
+
+
+def test_a_dashboard_row_with_retention_reads_the_table_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With [retention], a dashboard row's backups, retention and changes come from one
+    listing of the table (its completeness listed once, each descriptor read once for the
+    changes), and say what each part alone says."""
+    from hippolyte.ops import dashboard
+    from hippolyte.ops.status import retention_state
+
+    storage = open_storage(str(tmp_path / "repo"))
+    now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    for day in range(4):
+        write_backup(storage, "orders", start=now - dt.timedelta(days=day, hours=1))
+    write_changes(storage, "orders", start=ago(3700, now), end=ago(10, now))
+    settings = validate(
+        {"repository": str(tmp_path / "repo"), "retention": {"keep_last": 2}}, source="test"
+    )
+    expected_backups, expected_kept, _ = retention_state(
+        storage, "orders", settings.retention, now=now
+    )
+    expected_changes = changes_state(storage, "orders", now=now, lag_limit_s=600)
+    assert expected_changes is not None
+
+    calls: Counter[str] = Counter()
+    for name in ("completeness", "is_complete", "load_descriptor"):
+        real = getattr(catalog, name)
+
+        def counted(storage: Storage, of: Any, _real: Any = real, _name: str = name) -> Any:
+            calls[_name] += 1
+            return _real(storage, of)
+
+        monkeypatch.setattr(catalog, name, counted)
+    row = dashboard.table_row(storage, "orders", now=now, settings=settings, memo={})
+    assert (row["backups"], row["kept"]) == (expected_backups, expected_kept) == (4, 2)
+    assert row["changes"]["changeSets"] == expected_changes.change_sets
+    assert row["changes"]["gaps"] == len(expected_changes.gaps)
+    # one listing; the 4 descriptors once for the changes, then the newest ones' facts
+    assert calls["completeness"] == 1
+    assert calls["load_descriptor"] == 4 + len(row["trend"])

@@ -28,6 +28,7 @@ from hippolyte.core.model import BackupRef, Json, Selected
 from hippolyte.ops.context import storage_for
 from hippolyte.ops.dashboard_coverage import Discovered, known_uncovered
 from hippolyte.ops.dashboard_runs import newest_plan, read_runs
+from hippolyte.ops.forget import TableListing, table_listing
 from hippolyte.ops.status import changes_state, last_run_states, retention_state
 from hippolyte.repo import catalog, drills, manifest, runs
 
@@ -195,7 +196,9 @@ def table_row(
 ) -> dict[str, Any]:
     """One table's facts from the repository: its newest committed backup, the trend of its
     newest ``trend`` committed backups, its change capture and its restorable range."""
-    ids, committed = _committed(storage, table)
+    # with [retention], the policy needs the whole listing: read it once for all that follows
+    listed = table_listing(storage, table) if settings.retention is not None else None
+    ids, committed = _committed(storage, table, listed)
     newest: list[tuple[str, Json]] = []  # newest first
     for bid in reversed(ids):
         if len(newest) == trend:
@@ -218,8 +221,13 @@ def table_row(
             unreadable=facts.get("error"),
             trend=[[f.get("durationS"), f.get("bytes")] for _, f in reversed(newest)],
         )
-        row.update(_range(storage, table, ids, committed, newest[0][0], settings=settings, now=now))
-    state = changes_state(storage, table, now=now, lag_limit_s=settings.capture_lag_seconds)
+        bounds = _range(
+            storage, table, ids, committed, newest[0][0], settings=settings, now=now, listed=listed
+        )
+        row.update(bounds)
+    state = changes_state(
+        storage, table, now=now, lag_limit_s=settings.capture_lag_seconds, listed=listed
+    )
     if state is not None:
         row["changes"] = {
             "changeSets": state.change_sets,
@@ -234,10 +242,16 @@ def table_row(
     return row
 
 
-def _committed(storage: Storage, table: str) -> tuple[list[str], Callable[[str], bool]]:
-    """A table's backup ids, oldest first, and whether one is committed. On S3 from one
-    listing of the table's keys (a request per 1,000 keys, not a HEAD per backup); in a
-    folder each marker is looked up when asked (a stat), the newest and oldest only."""
+def _committed(
+    storage: Storage, table: str, listed: TableListing | None = None
+) -> tuple[list[str], Callable[[str], bool]]:
+    """A table's backup ids, oldest first, and whether one is committed: from ``listed`` when
+    read already; else on S3 from one listing of the table's keys (a request per 1,000 keys,
+    not a HEAD per backup); in a folder each marker is looked up when asked (a stat), the
+    newest and oldest only."""
+    if listed is not None:
+        done = {b.id: b.complete for b in listed.backups}
+        return sorted(done), done.__getitem__
     if storage.bucket is not None:
         done = catalog.completeness(storage, table)
         return sorted(done), done.__getitem__
@@ -257,12 +271,15 @@ def _range(
     *,
     settings: Settings,
     now: dt.datetime,
+    listed: TableListing | None = None,
 ) -> Json:
     """How many committed backups, how many ``[retention]`` keeps, and the restorable range:
     from the oldest (kept) committed backup to the newest (or to its changes' end)."""
     until = manifest.iso(manifest.parse_backup_id(newest))
     if settings.retention is not None:
-        count, kept, oldest = retention_state(storage, table, settings.retention, now=now)
+        count, kept, oldest = retention_state(
+            storage, table, settings.retention, now=now, listed=listed
+        )
         first = manifest.iso(oldest) if oldest else None
         return {"backups": count, "kept": kept, "oldestRestorable": first, "restorableUntil": until}
     # without [retention], count the backups by their folders and look for the oldest marker

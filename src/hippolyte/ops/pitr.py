@@ -84,11 +84,11 @@ def history(
 def _history(
     storage: Storage, table: str, *, complete: Mapping[str, bool] | None = None
 ) -> tuple[list[FullBackup], list[changes.ChangeSet]]:
+    if complete is None:
+        complete = catalog.completeness(storage, table)
     backups = []
-    refs = catalog.refs(storage, table) if complete is None else _refs(storage, table, complete)
-    for ref in refs:
-        if complete is None and not catalog.is_complete(storage, ref):
-            continue
+    for bid in sorted(b for b, done in complete.items() if done):
+        ref = BackupRef(repo=storage.url, table=table, backup_id=bid)
         try:
             facts = catalog.load_descriptor(storage, ref)["backup"]
         except BackupNotFound:
@@ -101,14 +101,6 @@ def _history(
             )
         )
     return backups, changes.change_sets(storage, table)
-
-
-def _refs(storage: Storage, table: str, complete: Mapping[str, bool]) -> list[BackupRef]:
-    return [
-        BackupRef(repo=storage.url, table=table, backup_id=bid)
-        for bid in sorted(complete)
-        if complete[bid]
-    ]
 
 
 def _window(c: changes.ChangeSet) -> Window:

@@ -267,7 +267,8 @@ def retention_state(
     """(committed backups, how many ``retention`` keeps or None, the oldest restorable time:
     the oldest committed backup the policy keeps). The policy is decided, nothing removed.
     ``listed``: the table's listing when already read."""
-    listed = listed or forget.table_listing(storage, table)
+    if listed is None:
+        listed = forget.table_listing(storage, table)
     backups, windows = listed.backups, ({table: listed.windows} if listed.windows else {})
     complete = sorted(b.start for b in backups if b.complete)
     if not complete:
